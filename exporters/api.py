@@ -1,0 +1,68 @@
+"""``export()``: one verb for every format; the exporter modules only build and verify their artifact."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from ..bundle import write_manifest
+from ..errors import NumericMismatchError
+from ..io import atomic_dir, check_writable_dir, write_json
+from ..rundir import PrunedRun, open_run
+from . import get_exporter
+from .base import ExportConfig, ExportResult
+
+VERIFICATION_JSON = "verification.json"
+REPORT_JSON = "export_report.json"
+
+
+class Exporter:
+    """Base class. Subclasses register with ``@register_exporter(name)`` and implement ``build``."""
+
+    format_name = ""
+    ATOL = 1e-4  # fp32 logits vs PyTorch
+    MAX_POINTS = 0.5  # quantized: task metric within this many percentage points
+
+    def __init__(self, config: ExportConfig) -> None:
+        self.config = config
+
+    def check_config(self, run: PrunedRun) -> None:
+        """Raise ConfigError for combinations this format cannot produce (before any work is done)."""
+
+    def build(self, run: PrunedRun, out_dir: Path) -> dict[str, Any]:
+        """Write the artifact into ``out_dir``; return a report with at least ``artifact`` (file name),
+        ``verification`` (see :func:`base.verification_record`) and ``manifest`` (extra manifest fields)."""
+        raise NotImplementedError
+
+
+def export(run_dir: str | os.PathLike[str], config: ExportConfig, out: str | os.PathLike[str]) -> ExportResult:
+    """Export a compress run (or a dense checkpoint) into a verified bundle directory at ``out``.
+
+    Nothing is left at ``out`` unless the artifact was built and verified.
+    """
+    run = open_run(run_dir)
+    exporter: Exporter = get_exporter(config.format)(config)
+    exporter.check_config(run)
+    out = check_writable_dir(out)
+    with atomic_dir(out) as tmp:
+        report = exporter.build(run, tmp)
+        verification = report.get("verification", {})
+        write_json(tmp / VERIFICATION_JSON, verification)
+        write_json(tmp / REPORT_JSON, {k: v for k, v in report.items() if k != "manifest"})
+        if config.verify and not verification.get("passed", False):
+            raise NumericMismatchError(
+                f"{config.format} {config.dtype} artifact failed verification against PyTorch: "
+                f"{verification.get('reason', 'no verification record')}; nothing was written")
+        fields = {
+            "format": config.format,
+            "artifact": report["artifact"],
+            "dtype": config.dtype,
+            "mode": config.mode,
+            "seq_len": config.seq_len,
+            "task": config.task or run.task,
+            "compression": run.info.get("compression", {}),
+            "verification": VERIFICATION_JSON,
+            **report.get("manifest", {}),
+        }
+        write_manifest(tmp, fields)
+    return ExportResult(Path(out), Path(out) / report["artifact"], verification, report)

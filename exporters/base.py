@@ -1,0 +1,86 @@
+"""What every exporter shares: its config, its result and how artifacts are verified against PyTorch."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import ConfigError
+
+DTYPES = ("fp32", "fp16", "int8", "int8-dynamic")
+MODES = ("packed", "structured", "dense")
+
+
+@dataclass(frozen=True)
+class ExportConfig:
+    format: str
+    dtype: str = "fp32"
+    mode: str = "packed"
+    seq_len: int | None = 128  # None = dynamic
+    batch: int | None = None  # None = dynamic
+    data_dir: str | None = None  # GLUE folder for verification / calibration
+    task: str | None = None  # GLUE key; defaults to the run's task
+    verify_examples: int = 256
+    calib_examples: int = 64
+    verify: bool = True
+
+    def __post_init__(self) -> None:
+        if self.dtype not in DTYPES:
+            raise ConfigError(f"unknown --dtype {self.dtype!r}; choose one of: {', '.join(DTYPES)}")
+        if self.mode not in MODES:
+            raise ConfigError(f"unknown --mode {self.mode!r}; choose one of: {', '.join(MODES)}")
+        if self.seq_len is not None and not 1 <= self.seq_len <= 4096:
+            raise ConfigError(f"--seq-len must be between 1 and 4096 or 'dynamic', got {self.seq_len}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class ExportResult:
+    bundle_dir: Path
+    artifact: Path
+    verification: dict[str, Any] = field(default_factory=dict)
+    report: dict[str, Any] = field(default_factory=dict)
+
+
+def metric_points_diff(a: float, b: float) -> float:
+    """Difference of two fractions in percentage points."""
+    return abs(a - b) * 100.0
+
+
+def verification_record(torch_logits: np.ndarray, artifact_logits: np.ndarray, labels: np.ndarray, task_spec,
+                        dtype: str, atol: float, max_points: float) -> dict[str, Any]:
+    """The verification.json record shared by all exporters.
+
+    fp32 must agree within ``atol`` on logits and give the same metric; quantized artifacts must keep
+    the task metric within ``max_points`` percentage points.
+    """
+    from ..data.metrics import compute_metrics
+
+    diff = float(np.max(np.abs(torch_logits.astype(np.float64) - artifact_logits.astype(np.float64))))
+    m_torch = compute_metrics(task_spec, torch_logits, labels)["main"]
+    m_art = compute_metrics(task_spec, artifact_logits, labels)["main"]
+    points = metric_points_diff(m_torch, m_art)
+    if dtype == "fp32":
+        passed = diff <= atol and points == 0.0
+        reason = None if passed else f"fp32 logits differ by {diff:.3g} (atol {atol:g}) / metric by {points:.2f} points"
+    else:
+        passed = bool(np.isfinite(artifact_logits).all()) and points <= max_points
+        reason = None if passed else (f"{dtype} metric differs by {points:.2f} points (allowed {max_points})"
+                                      if np.isfinite(artifact_logits).all() else f"{dtype} artifact produced NaN/Inf")
+    return {
+        "passed": bool(passed),
+        "reason": reason,
+        "dtype": dtype,
+        "num_examples": int(len(labels)),
+        "max_abs_diff": diff,
+        "atol": atol if dtype == "fp32" else None,
+        "metric": task_spec.metric,
+        "metric_torch": float(m_torch),
+        "metric_artifact": float(m_art),
+        "metric_diff_points": float(points),
+        "max_points": 0.0 if dtype == "fp32" else max_points,
+    }
