@@ -1,0 +1,45 @@
+"""Shared session fixtures: tiny real checkpoints (built once per session) and the shared GLUE folder."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("WANDB_DISABLED", "true")
+
+
+def _tiny(tmp_path_factory: pytest.TempPathFactory, arch: str) -> Path:
+    from edgeprune.testing import build_tiny_checkpoint
+
+    return build_tiny_checkpoint(arch, tmp_path_factory.mktemp(f"tiny_{arch}"))
+
+
+@pytest.fixture(scope="session")
+def tiny_bert(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny randomly initialised BERT sequence classifier (2 labels) with its own tokenizer."""
+    return _tiny(tmp_path_factory, "bert")
+
+
+@pytest.fixture(scope="session")
+def tiny_roberta(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _tiny(tmp_path_factory, "roberta")
+
+
+@pytest.fixture(scope="session")
+def tiny_distilbert(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _tiny(tmp_path_factory, "distilbert")
+
+
+@pytest.fixture(scope="session")
+def glue() -> Path:
+    """The shared real GLUE folder (read-only; never copy it into the repo)."""
+    from edgeprune.testing import glue_dir
+
+    path = glue_dir()
+    if not (path / "MRPC" / "train.tsv").is_file():
+        pytest.fail(f"shared GLUE data not found at {path}; set EDGEPRUNE_GLUE")
+    return path
