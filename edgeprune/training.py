@@ -308,14 +308,11 @@ def saved_config(out_dir: str | os.PathLike[str]) -> TrainConfig | None:
         raise ConfigError(f"{path} is not an edgeprune finetune config ({e}); use another --out") from None
 
 
-def _prepare_out(out: Path, cfg: TrainConfig, resume: bool, overwrite: bool) -> None:
+def _check_out(out: Path, cfg: TrainConfig, resume: bool, overwrite: bool) -> None:
+    """Refuse to clobber a run unless asked; has no side effects (so bad data cannot cost a finished run)."""
     check_writable_dir(out)
     state = run_state(out)
-    if state != "empty" and overwrite:
-        for name in (METRICS_JSON, CONFIG_JSON):
-            (out / name).unlink(missing_ok=True)
-        for name in (CHECKPOINTS, MODEL_DIR):
-            shutil.rmtree(out / name, ignore_errors=True)
+    if overwrite:
         return
     if state == "finished" and not resume:
         raise ConfigError(f"{out} already holds a finished run; pass --overwrite to replace it or choose another --out")
@@ -324,8 +321,16 @@ def _prepare_out(out: Path, cfg: TrainConfig, resume: bool, overwrite: bool) -> 
     if resume and state != "empty":
         old = saved_config(out)
         if old is not None and old != cfg:
-            diff = [f"{k}: {v!r} -> {cfg.to_dict()[k]!r}" for k, v in old.to_dict().items() if cfg.to_dict()[k] != v]
+            new = cfg.to_dict()
+            diff = [f"{k}: {v!r} -> {new[k]!r}" for k, v in old.to_dict().items() if new[k] != v]
             raise ConfigError(f"--resume needs the settings of the interrupted run ({'; '.join(diff)})")
+
+
+def _clear_out(out: Path) -> None:
+    for name in (METRICS_JSON, CONFIG_JSON):
+        (out / name).unlink(missing_ok=True)
+    for name in (CHECKPOINTS, MODEL_DIR):
+        shutil.rmtree(out / name, ignore_errors=True)
 
 
 def _is_main_process() -> bool:
@@ -349,12 +354,14 @@ def finetune(model: Any, task: str | TaskSpec, data_dir: str | os.PathLike[str] 
     out = Path(out_dir)
     if resume and run_state(out) == "finished" and not overwrite:
         return read_json(out / METRICS_JSON)
-    _prepare_out(out, cfg, resume, overwrite)
+    _check_out(out, cfg, resume, overwrite)
     train = load_split(spec, "train", data_dir, limit=cfg.train_limit)
     dev = load_split(spec, "dev", data_dir, limit=cfg.eval_limit)
     set_seed(cfg.seed)  # the new classifier head is drawn from this seed
     m, tok = load_for_task(model, spec, new_head=True)
     if _is_main_process():
+        if overwrite:
+            _clear_out(out)
         import torch
         import transformers
 
