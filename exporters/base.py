@@ -25,6 +25,7 @@ class ExportConfig:
     verify_examples: int = 256
     calib_examples: int = 64
     verify: bool = True
+    tflite_sparsity: bool = False  # tflite only: also apply TFLite's native sparse weight encoding
 
     def __post_init__(self) -> None:
         if self.dtype not in DTYPES:

@@ -1,0 +1,186 @@
+"""One pruned linear layer ``y = x @ W.T + b`` written as TFLite builtins, in several formulations.
+
+The block structure becomes speed only through the graph's shape (TFLite's native sparse encoding
+is never faster, see shared/docs/env.md Exp 5), so each formulation is plain dense kernels on less
+data:
+
+* ``dense``      FULLY_CONNECTED on the whole (zero-masked) weight.
+* ``cols``       GATHER of the kept input columns, then a smaller FULLY_CONNECTED.
+* ``rows_cols``  ``cols`` restricted to the kept output rows, scattered back with one GATHER
+                 (pruned rows output their bias).
+* ``segments``   output rows in groups of ``R``; each group keeps its own ``k`` input columns
+                 (balanced by padding with zero weights): GATHER [T,G,k] -> TRANSPOSE ->
+                 BATCH_MATMUL [G,k,R] -> TRANSPOSE -> RESHAPE.
+* ``segments_t`` the same in the transposed activation layout: TRANSPOSE x once, GATHER rows
+                 (contiguous copies) -> BATCH_MATMUL [G,R,k] x [G,k,T] -> RESHAPE -> TRANSPOSE.
+
+:func:`candidates` lists the formulations a weight's mask allows; the exporter times them on the
+runtime (see ``tflite.time_linear``) and keeps the fastest per layer.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+KINDS = ("dense", "cols", "rows_cols", "segments", "segments_t")
+# only formulations that save at least this fraction of the dense MACs are worth timing
+MIN_SAVING = 0.15
+
+
+@dataclass
+class Formulation:
+    """A concrete formulation: its kind, the constant arrays it needs and its shape facts."""
+
+    kind: str
+    n_out: int
+    n_in: int
+    arrays: dict[str, np.ndarray]
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def macs_per_token(self) -> int:
+        m = self.meta
+        if self.kind == "dense":
+            return self.n_in * self.n_out
+        if self.kind == "cols":
+            return m["k"] * self.n_out
+        if self.kind == "rows_cols":
+            return m["k"] * m["rows"]
+        return m["groups"] * m["k"] * m["R"]  # segments*
+
+    @property
+    def param_count(self) -> int:
+        return int(sum(a.size for k, a in self.arrays.items() if k in ("w", "b")))
+
+    def shape_key(self, tokens: int) -> tuple:
+        """What its latency depends on (not the index values)."""
+        return (self.kind, tokens, self.n_in, self.n_out, tuple(sorted(self.meta.items())))
+
+    def describe(self) -> dict[str, Any]:
+        return {"kind": self.kind, "in": self.n_in, "out": self.n_out, **self.meta,
+                "macs_per_token": self.macs_per_token}
+
+    def __call__(self, x):
+        """Apply to ``x`` of shape [T, n_in] (a tf.Tensor); returns [T, n_out]."""
+        import tensorflow as tf
+
+        a = self.arrays
+        if self.kind == "dense":
+            return tf.matmul(x, a["w"]) + a["b"]
+        if self.kind == "cols":
+            return tf.matmul(tf.gather(x, a["idx"], axis=1), a["w"]) + a["b"]
+        if self.kind == "rows_cols":
+            y = tf.matmul(tf.gather(x, a["idx"], axis=1), a["w"])
+            y = tf.pad(y, [[0, 0], [0, 1]])  # the extra zero column serves the pruned rows
+            return tf.gather(y, a["rows_map"], axis=1) + a["b"]
+        g, r = self.meta["groups"], self.meta["R"]
+        if self.kind == "segments":
+            xg = tf.transpose(tf.gather(x, a["idx"], axis=1), [1, 0, 2])  # [G, T, k]
+            y = tf.transpose(tf.matmul(xg, a["w"]), [1, 0, 2])  # [G, T, R] -> [T, G, R]
+            return tf.reshape(y, [-1, g * r]) + a["b"]
+        if self.kind == "segments_t":
+            xg = tf.gather(tf.transpose(x), a["idx"], axis=0)  # [G, k, T]
+            y = tf.reshape(tf.matmul(a["w"], xg), [g * r, -1])  # [G, R, T] -> [N, T]
+            return tf.transpose(y) + a["b"]
+        raise ValueError(f"unknown formulation {self.kind!r}")
+
+
+def dense(w: np.ndarray, b: np.ndarray) -> Formulation:
+    """``w`` in PyTorch layout [out, in]."""
+    return Formulation("dense", w.shape[0], w.shape[1], {"w": np.ascontiguousarray(w.T, np.float32),
+                                                        "b": b.astype(np.float32)})
+
+
+def cols(w: np.ndarray, b: np.ndarray, keep_cols: np.ndarray) -> Formulation:
+    idx = np.flatnonzero(keep_cols).astype(np.int32)
+    if idx.size == 0:
+        idx = np.zeros(1, np.int32)
+    return Formulation("cols", w.shape[0], w.shape[1],
+                       {"w": np.ascontiguousarray(w[:, idx].T, np.float32), "b": b.astype(np.float32), "idx": idx},
+                       {"k": int(idx.size)})
+
+
+def rows_cols(w: np.ndarray, b: np.ndarray, keep_rows: np.ndarray, keep_cols: np.ndarray) -> Formulation:
+    rows = np.flatnonzero(keep_rows).astype(np.int32)
+    if rows.size == 0:
+        rows = np.zeros(1, np.int32)
+    idx = np.flatnonzero(keep_cols).astype(np.int32)
+    if idx.size == 0:
+        idx = np.zeros(1, np.int32)
+    rows_map = np.full(w.shape[0], rows.size, np.int32)
+    rows_map[rows] = np.arange(rows.size, dtype=np.int32)
+    wk = w[rows][:, idx]
+    return Formulation("rows_cols", w.shape[0], w.shape[1],
+                       {"w": np.ascontiguousarray(wk.T, np.float32), "b": b.astype(np.float32), "idx": idx,
+                        "rows_map": rows_map}, {"k": int(idx.size), "rows": int(rows.size)})
+
+
+def segment_columns(mask: np.ndarray, r: int) -> tuple[np.ndarray, int]:
+    """Per group of ``r`` consecutive output rows, the union of its kept input columns.
+
+    Returns (groups x K bool, k = the largest group's column count).
+    """
+    n, k_in = mask.shape
+    groups = mask.reshape(n // r, r, k_in).any(axis=1)
+    return groups, int(groups.sum(axis=1).max()) if groups.size else 0
+
+
+def segments(w: np.ndarray, b: np.ndarray, mask: np.ndarray, r: int, transposed: bool) -> Formulation:
+    """Balanced column-segment block rows: each group of ``r`` rows gathers the same number of columns."""
+    n, k_in = w.shape
+    groups, k = segment_columns(mask, r)
+    k = max(k, 1)
+    g = n // r
+    idx = np.zeros((g, k), np.int32)
+    wg = np.zeros((g, k, r), np.float32)
+    for gi in range(g):
+        cols_g = np.flatnonzero(groups[gi])
+        pad = np.setdiff1d(np.arange(k_in), cols_g)[: k - cols_g.size]  # zero-weight padding columns
+        sel = np.concatenate([cols_g, pad]).astype(np.int32)
+        idx[gi] = sel
+        wg[gi] = (w[gi * r:(gi + 1) * r][:, sel] * (mask[gi * r:(gi + 1) * r][:, sel] > 0)).T
+    if transposed:
+        return Formulation("segments_t", n, k_in, {"w": np.ascontiguousarray(wg.transpose(0, 2, 1)),
+                                                   "b": b.astype(np.float32), "idx": idx},
+                           {"groups": g, "k": k, "R": r})
+    return Formulation("segments", n, k_in, {"w": wg, "b": b.astype(np.float32), "idx": idx},
+                       {"groups": g, "k": k, "R": r})
+
+
+def segment_sizes(n: int) -> list[int]:
+    """Group heights worth trying: large ones (few, tall groups batch well), dividing ``n``."""
+    cands = {n // 2, n // 3, n // 4, 512, 256, 128, 64, 32, 16}
+    return sorted((r for r in cands if 0 < r < n and n % r == 0), reverse=True)
+
+
+def candidates(w: np.ndarray, b: np.ndarray, mask: np.ndarray | None, *, allow_rows: bool,
+               allow_segments: bool, max_segments: int = 2, layouts: tuple[bool, ...] = (True,)) -> list[Formulation]:
+    """The formulations worth considering for this weight, dense first.
+
+    ``mask`` is [out, in] (nonzero = kept); None means a dense layer. Only formulations that save at
+    least ``MIN_SAVING`` of the dense MACs are listed besides dense. ``layouts`` lists which segment
+    layouts to try (True = transposed); the transposed one won every shape we timed (bench/results/
+    export_tflite.md), so it is the only default.
+    """
+    if mask is None:
+        return [dense(w, b)]
+    m = mask > 0
+    w = w * m
+    out = [dense(w, b)]
+    budget = (1.0 - MIN_SAVING) * w.size
+    keep_cols, keep_rows = m.any(axis=0), m.any(axis=1)
+    if keep_cols.sum() * w.shape[0] <= budget:
+        out.append(cols(w, b, keep_cols))
+    if allow_rows and keep_cols.sum() * keep_rows.sum() <= budget and not keep_rows.all():
+        out.append(rows_cols(w, b, keep_rows, keep_cols))
+    if allow_segments:
+        segs = []
+        for r in segment_sizes(w.shape[0]):
+            _, k = segment_columns(m, r)
+            if k * w.shape[0] <= budget and k < keep_cols.sum():
+                segs.append((k * w.shape[0], -r, r))
+        for _, _, r in sorted(segs)[:max_segments]:
+            out.extend(segments(w, b, m, r, transposed=t) for t in layouts)
+    return out
