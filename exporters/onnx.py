@@ -1,0 +1,352 @@
+"""ONNX exporter: pruned linears become ``ai.edgeprune`` ops over packed initializers, verified in onnxruntime.
+
+Path: load the checkpoint, apply its masks, (structured) physically shrink what is pruned whole, replace each
+pruned ``nn.Linear`` by a marker whose TorchScript symbolic is a placeholder node, export with the legacy
+exporter, then swap every placeholder for the packed op chosen for that layer (see :func:`choose_op`).
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import ConfigError, ExportError
+from ..rundir import PrunedRun
+from . import register_exporter
+from .api import Exporter
+from .packing import PackedLinear, analyze_mask, index_dtype, pack_linear
+
+MARKER_DOMAIN = "edgeprune_marker"
+ARTIFACT = "model.onnx"
+OPSET = 17
+
+# Cost model for the gather body, relative to the dense MatMul of the same layer (fitted on the layer study
+# in bench/results/export_onnx.md: 384/1536-wide layers, 128 rows, R=128: t/t_dense ~ 0.07 + 1.07 * work).
+GATHER_OVERHEAD = 0.07
+GATHER_SLOPE = 1.07
+MIN_BLOCK_ROWS = 32  # block rows shorter than this make batched MatMuls too small (32x32 was slower than dense)
+
+
+@dataclass
+class LayerPlan:
+    name: str  # module name
+    shape: tuple[int, int]  # [out, in] as exported (after structural shrink)
+    orig_shape: tuple[int, int]
+    kept: int
+    kind: str
+    op: str  # "dense", "shrunk" or an ai.edgeprune op type
+    packed: PackedLinear | None = None
+    est_speedup: float = 1.0
+
+    def record(self) -> dict[str, Any]:
+        r = {"layer": self.name, "shape": list(self.orig_shape), "exported_shape": list(self.shape),
+             "kept_ratio": round(self.kept / float(np.prod(self.orig_shape)), 4), "structure": self.kind,
+             "op": self.op, "est_speedup": round(self.est_speedup, 2)}
+        if self.packed is not None:
+            r.update({"blocks": self.packed.nb, "block_rows": self.packed.block_rows, "k": self.packed.k,
+                      "row_map": self.packed.row_map is not None,
+                      "padding_ratio": round(self.packed.values.size / max(self.kept, 1), 3)})
+        return r
+
+
+def choose_op(p: PackedLinear) -> tuple[str, float]:
+    """The fastest formulation for a packed layer (cost model) and its estimated speedup over dense."""
+    from . import onnx_ops as ops
+
+    out, inp = p.shape
+    work = p.values.size / float(out * inp)
+    t = GATHER_OVERHEAD + GATHER_SLOPE * work + (0.02 if p.row_map is not None else 0.0)
+    if p.block_rows >= MIN_BLOCK_ROWS and t < 0.95:
+        return (ops.BSMM if p.row_map is None else ops.BSMM_ROWMAP), 1.0 / t
+    return ops.PACKED_DENSE, 1.0
+
+
+def _marker_cls():
+    import torch
+
+    class _Marker(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x, weight, bias, idx):  # noqa: ARG004
+            return torch.nn.functional.linear(x, weight, bias)
+
+        @staticmethod
+        def symbolic(g, x, weight, bias, idx):  # noqa: ARG004
+            y = g.op(f"{MARKER_DOMAIN}::Linear", x, layer_i=idx)
+            try:  # give the placeholder its output type so the exporter's own shape inference stays exact
+                sizes = x.type().varyingSizes()
+                y.setType(x.type().with_sizes(list(sizes[:-1]) + [int(weight.type().sizes()[0])]))
+            except Exception:  # pragma: no cover - types unknown: the surgery re-infers shapes anyway
+                pass
+            return y
+
+    class MarkedLinear(torch.nn.Module):
+        def __init__(self, linear, idx: int) -> None:
+            super().__init__()
+            self.weight, self.bias, self.idx = linear.weight, linear.bias, idx
+            self.in_features, self.out_features = linear.in_features, linear.out_features
+
+        def forward(self, x):
+            b = self.bias if self.bias is not None else torch.zeros(self.out_features, dtype=x.dtype)
+            return _Marker.apply(x, self.weight, b, self.idx)
+
+    return MarkedLinear
+
+
+def _set_module(model, name: str, module) -> None:
+    parent, _, attr = name.rpartition(".")
+    setattr(model.get_submodule(parent) if parent else model, attr, module)
+
+
+def _classifier_wrapper(model, input_names: list[str]):
+    import torch
+
+    class Wrapper(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = model
+
+        def forward(self, *args):
+            return self.model(**dict(zip(input_names, args))).logits
+
+    return Wrapper()
+
+
+def shrink_ffn(model, masks: dict[str, Any]) -> dict[str, Any]:
+    """Structured mode: drop FFN intermediate units pruned whole; fold constant units into the next bias.
+
+    Unit i is dead when row i of ffn_in or column i of ffn_out is pruned whole. When only ffn_in's row is
+    pruned, the unit outputs act(b_in[i]) for every token, which is exactly folded into ffn_out's bias.
+    Returns the masks of the shrunk layers (others unchanged).
+    """
+    import torch
+
+    from ..arch import get_arch, prunable_linears
+
+    arch = get_arch(model.config.model_type)
+    lin = prunable_linears(model)
+    by_layer: dict[int, dict[str, str]] = {}
+    for name in lin:
+        by_layer.setdefault(arch.layer_of(name), {})[arch.role_of(name)] = name
+    masks = dict(masks)
+    for roles in by_layer.values():
+        fi, fo = roles.get("ffn_in"), roles.get("ffn_out")
+        mi, mo = masks.get(f"{fi}.weight"), masks.get(f"{fo}.weight")
+        if fi is None or fo is None or (mi is None and mo is None):
+            continue
+        l_in, l_out = lin[fi], lin[fo]
+        mi = mi.bool() if mi is not None else torch.ones_like(l_in.weight, dtype=torch.bool)
+        mo = mo.bool() if mo is not None else torch.ones_like(l_out.weight, dtype=torch.bool)
+        dead_in, dead_out = ~mi.any(dim=1), ~mo.any(dim=0)
+        keep = ~(dead_in | dead_out)
+        if bool(keep.all()):
+            continue
+        act = _ffn_activation(model, fi)
+        with torch.no_grad():
+            fold = dead_in & ~dead_out
+            new_bias = l_out.bias.detach().clone()
+            if bool(fold.any()):
+                const = act(l_in.bias.detach()[fold])
+                new_bias += (l_out.weight.detach()[:, fold] * mo[:, fold]) @ const
+            k = int(keep.sum())
+            n_in = torch.nn.Linear(l_in.in_features, k)
+            n_in.weight.copy_(l_in.weight[keep])
+            n_in.bias.copy_(l_in.bias[keep])
+            n_out = torch.nn.Linear(k, l_out.out_features)
+            n_out.weight.copy_(l_out.weight[:, keep])
+            n_out.bias.copy_(new_bias)
+        _set_module(model, fi, n_in)
+        _set_module(model, fo, n_out)
+        masks[f"{fi}.weight"] = mi[keep].to(torch.uint8)
+        masks[f"{fo}.weight"] = mo[:, keep].to(torch.uint8)
+    return masks
+
+
+def _ffn_activation(model, ffn_in_name: str):
+    """The activation applied to ffn_in's output (BERT/RoBERTa intermediate, DistilBERT ffn)."""
+    parent = model.get_submodule(ffn_in_name.rpartition(".")[0])
+    for attr in ("intermediate_act_fn", "activation"):
+        if hasattr(parent, attr):
+            return getattr(parent, attr)
+    raise ExportError(f"cannot find the FFN activation next to {ffn_in_name}; structured mode does not know this "
+                      "architecture")
+
+
+@register_exporter("onnx")
+class OnnxExporter(Exporter):
+    """Packed / structured / dense ONNX with ``ai.edgeprune`` model-local functions."""
+
+    def check_config(self, run: PrunedRun) -> None:
+        c = self.config
+        if c.mode in ("packed", "structured") and not run.masks:
+            raise ConfigError(f"{run.root} has no masks (model/masks.safetensors); --mode {c.mode} needs a compress "
+                              "run; use --mode dense for a dense checkpoint")
+        if c.verify or c.dtype == "int8":
+            if not (c.task or run.task):
+                raise ConfigError("no GLUE task known for this checkpoint; pass --task (needed for verification "
+                                  "and int8 calibration)")
+        if c.dtype == "int8" and c.seq_len is None:
+            raise ConfigError("--dtype int8 (static, calibrated) needs a fixed --seq-len; use --dtype int8-dynamic "
+                              "for dynamic shapes")
+
+    # -- planning ------------------------------------------------------------------------------------
+    def plan(self, model, masks: dict[str, Any], orig_shapes: dict[str, tuple[int, int]]) -> dict[str, LayerPlan]:
+        from ..arch import prunable_linears
+
+        plans: dict[str, LayerPlan] = {}
+        modules = dict(model.named_modules())
+        for pname, m in masks.items():
+            name = pname.rsplit(".", 1)[0]
+            mod = modules.get(name)
+            if mod is None or not pname.endswith(".weight") or not hasattr(mod, "in_features"):
+                continue
+            mnp = m.cpu().numpy().astype(bool)
+            st = analyze_mask(mnp)
+            oshape = orig_shapes.get(name, st.shape)
+            okept = st.kept
+            if st.is_full and self.config.mode != "dense":
+                op = "shrunk" if oshape != st.shape else "dense"
+                plans[name] = LayerPlan(name, st.shape, oshape, okept, st.kind(), op)
+                continue
+            if self.config.mode == "dense":
+                plans[name] = LayerPlan(name, st.shape, oshape, okept, st.kind(), "dense")
+                continue
+            w = mod.weight.detach().cpu().numpy()
+            b = mod.bias.detach().cpu().numpy() if mod.bias is not None else np.zeros(st.shape[0], w.dtype)
+            p = pack_linear(w, mnp, b)
+            op, sp = choose_op(p)
+            plans[name] = LayerPlan(name, st.shape, oshape, okept, st.kind(), op, p, sp)
+        for name in prunable_linears(model):
+            if name not in plans:
+                lin = modules[name]
+                shp = (lin.out_features, lin.in_features)
+                plans[name] = LayerPlan(name, shp, orig_shapes.get(name, shp), int(np.prod(orig_shapes.get(name, shp))),
+                                        "full", "dense")
+        return plans
+
+    # -- build ---------------------------------------------------------------------------------------
+    def build(self, run: PrunedRun, out_dir: Path) -> dict[str, Any]:
+        import torch
+
+        from ..models import load_model
+        from ..rundir import check_masks_match
+        from ..testing import glue_dir
+        from .onnx_graph import export_graph
+        from .onnx_quant import convert_dtype
+        from .onnx_verify import verify_artifact
+
+        c = self.config
+        task = c.task or run.task
+        data_dir = c.data_dir or str(glue_dir())
+        model, tok = load_model(run.model_dir)
+        model.eval()
+        check_masks_match(run.masks, model)
+        masks = {k: v for k, v in run.masks.items()}
+        with torch.no_grad():
+            params = dict(model.named_parameters())
+            for k, m in masks.items():
+                params[k].mul_(m.to(params[k].dtype))
+        if task:
+            from ..data.glue import get_task
+
+            spec = get_task(task)
+            if model.config.num_labels != spec.num_labels:
+                raise ConfigError(f"the checkpoint has {model.config.num_labels} labels but task {task} has "
+                                  f"{spec.num_labels}; pass the right --task")
+        import copy
+
+        from ..arch import prunable_linears
+
+        orig_shapes = {n: (m.out_features, m.in_features) for n, m in prunable_linears(model).items()}
+        ref_model = model
+        export_model = copy.deepcopy(model) if c.mode != "dense" else model
+        if c.mode == "structured":
+            masks = shrink_ffn(export_model, masks)
+        plans = self.plan(export_model, masks, orig_shapes)
+        onnx_model, input_names = export_graph(export_model, tok, plans, c.seq_len, c.batch, OPSET)
+        onnx_model, sim_note = _simplify(onnx_model)
+        fp32_path = out_dir / ARTIFACT
+        import onnx
+
+        onnx.save(onnx_model, str(fp32_path))
+        notes = [sim_note]
+        if c.dtype != "fp32":
+            notes.append(convert_dtype(fp32_path, fp32_path, c.dtype, tok, task, data_dir, c.seq_len, c.calib_examples,
+                                       input_names))
+        if c.verify:
+            ver = verify_artifact(ref_model, tok, fp32_path, task, data_dir, c.verify_examples, c.seq_len, c.dtype,
+                                  self.ATOL, self.MAX_POINTS, c.batch)
+        else:
+            ver = {"passed": True, "reason": "verification skipped (--no-verify)", "skipped": True}
+        tok.save_pretrained(out_dir / "tokenizer")
+        sizes = size_accounting(fp32_path, plans, c.dtype)
+        layers = [p.record() for p in plans.values()]
+        fallback = [p.name for p in plans.values() if p.op == "PackedDenseMatMul"]
+        return {
+            "artifact": ARTIFACT,
+            "verification": ver,
+            "sizes": sizes,
+            "layers": layers,
+            "fallback_layers": fallback,
+            "inputs": input_names,
+            "notes": [n for n in notes if n],
+            "config": c.to_dict(),
+            "manifest": {"model": str(run.model_dir), "inputs": input_names, "labels": _labels(model),
+                         "file_bytes": sizes["file_bytes"], "ideal_bytes": sizes["ideal_bytes"],
+                         "dense_file_bytes": sizes["dense_file_bytes"]},
+        }
+
+
+def _labels(model) -> list[str]:
+    id2 = getattr(model.config, "id2label", None) or {}
+    return [str(id2[i]) for i in sorted(id2)] if id2 else []
+
+
+def _simplify(model):
+    """onnxsim, kept only when it does not grow the initializers (it must never densify packed weights)."""
+    import onnx
+
+    try:
+        import onnxsim
+
+        before = sum(len(t.raw_data) or t.ByteSize() for t in model.graph.initializer)
+        sim, ok = onnxsim.simplify(model, check_n=0)
+        after = sum(len(t.raw_data) or t.ByteSize() for t in sim.graph.initializer)
+        if not ok or after > before * 1.001 or len(sim.functions) != len(model.functions):
+            return model, f"onnxsim result discarded (ok={ok}, initializer bytes {before}->{after})"
+        onnx.checker.check_model(sim, full_check=True)
+        return sim, f"onnxsim: {len(model.graph.node)} -> {len(sim.graph.node)} nodes, initializers unchanged"
+    except Exception as e:  # onnxsim is an optimisation; the unsimplified graph is still valid
+        return model, f"onnxsim skipped ({type(e).__name__}: {str(e)[:120]})"
+
+
+def size_accounting(path: Path, plans: dict[str, LayerPlan], dtype: str) -> dict[str, Any]:
+    """file bytes, ideal bytes (surviving values + indices + unpruned rest) and dense-equivalent bytes."""
+    vb = {"fp32": 4, "fp16": 2}.get(dtype, 1)
+    file_bytes = os.path.getsize(path)
+    stored = ideal = dense = 0
+    for p in plans.values():
+        dense += int(np.prod(p.orig_shape)) * vb
+        if p.packed is not None:
+            stored += p.packed.stored_bytes(vb) if dtype in ("fp32", "fp16") else p.packed.stored_bytes(4)
+            ideal += p.packed.ideal_bytes(vb)
+        else:
+            stored += int(np.prod(p.shape)) * vb
+            ideal += p.kept * vb
+    rest = file_bytes - stored
+    return {
+        "file_bytes": file_bytes,
+        "ideal_bytes": rest + ideal,
+        "dense_file_bytes": rest + dense,
+        "file_over_ideal": round(file_bytes / float(rest + ideal), 4),
+        "dense_over_file": round((rest + dense) / float(file_bytes), 3),
+        "prunable_stored_bytes": stored,
+        "prunable_ideal_bytes": ideal,
+        "prunable_dense_bytes": dense,
+        "value_bytes": vb,
+    }
+
+
+__all__ = ["OnnxExporter", "LayerPlan", "choose_op", "shrink_ffn", "size_accounting", "index_dtype"]

@@ -1,0 +1,122 @@
+"""Torch -> ONNX with placeholder nodes for pruned linears, then graph surgery to the packed ``ai.edgeprune`` ops."""
+from __future__ import annotations
+
+import io
+import warnings
+from typing import Any
+
+import numpy as np
+
+from ..errors import ExportError
+from . import onnx_ops as ops
+from .packing import index_dtype
+
+MARKER_DOMAIN = "edgeprune_marker"
+
+
+def model_input_names(model, tokenizer) -> list[str]:
+    import inspect
+
+    sig = inspect.signature(model.forward).parameters
+    names = ["input_ids", "attention_mask"]
+    if "token_type_ids" in sig and "token_type_ids" in tokenizer.model_input_names:
+        names.append("token_type_ids")
+    return names
+
+
+def export_graph(model, tokenizer, plans: dict[str, Any], seq_len: int | None, batch: int | None,
+                 opset: int) -> tuple[Any, list[str]]:
+    """Export ``model`` (logits only) with every packed layer as an ``ai.edgeprune`` node."""
+    import onnx
+    import torch
+
+    from .onnx import _classifier_wrapper, _marker_cls, _set_module
+
+    MarkedLinear = _marker_cls()
+    marked: dict[int, Any] = {}
+    for i, (name, plan) in enumerate(plans.items()):
+        if plan.packed is not None:
+            lin = model.get_submodule(name)
+            _set_module(model, name, MarkedLinear(lin, i))
+            marked[i] = plan
+    try:
+        names = model_input_names(model, tokenizer)
+        s = seq_len or 16
+        dummy = tuple(torch.ones((batch or 2, s), dtype=torch.long) for _ in names)
+        dyn: dict[str, dict[int, str]] = {}
+        for n in names:
+            axes = {}
+            if batch is None:
+                axes[0] = "batch"
+            if seq_len is None:
+                axes[1] = "seq"
+            if axes:
+                dyn[n] = axes
+        if batch is None:
+            dyn["logits"] = {0: "batch"}
+        buf = io.BytesIO()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(_classifier_wrapper(model, names), dummy, buf, dynamo=False, opset_version=opset,
+                              input_names=names, output_names=["logits"], dynamic_axes=dyn or None,
+                              custom_opsets={MARKER_DOMAIN: 1}, do_constant_folding=True)
+    except Exception as e:
+        raise ExportError(f"torch.onnx.export failed ({type(e).__name__}: {str(e)[:300]})") from None
+    finally:
+        for name, plan in plans.items():  # restore the original linears
+            mod = model.get_submodule(name)
+            if type(mod).__name__ == "MarkedLinear":
+                lin = torch.nn.Linear(mod.in_features, mod.out_features, bias=mod.bias is not None)
+                lin.weight, lin.bias = mod.weight, mod.bias
+                _set_module(model, name, lin)
+    m = onnx.load_model_from_string(buf.getvalue())
+    m = replace_markers(m, marked, opset)
+    return m, names
+
+
+def replace_markers(m, marked: dict[int, Any], opset: int):
+    """Swap each placeholder node for its packed op + initializers; add the model-local functions."""
+    import onnx
+    from onnx import helper, numpy_helper
+
+    g = m.graph
+    used: set[str] = set()
+    new_nodes = []
+    seen = set()
+    for node in g.node:
+        if node.domain != MARKER_DOMAIN:
+            new_nodes.append(node)
+            continue
+        idx = next(a.i for a in node.attribute if a.name == "layer")
+        plan = marked[idx]
+        p = plan.packed
+        base = plan.name
+        out, inp = p.shape
+        inits = {f"{base}.values": p.values.astype(np.float32), f"{base}.col_idx": p.col_idx,
+                 f"{base}.bias": np.asarray(p.bias, np.float32)}
+        rm = None
+        if plan.op != ops.BSMM:
+            rmap = p.row_map if p.row_map is not None else np.arange(out).astype(index_dtype(out))
+            inits[f"{base}.row_map"] = rmap
+            rm = f"{base}.row_map"
+        for k, v in inits.items():
+            if k not in seen:
+                g.initializer.append(numpy_helper.from_array(np.ascontiguousarray(v), k))
+                seen.add(k)
+        new_nodes.append(ops.make_node(plan.op, node.input[0], f"{base}.values", f"{base}.col_idx", f"{base}.bias",
+                                       rm, node.output[0], name=base, in_features=inp))
+        used.add(plan.op)
+    if len(used) == 0 and marked:
+        raise ExportError("no placeholder found in the exported graph; the marker symbolic was not used")
+    del g.node[:]
+    g.node.extend(new_nodes)
+    del g.value_info[:]
+    keep = [o for o in m.opset_import if o.domain not in (MARKER_DOMAIN, ops.DOMAIN)]
+    del m.opset_import[:]
+    m.opset_import.extend(keep + [helper.make_opsetid(ops.DOMAIN, ops.DOMAIN_VERSION)])
+    m.functions.extend(ops.functions(used))
+    m.ir_version = max(m.ir_version, 10)
+    m.producer_name = "edgeprune"
+    onnx.checker.check_model(m, full_check=True)
+    m = onnx.shape_inference.infer_shapes(m, check_type=True, strict_mode=True, data_prop=True)
+    return m
