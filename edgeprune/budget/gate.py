@@ -54,14 +54,16 @@ def _holds(actual: float, limit: float, upper: bool) -> bool:
 
 
 def _compare(name: str, limit: float, actual: float, upper: bool, fmt: Callable[[float], str], source: str | None,
-             detail: str = "", what: str = "") -> BudgetResult:
+             detail: str = "", what: str = "", exact: Callable[[float], str] | None = None) -> BudgetResult:
+    """``exact`` formats the numbers in the failure reason when rounding could hide the difference."""
     ok = _holds(actual, limit, upper)
     lt, at = fmt(limit), fmt(actual)
     what = what or name
     if ok:
         reason = f"{at} {'<=' if upper else '>='} {lt}"
     else:
-        reason = f"{what} {at} {'exceeds the budget of' if upper else 'is below the budget of'} {lt}"
+        rl, ra = (exact(limit), exact(actual)) if exact else (lt, at)
+        reason = f"{what} {ra} {'exceeds the budget of' if upper else 'is below the budget of'} {rl}"
     return BudgetResult(name, PASS if ok else FAIL, limit, actual, lt, at, reason, source, detail=detail)
 
 
@@ -91,7 +93,9 @@ def _size(ev: Evidence, limit: float) -> BudgetResult:
     try:
         files = ev.files()
     except EdgepruneError as e:
-        # An unreadable ONNX still has a size: the file itself (integrity says why it is unreadable).
+        if not ev.is_bundle:
+            raise  # a bare artifact that cannot be parsed is bad input (exit 2)
+        # In a bundle an unreadable ONNX still has a size: the file itself (integrity says why).
         from .params import ArtifactFiles
 
         files = ArtifactFiles((ev.artifact,), ev.artifact.stat().st_size)
@@ -106,7 +110,11 @@ def _size(ev: Evidence, limit: float) -> BudgetResult:
     detail = detail or (f"{files.bytes} bytes in {names}" + (f" ({format_size(files.bytes, binary=True)})"
                                                              if files.bytes >= 1024 else ""))
     return _compare("max_size", limit, float(files.bytes), True, format_size, ev.rel(ev.artifact), detail,
-                    what="artifact size")
+                    what="artifact size", exact=_exact_size)
+
+
+def _exact_size(n: float) -> str:
+    return format_size(n) if n < 1000 else f"{format_size(n)} ({int(n)} B)"
 
 
 def _params(ev: Evidence, limit: float) -> BudgetResult:
@@ -115,6 +123,8 @@ def _params(ev: Evidence, limit: float) -> BudgetResult:
     try:
         pc = ev.params()
     except EdgepruneError as e:
+        if not ev.is_bundle:
+            raise  # a bare artifact that cannot be parsed is bad input (exit 2); in a bundle it fails the gate
         return BudgetResult("max_params", FAIL, limit, None, format_count(limit), "unreadable", str(e),
                             ev.rel(ev.artifact))
     detail = f"{pc.stored} stored values in {pc.tensors} constant tensors"
