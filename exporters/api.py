@@ -61,6 +61,7 @@ def export(run_dir: str | os.PathLike[str], config: ExportConfig, out: str | os.
             "seq_len": config.seq_len,
             "task": config.task or run.task,
             "compression": run.info.get("compression", {}),
+            "metrics": run.info.get("metrics", {}),  # compress's dense/pruned metrics: `check --max-accuracy-drop`
             "verification": VERIFICATION_JSON,
             **report.get("manifest", {}),
         }
