@@ -22,7 +22,10 @@ from edgeprune.bundle import write_manifest
 from edgeprune.io import write_json
 
 K, N = 64, 32  # the fixture MatMul: 2048 parameters, counted by hand
-COMPRESSION = {"prunable_encoder": 5.0, "whole_encoder": 3.2, "whole_model": 2.1}
+# compression.json "compression" as compress writes it (edgeprune/prune/report.py compression_figures)
+COMPRESSION = {"prunable_encoder": {"dense": 10000, "kept": 2000, "compression": 5.0, "sparsity": 0.8},
+               "whole_encoder": {"dense": 12800, "kept": 4000, "compression": 3.2, "sparsity": 0.6875},
+               "whole_model": {"dense": 21000, "kept": 10000, "compression": 2.1, "sparsity": 0.5238095238095238}}
 VERIFICATION = {"passed": True, "reason": None, "dtype": "fp32", "num_examples": 200, "max_abs_diff": 1e-6,
                 "atol": 1e-4, "metric": "accuracy", "metric_torch": 0.86, "metric_artifact": 0.855,
                 "metric_diff_points": 0.5, "max_points": 0.0}
@@ -222,6 +225,17 @@ def test_compression_missing_on_dense_bundle(tmp_path, capsys, monkeypatch):
     assert "no dense reference metric" in err
     code, _, err = run(capsys, "check", str(make_bundle(tmp_path / "c")), "--no-search", "--min-compression", "bogus=2x")
     assert code == 1 and "has no 'bogus' definition (has: prunable_encoder, whole_encoder, whole_model)" in err
+
+
+def test_compression_as_plain_ratios(tmp_path):
+    """A manifest whose compression maps definitions straight to ratios: sparsity = 1 - 1/ratio."""
+    from edgeprune.budget import Budgets, check
+
+    b = make_bundle(tmp_path / "b", compression={"prunable_encoder": 4.0, "whole_model": 2.0})
+    res = check(b, budgets=Budgets(min_sparsity={"prunable_encoder": 0.75, "whole_model": 0.6}))
+    by = {r.name: r for r in res.results}
+    assert by["min_sparsity[prunable_encoder]"].passed and by["min_sparsity[prunable_encoder]"].actual == 0.75
+    assert not by["min_sparsity[whole_model]"].passed and by["min_sparsity[whole_model]"].actual == 0.5
 
 
 def test_accuracy_missing_and_dense_metric_from_export_report(tmp_path, capsys, monkeypatch):

@@ -130,11 +130,9 @@ def _params(ev: Evidence, limit: float) -> BudgetResult:
     detail = f"{pc.stored} stored values in {pc.tensors} constant tensors"
     if pc.dense_equivalent != pc.stored:
         detail += f"; {pc.dense_equivalent} dense-equivalent"
-    declared = (ev.manifest or {}).get("params")
-    if isinstance(declared, dict):
-        dense = declared.get("dense_equivalent", declared.get("dense"))
-        if isinstance(dense, (int, float)):
-            detail += f"; manifest: {int(dense)} dense-equivalent"
+    whole = ev.compression().get("whole_model")
+    if isinstance(whole, dict) and isinstance(whole.get("dense"), int):
+        detail += f"; dense model: {whole['dense']} (manifest compression.whole_model.dense)"
     return _compare("max_params", limit, float(pc.stored), True, format_count, ev.rel(ev.artifact), detail,
                     what="stored parameters")
 
@@ -164,18 +162,23 @@ def _compression(ev: Evidence, definition: str, limit: float) -> BudgetResult:
     ratio = _ratio_of(ev.compression().get(definition)) if ev.is_bundle else None
     if ratio is None:
         return _missing(name, limit, format_ratio, _no_compression_reason(ev, definition))
+    entry = ev.compression().get(definition)
+    counts = f": {entry['dense']} / {entry['kept']} weights" if isinstance(entry, dict) and \
+        isinstance(entry.get("dense"), int) and isinstance(entry.get("kept"), int) else ""
     return _compare(name, limit, ratio, False, format_ratio, ev.rel(ev.bundle_dir / "manifest.json"),
-                    f"dense / kept weights, definition {definition!r}", what=f"{definition} compression")
+                    f"dense / kept, manifest compression.{definition}{counts}", what=f"{definition} compression")
 
 
 def _sparsity(ev: Evidence, definition: str, limit: float) -> BudgetResult:
     name = f"min_sparsity[{definition}]"
     comp = ev.compression() if ev.is_bundle else {}
-    explicit = comp.get("sparsity")
-    if isinstance(explicit, dict):
-        explicit = explicit.get(definition)
+    entry = comp.get(definition)
+    explicit = entry.get("sparsity") if isinstance(entry, dict) else None  # compress: {dense, kept, compression, sparsity}
     if isinstance(explicit, (int, float)) and not isinstance(explicit, bool) and 0 <= explicit <= 1:
-        actual, detail = float(explicit), f"manifest compression.sparsity, definition {definition!r}"
+        actual = float(explicit)
+        counts = f", {entry['dense'] - entry['kept']} of {entry['dense']} weights removed" \
+            if isinstance(entry.get("dense"), int) and isinstance(entry.get("kept"), int) else ""
+        detail = f"manifest compression.{definition}.sparsity{counts}"
     else:
         ratio = _ratio_of(comp.get(definition))
         if ratio is None:
