@@ -1,0 +1,100 @@
+"""Android over adb: push the artifact and a user-supplied benchmark binary, run CPU and GPU benchmarks.
+
+CPU runs are pinned to the big cores with ``taskset <mask>`` (the target's ``big_core_mask``); the GPU
+run adds ``--use_gpu=true`` (TFLite ``benchmark_model`` only). The tools' own output is parsed by
+:mod:`edgeprune.profiling.parsers` and kept raw beside the numbers.
+"""
+from __future__ import annotations
+
+import shlex
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from edgeprune.errors import ConfigError, TargetUnreachable
+
+from . import register_runner
+from .base import RunSpec, last_line
+
+DEVICE_DIR = "/data/local/tmp/edgeprune"
+
+
+class Adb:
+    def __init__(self, serial: str, adb_binary: str | None = None, timeout: float = 600):
+        exe = adb_binary or shutil.which("adb")
+        if not exe or not Path(exe).exists():
+            raise TargetUnreachable("adb not found: install Android platform-tools or pass --adb-binary PATH "
+                                    "(no phone can be profiled without it)")
+        self.exe, self.serial, self.timeout = str(exe), serial, timeout
+
+    def __call__(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        cmd = [self.exe, "-s", self.serial, *args]
+        try:
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=self.timeout, stdin=subprocess.DEVNULL)
+        except subprocess.TimeoutExpired:
+            raise TargetUnreachable(f"adb {self.serial}: `{args[0]}` timed out after {self.timeout:.0f} s") from None
+        if check and proc.returncode != 0:
+            raise TargetUnreachable(f"adb {self.serial}: `{args[0]}` failed: {last_line(proc.stderr or proc.stdout)}")
+        return proc
+
+    def shell(self, words: list[str]) -> subprocess.CompletedProcess[str]:
+        """One device shell command; every word quoted for the device's shell."""
+        return self("shell", " ".join(shlex.quote(w) for w in words), check=False)
+
+
+@register_runner("adb")
+def run_adb(spec: RunSpec, serial: str, benchmark_binary: str, adb_binary: str | None = None, use_gpu: bool = False,
+            big_core_mask: str | None = None) -> list[dict[str, Any]]:
+    """CPU (and with ``use_gpu`` GPU-delegate) runs of ``spec.artifact`` on the phone ``serial``."""
+    from edgeprune.profiling.parsers import parse_benchmark_model, parse_perf_test
+
+    binary = Path(benchmark_binary) if benchmark_binary else None
+    if binary is None or not binary.is_file():
+        raise ConfigError(f"--benchmark-binary {benchmark_binary!r}: no such file; pass an Android arm64 "
+                          "benchmark_model (for .tflite) or onnxruntime_perf_test (for .onnx)")
+    is_ort = "perf_test" in binary.name
+    if is_ort != (spec.format == "onnx"):
+        raise ConfigError(f"{binary.name} cannot run a .{spec.format} artifact; use "
+                          f"{'onnxruntime_perf_test' if spec.format == 'onnx' else 'benchmark_model'}")
+    if use_gpu and is_ort:
+        raise ConfigError("--use-gpu needs a .tflite artifact and benchmark_model (the TFLite GPU delegate)")
+    adb = Adb(serial, adb_binary, spec.timeout_s)
+    state = adb("get-state", check=False)
+    if state.returncode != 0 or state.stdout.strip() != "device":
+        raise TargetUnreachable(f"no Android device {serial!r} is attached and authorised "
+                                f"(adb get-state: {last_line(state.stderr or state.stdout)}); "
+                                "check `adb devices`")
+    adb("shell", f"mkdir -p {DEVICE_DIR}")
+    tool = f"{DEVICE_DIR}/{'onnxruntime_perf_test' if is_ort else 'benchmark_model'}"
+    model = f"{DEVICE_DIR}/model.{spec.format}"
+    adb("push", str(binary), tool)
+    adb("push", str(spec.artifact), model)
+    lib = binary.parent / "libonnxruntime.so"
+    if is_ort and lib.is_file():
+        adb("push", str(lib), f"{DEVICE_DIR}/libonnxruntime.so")
+    adb("shell", f"chmod 755 {tool}")
+    prefix = ["env", f"LD_LIBRARY_PATH={DEVICE_DIR}"]
+    if big_core_mask:
+        prefix += ["taskset", big_core_mask]
+    runs = []
+    units = ["cpu"] + (["gpu"] if use_gpu else [])
+    for unit in units:
+        if is_ort:
+            words = [tool, "-e", "cpu", "-m", "times", "-r", str(max(1, spec.runs)), "-x", str(spec.threads), "-s",
+                     "-I", "-f", f"batch:{spec.batch}", "-f", f"seq:{spec.seq_len}", model]
+        else:
+            words = [tool, f"--graph={model}", f"--num_threads={spec.threads}", f"--warmup_runs={spec.warmup}",
+                     f"--num_runs={max(1, spec.runs)}"]
+            words += ["--use_gpu=true"] if unit == "gpu" else [f"--use_xnnpack={'true' if spec.xnnpack else 'false'}"]
+        proc = adb.shell((prefix if unit == "cpu" else prefix[:2]) + words)
+        text = proc.stdout + "\n" + proc.stderr
+        try:
+            parsed = parse_perf_test(text) if is_ort else parse_benchmark_model(text)
+        except ValueError:
+            raise TargetUnreachable(f"adb {serial}: {Path(tool).name} ({unit}) printed no timings: "
+                                    f"{last_line(text)}") from None
+        runs.append({"unit": unit, "tool": Path(tool).name, "parsed": parsed, "raw": text[-6000:],
+                     "command": " ".join(shlex.quote(w) for w in words), "returncode": proc.returncode})
+    adb("shell", f"rm -rf {DEVICE_DIR}", check=False)
+    return runs

@@ -1,0 +1,152 @@
+"""SSH runner: copy the artifact and remote_runner.py to a device, run it there, bring the numbers back.
+
+Plain ``ssh``/``scp`` subprocesses (no shell on this side) with BatchMode, ConnectTimeout and
+StrictHostKeyChecking=accept-new against a private known_hosts file. Every word of the remote command
+is ``shlex.quote``d; the artifact travels under a fixed name in a fresh ``mktemp -d`` directory.
+"""
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from edgeprune.errors import ConfigError, TargetUnreachable
+
+from . import register_runner
+from .base import RUNNER_SCRIPT, RunSpec, last_line, parse_runner_output
+
+_DEST_RE = re.compile(r"^(?:(?P<user>[A-Za-z0-9._][A-Za-z0-9._-]*)@)?(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+)"
+                      r"(?::(?P<port>\d{1,5}))?$")
+_REMOTE_DIR_RE = re.compile(r"^/[A-Za-z0-9._/-]+$")
+TOOLS = {"onnx": "onnxruntime_perf_test", "tflite": "benchmark_model"}
+
+
+@dataclass(frozen=True)
+class SSHDest:
+    user: str | None
+    host: str
+    port: int = 22
+
+    @property
+    def login(self) -> str:
+        return f"{self.user}@{self.host}" if self.user else self.host
+
+    def __str__(self) -> str:
+        return f"{self.login}:{self.port}"
+
+
+def parse_dest(text: str) -> SSHDest:
+    """``user@host[:port]``; anything else (spaces, options, shell characters) is refused."""
+    m = _DEST_RE.match(text or "")
+    if not m or m.group("host").startswith("-"):
+        raise ConfigError(f"--ssh {text!r}: expected user@host[:port], e.g. pi@raspberrypi.local:22")
+    port = int(m.group("port") or 22)
+    if not 0 < port < 65536:
+        raise ConfigError(f"--ssh {text!r}: port {port} is out of range 1-65535")
+    return SSHDest(m.group("user"), m.group("host"), port)
+
+
+class SSHSession:
+    """ssh/scp argument lists for one destination; each call gets a timeout and a clear error."""
+
+    def __init__(self, dest: SSHDest, identity: str | None = None, known_hosts: str | None = None,
+                 connect_timeout: int = 10):
+        if identity and not Path(identity).is_file():
+            raise ConfigError(f"--identity {identity}: no such file")
+        kh = Path(known_hosts) if known_hosts else Path.home() / ".cache" / "edgeprune" / "known_hosts"
+        kh.parent.mkdir(parents=True, exist_ok=True)
+        self.dest = dest
+        self.opts = ["-o", "BatchMode=yes", "-o", f"ConnectTimeout={int(connect_timeout)}",
+                     "-o", "StrictHostKeyChecking=accept-new", "-o", f"UserKnownHostsFile={kh}",
+                     "-o", "GlobalKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR", "-o", "ServerAliveInterval=15"]
+        if identity:
+            self.opts += ["-i", str(identity), "-o", "IdentitiesOnly=yes"]
+
+    def _run(self, cmd: list[str], timeout: float, what: str) -> subprocess.CompletedProcess[str]:
+        try:
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+        except subprocess.TimeoutExpired:
+            raise TargetUnreachable(f"ssh {self.dest}: {what} timed out after {timeout:.0f} s") from None
+        except FileNotFoundError:
+            raise TargetUnreachable(f"{cmd[0]} not found; install openssh-client") from None
+        if proc.returncode == 255:  # ssh's own failure: connection, auth, host key
+            raise TargetUnreachable(f"ssh {self.dest} unreachable: {last_line(proc.stderr)}")
+        return proc
+
+    def run(self, words: list[str], timeout: float, what: str = "command") -> subprocess.CompletedProcess[str]:
+        """Run ``words`` remotely; each word is quoted, so the remote shell sees them literally."""
+        remote = " ".join(shlex.quote(w) for w in words)
+        return self.run_script(remote, timeout, what)
+
+    def run_script(self, remote: str, timeout: float, what: str) -> subprocess.CompletedProcess[str]:
+        cmd = ["ssh", *self.opts, "-p", str(self.dest.port), self.dest.login, "--", remote]
+        return self._run(cmd, timeout, what)
+
+    def put(self, local: Path, remote_path: str, timeout: float) -> None:
+        host = self.dest.host
+        cmd = ["scp", "-q", *self.opts, "-P", str(self.dest.port), "--", str(local),
+               f"{self.dest.user + '@' if self.dest.user else ''}{host}:{remote_path}"]
+        proc = self._run(cmd, timeout, f"copying {local.name}")
+        if proc.returncode != 0:
+            raise TargetUnreachable(f"scp to {self.dest} failed: {last_line(proc.stderr)}")
+
+
+@register_runner("ssh")
+def run_ssh(spec: RunSpec, dest: str, identity: str | None = None, remote_python: str = "python3",
+            known_hosts: str | None = None, connect_timeout: int = 10, use_tool: bool = True) -> dict[str, Any]:
+    """Profile ``spec.artifact`` on ``dest``; the result holds the parsed numbers and the raw output."""
+    sess = SSHSession(parse_dest(dest), identity, known_hosts, connect_timeout)
+    t = spec.timeout_s
+    proc = sess.run(["mktemp", "-d", "/tmp/edgeprune.XXXXXXXX"], t, "mktemp")
+    rdir = proc.stdout.strip()
+    if proc.returncode != 0 or not _REMOTE_DIR_RE.match(rdir):
+        raise TargetUnreachable(f"ssh {sess.dest}: could not create a work directory: {last_line(proc.stderr)}")
+    try:
+        rmodel = f"{rdir}/model.{spec.format}"
+        sess.put(Path(spec.artifact), rmodel, t)
+        sess.put(RUNNER_SCRIPT, f"{rdir}/remote_runner.py", t)
+        words = [remote_python, f"{rdir}/remote_runner.py", *spec.runner_args(rmodel),
+                 "--label", Path(spec.artifact).name]
+        proc = sess.run(words, t, "the benchmark")
+        if proc.returncode != 0:
+            raise TargetUnreachable(f"ssh {sess.dest}: the runner failed with {remote_python!r}: "
+                                    f"{last_line(proc.stderr or proc.stdout)} (is onnxruntime / ai-edge-litert "
+                                    f"installed for it? pass --remote-python)")
+        res = parse_runner_output(proc.stdout, f"ssh {sess.dest}")
+        res["raw_stdout"] = proc.stdout[-4000:]
+        res["device"] = str(sess.dest)
+        if use_tool:
+            tool = _native_tool(sess, spec, rdir, rmodel)
+            if tool:
+                res["tool"] = tool
+        return res
+    finally:
+        try:
+            sess.run(["rm", "-rf", "--", rdir], min(t, 60), "clean-up")
+        except TargetUnreachable:
+            pass
+
+
+def _native_tool(sess: SSHSession, spec: RunSpec, rdir: str, rmodel: str) -> dict[str, Any] | None:
+    """Also run onnxruntime_perf_test / benchmark_model when the device has it on PATH."""
+    from edgeprune.profiling.parsers import parse_benchmark_model, parse_perf_test
+
+    name = TOOLS[spec.format]
+    probe = sess.run_script(f"command -v {shlex.quote(name)}", 30, "tool probe")
+    path = probe.stdout.strip()
+    if probe.returncode != 0 or not path:
+        return None
+    if spec.format == "onnx":
+        words = [path, "-e", "cpu", "-m", "times", "-r", str(max(1, spec.runs)), "-x", str(spec.threads), "-s",
+                 "-I", "-f", f"batch:{spec.batch}", "-f", f"seq:{spec.seq_len}", rmodel]
+    else:
+        words = [path, f"--graph={rmodel}", f"--num_threads={spec.threads}", f"--warmup_runs={spec.warmup}",
+                 f"--num_runs={max(1, spec.runs)}", f"--use_xnnpack={'true' if spec.xnnpack else 'false'}"]
+    proc = sess.run(words, spec.timeout_s, name)
+    text = proc.stdout + "\n" + proc.stderr
+    parsed = parse_perf_test(text) if spec.format == "onnx" else parse_benchmark_model(text)
+    return {"tool": name, "path": path, "returncode": proc.returncode, "parsed": parsed, "raw": text[-4000:]}
