@@ -1,0 +1,82 @@
+"""``edgeprune compress``: block-structured pruning with reweighted group Lasso and masked retraining."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+_METHODS = ["reweighted-group-lasso", "group-lasso", "magnitude-block", "magnitude-unstructured"]
+
+
+@click.command("compress", short_help="Block-structured pruning (reweighted group Lasso).")
+@click.option("--model", default=None, help="Model folder, finetune run dir or alias minilm-l6 (fine-tuned first "
+              "when it is not fine-tuned on --task).")
+@click.option("--task", default=None, help="GLUE task: cola sst2 mrpc stsb qqp mnli mnli-mm qnli rte wnli.")
+@click.option("--data", "data_dir", type=click.Path(path_type=Path), default=None,
+              help="GLUE folder in the official TSV layout (<DIR>/<TASK>/train.tsv).")
+@click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path), help="Run directory to write.")
+@click.option("--target", default=None, help="Compression like 5x, or a sparsity like 0.8 [5x].")
+@click.option("--sparsity", type=float, default=None, help="Target sparsity in [0, 1) (instead of --target).")
+@click.option("--block", default=None, help="Group shape RxC in [out, in] coordinates: 128x1 (column segments, "
+              "default), allx1 (whole input columns), 1xall (whole output rows), all/4x1, 16x16. Shapes that do not "
+              "tile a matrix are padded (the last block is partial).")
+@click.option("--block-preset", default=None, help="Block shape a runtime turns into speed: ort, tflite, paper, column.")
+@click.option("--balanced/--unbalanced", default=None,
+              help="Keep the same number of groups in every block row [on for column segments].")
+@click.option("--method", type=click.Choice(_METHODS), default=None, help="Pruning method [reweighted-group-lasso].")
+@click.option("--scope", type=click.Choice(["uniform", "global"]), default=None,
+              help="Same kept fraction in every matrix, or one global ranking [uniform].")
+@click.option("--layers", default=None, help="Which linears: all, attention, ffn, qkv, roles (q,k,v,attn_out,"
+              "ffn_in,ffn_out) or regexes over module names [all].")
+@click.option("--distill", is_flag=True, default=None, help="Distil the dense model's logits during retraining.")
+@click.option("--penalty", type=float, default=None, help="Group-Lasso lambda per matrix [1e-4].")
+@click.option("--reweight-every", type=int, default=None,
+              help="Also recompute the reweighting coefficients every N steps [paper: epochs 4, 8, 12, 16 only].")
+@click.option("--epochs-finetune", type=float, default=None, help="Dense fine-tuning epochs when needed [3].")
+@click.option("--epochs-reg", type=float, default=None, help="Regularized training epochs [3].")
+@click.option("--epochs-retrain", type=float, default=None, help="Masked retraining epochs [3].")
+@click.option("--lr", type=float, default=None, help="Learning rate of regularized and masked training [2e-5].")
+@click.option("--batch-size", type=int, default=None, help="Training batch size per process [32].")
+@click.option("--max-seq-len", type=int, default=None, help="Truncate inputs to this many tokens [128].")
+@click.option("--train-limit", type=int, default=None, help="Use only the first N training examples.")
+@click.option("--eval-limit", type=int, default=None, help="Evaluate on the first N dev examples only.")
+@click.option("--save-steps", type=int, default=None, help="Checkpoint every N steps [every epoch].")
+@click.option("--seed", type=int, default=None, help="Random seed [42].")
+@click.option("--keep-checkpoints", is_flag=True, default=None, help="Keep the phases' Trainer checkpoints.")
+@click.option("--resume", is_flag=True, help="Continue an interrupted run in --out from its last checkpoint.")
+def command(out_dir: Path, resume: bool, target: str | None, sparsity: float | None, data_dir: Path | None,
+            **flags: object) -> None:
+    """Prune MODEL on TASK to --target; writes OUT/model/ (+ masks.safetensors) and compression.json (last)."""
+    from ..compress import STATE, CompressConfig, compress
+    from ..errors import ConfigError
+    from ..io import read_json
+    from ..prune.masks import parse_target
+
+    if target is not None and sparsity is not None:
+        raise ConfigError("give either --target or --sparsity, not both")
+    base: dict = {}
+    saved = out_dir / STATE / "config.json"
+    if resume and saved.is_file():
+        base = read_json(saved)
+    given = {k: v for k, v in flags.items() if v is not None}
+    if target is not None:
+        given["compression"] = parse_target(target)
+    elif sparsity is not None:
+        given["compression"] = parse_target(str(sparsity))
+    if data_dir is not None:
+        given["data_dir"] = str(data_dir)
+    d = {**base, **given, "out": str(out_dir)}
+    d.setdefault("compression", 5.0)
+    d.setdefault("data_dir", None)
+    for need in ("model", "task"):
+        if not d.get(need):
+            raise ConfigError(f"--{need} is required")
+    d["model"] = str(d["model"])
+    cfg = CompressConfig.from_dict(d)
+    rec = compress(cfg, resume=resume)
+    m = rec["metrics"]
+    c = rec["compression"]
+    click.echo(f"{rec['task']} {m['metric']}: dense {m['dense']['main']:.4f} -> pruned {m['pruned']['main']:.4f}; "
+               f"compression {c['prunable_encoder']['compression']:.2f}x prunable encoder, "
+               f"{c['whole_encoder']['compression']:.2f}x whole encoder, {c['whole_model']['compression']:.2f}x "
+               f"whole model; block {rec['block_str']}{' balanced' if rec['balanced'] else ''}; run in {out_dir}")

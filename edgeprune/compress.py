@@ -1,0 +1,501 @@
+"""``compress``: dense fine-tune -> (reweighted) group-Lasso training -> hard prune -> masked retraining.
+
+The paper's pipeline (Li et al. 2020, see shared/docs/paper.md) plus its baselines in the same
+code. Run directory (``edgeprune.rundir`` contract)::
+
+    RUN_DIR/
+      compress_state/       per-phase state; resume continues from the last Trainer checkpoint
+        config.json         the CompressConfig (a resume must match it)
+        finetune/           dense fine-tune (a ``finetune`` run dir), when the model was not fine-tuned
+        dense_metrics.json  dev metrics of the dense model
+        regularize/         Trainer checkpoints, then model/ + done.json
+        masks.safetensors, prune.json
+        retrain/            Trainer checkpoints, then done.json
+      model/                pruned checkpoint (save_pretrained + tokenizer + masks.safetensors), atomic
+      kept_ratios.png       per-layer kept ratios
+      compression.json      written last: its presence marks a finished run
+
+Methods without a regularizer (magnitude-*) retrain for ``epochs_reg + epochs_retrain`` epochs,
+so every method gets the same training budget after the dense fine-tune.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Iterable
+
+from .errors import ConfigError, ModelError
+from .io import atomic_dir, check_writable_dir, read_json, write_json
+from .prune.blocks import BlockSpec, Side, parse_block
+from .prune.group_lasso import PAPER_EPS, PAPER_MILESTONES, PAPER_PENALTY
+from .prune.masks import SCOPES
+from .prune.presets import LAYER_PRESETS, block_preset
+from .rundir import COMPRESSION_JSON, MASKS_FILE, MODEL_DIR
+
+METHODS = ("reweighted-group-lasso", "group-lasso", "magnitude-block", "magnitude-unstructured")
+REGULARIZED = ("reweighted-group-lasso", "group-lasso")
+DEFAULT_BLOCK = "128x1"
+STATE = "compress_state"
+PLOT = "kept_ratios.png"
+
+
+@dataclass(frozen=True)
+class CompressConfig:
+    """Everything one ``compress`` run depends on (saved with the run; ``--resume`` must match)."""
+
+    model: str
+    task: str
+    data_dir: str | None
+    out: str
+    compression: float = 5.0  # dense prunable weights / kept
+    block: str | None = None  # RxC; None: the preset's, else 128x1
+    block_preset: str | None = None  # ort | tflite | paper | column
+    balanced: bool | None = None  # None: on for column-segment shapes
+    method: str = "reweighted-group-lasso"
+    scope: str = "uniform"
+    layers: str = "all"  # preset, roles or regexes
+    penalty: float = PAPER_PENALTY
+    eps: float = PAPER_EPS
+    reweight_every: int | None = None  # also reweight every N steps
+    milestones: tuple[int, ...] = PAPER_MILESTONES
+    epochs_finetune: float = 3.0
+    epochs_reg: float = 3.0
+    epochs_retrain: float = 3.0
+    distill: bool = False
+    distill_alpha: float = 0.5
+    distill_temperature: float = 2.0
+    lr: float = 2e-5
+    finetune_lr: float = 5e-5
+    batch_size: int = 32
+    max_seq_len: int = 128
+    train_limit: int | None = None
+    eval_limit: int | None = None
+    seed: int = 42
+    save_steps: int | None = None
+    keep_checkpoints: bool = False
+    extra: dict[str, Any] = field(default_factory=dict, compare=False)  # free-form notes (benchmark settings)
+
+    def __post_init__(self) -> None:
+        from .data import get_task
+
+        get_task(self.task)
+        if self.method not in METHODS:
+            raise ConfigError(f"unknown --method {self.method!r}; choose one of: {', '.join(METHODS)}")
+        if self.scope not in SCOPES:
+            raise ConfigError(f"unknown --scope {self.scope!r}; choose one of: {', '.join(SCOPES)}")
+        if not (isinstance(self.compression, (int, float)) and 1 < self.compression < 1e6):
+            raise ConfigError(f"target compression {self.compression!r} must be > 1x (e.g. 5x or sparsity 0.8)")
+        if self.block is not None and self.block_preset is not None:
+            raise ConfigError("give either --block or --block-preset, not both")
+        if self.block is not None:
+            parse_block(self.block)
+        if self.block_preset is not None:
+            block_preset(self.block_preset)
+        for name in ("penalty", "eps", "lr", "finetune_lr", "distill_temperature"):
+            v = getattr(self, name)
+            if not (isinstance(v, (int, float)) and v > 0):
+                raise ConfigError(f"invalid {name}={v!r}: must be a positive number")
+        for name in ("epochs_finetune", "epochs_reg", "epochs_retrain"):
+            v = getattr(self, name)
+            if not (isinstance(v, (int, float)) and v >= 0):
+                raise ConfigError(f"invalid {name}={v!r}: must be >= 0 epochs")
+        if not 0 <= self.distill_alpha <= 1:
+            raise ConfigError(f"invalid distill_alpha={self.distill_alpha}: must be in [0, 1]")
+        if self.reweight_every is not None and self.reweight_every < 1:
+            raise ConfigError("--reweight-every must be a positive number of steps")
+        for name in ("batch_size", "max_seq_len"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"invalid {name}: must be positive")
+        for name in ("train_limit", "eval_limit", "save_steps"):
+            v = getattr(self, name)
+            if v is not None and v < 1:
+                raise ConfigError(f"invalid {name}={v}: must be a positive integer")
+
+    def resolved_block(self) -> tuple[BlockSpec, bool]:
+        """(block spec, balanced) after presets and method defaults."""
+        if self.method == "magnitude-unstructured":
+            return BlockSpec(Side(1), Side(1)), False
+        if self.block_preset is not None:
+            pre = block_preset(self.block_preset)
+            spec, bal = parse_block(pre.block), pre.balanced
+        else:
+            spec = parse_block(self.block or DEFAULT_BLOCK)
+            bal = spec.is_column_segment
+        if self.balanced is not None:
+            bal = self.balanced
+        return spec, bal
+
+    @property
+    def retrain_epochs(self) -> float:
+        return self.epochs_retrain if self.method in REGULARIZED else self.epochs_reg + self.epochs_retrain
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["milestones"] = list(self.milestones)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> CompressConfig:
+        known = {f.name for f in fields(cls)}
+        d = {k: v for k, v in d.items() if k in known}
+        if "milestones" in d:
+            d["milestones"] = tuple(d["milestones"])
+        return cls(**d)
+
+
+def _resume_key(cfg: CompressConfig) -> dict[str, Any]:
+    d = cfg.to_dict()
+    for k in ("out", "extra", "keep_checkpoints", "data_dir"):
+        d.pop(k)
+    return d
+
+
+# ------------------------------------------------------------------------------------------ helpers
+
+
+def _is_main() -> bool:
+    import os
+
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def _barrier() -> None:
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+
+
+def _say(msg: str) -> None:
+    if _is_main():
+        from rich.console import Console
+
+        Console(stderr=True, soft_wrap=True).print(msg, highlight=False)
+
+
+def finetuned_for_task(model_arg: str, task: str) -> tuple[Path, bool]:
+    """(model folder, whether it is already fine-tuned on ``task``).
+
+    Fine-tuned means: the right number of labels and either an ``edgeprune_task`` marker in its
+    config, or a finetune/compress run around it that names the task.
+    """
+    from .data import get_task
+    from .data.glue import task_key
+    from .models import resolve_model_path
+    from .training import model_dir_of
+
+    spec = get_task(task)
+    raw = Path(str(model_arg))
+    path = model_dir_of(raw) if raw.is_dir() else resolve_model_path(model_arg)
+    path = resolve_model_path(path)
+    try:
+        cfg = read_json(path / "config.json")
+    except Exception as e:
+        raise ModelError(f"{path / 'config.json'} is not valid JSON ({e})") from None
+    n_labels = cfg.get("num_labels") or len(cfg.get("id2label") or {}) or 2
+    if n_labels != spec.num_labels:
+        return path, False
+    if cfg.get("edgeprune_task") == task_key(spec):
+        return path, True
+    for run in (path.parent,):
+        for name in ("metrics.json", COMPRESSION_JSON):
+            f = run / name
+            if f.is_file():
+                try:
+                    t = read_json(f).get("task")
+                except Exception:
+                    continue
+                if t is not None and get_task(str(t)) is spec:
+                    return path, True
+    return path, False
+
+
+def _train_cfg(cfg: CompressConfig, epochs: float, lr: float):
+    from .training import TrainConfig
+
+    return TrainConfig(epochs=float(epochs), lr=lr, batch_size=cfg.batch_size, eval_batch_size=64,
+                       max_seq_len=cfg.max_seq_len, warmup_ratio=0.1, weight_decay=0.01, seed=cfg.seed,
+                       train_limit=cfg.train_limit, eval_limit=cfg.eval_limit, save_steps=cfg.save_steps,
+                       save_total_limit=1, logging_steps=10)
+
+
+def _metrics_from_eval(d: dict[str, Any]) -> dict[str, Any]:
+    skip = ("runtime", "samples_per_second", "steps_per_second", "epoch")
+    return {k.removeprefix("eval_"): v for k, v in d.items() if k.removeprefix("eval_") not in skip}
+
+
+def _prepare(cfg: CompressConfig, resume: bool) -> Path:
+    out = Path(cfg.out)
+    check_writable_dir(out)
+    state = out / STATE
+    if (out / COMPRESSION_JSON).is_file():
+        if not resume:
+            raise ConfigError(f"{out} already holds a finished compress run; choose another --out")
+        return state
+    if state.is_dir() and not resume:
+        raise ConfigError(f"{out} holds an unfinished compress run; pass --resume to continue it or choose another --out")
+    if out.is_dir() and any(out.iterdir()) and not state.is_dir():
+        raise ConfigError(f"{out} exists and is not empty; choose a new --out for the run directory")
+    if resume and (state / "config.json").is_file():
+        old = read_json(state / "config.json")
+        old_key = _resume_key(CompressConfig.from_dict(old))
+        new_key = _resume_key(cfg)
+        diff = [f"{k}: {old_key[k]!r} -> {new_key[k]!r}" for k in new_key if old_key.get(k) != new_key[k]]
+        if diff:
+            raise ConfigError(f"--resume needs the settings of the interrupted run ({'; '.join(diff)})")
+    if _is_main():
+        state.mkdir(parents=True, exist_ok=True)
+        write_json(state / "config.json", cfg.to_dict())
+    return state
+
+
+def _last_ckpt(phase_dir: Path) -> str | None:
+    from transformers.trainer_utils import get_last_checkpoint
+
+    ck = phase_dir / "checkpoints"
+    return get_last_checkpoint(str(ck)) if ck.is_dir() else None
+
+
+def _prunable(model, cfg: CompressConfig):
+    """(param name -> Parameter, tilings, roles, layer idx) of the matrices to prune."""
+    from .arch import get_arch, prunable_linears
+    from .prune.blocks import tiling_for
+    from .prune.presets import layer_patterns
+
+    arch = get_arch(model.config.model_type)
+    mods = prunable_linears(model, layer_patterns(model.config.model_type, cfg.layers))
+    if not mods:
+        raise ConfigError(f"--layers {cfg.layers!r} matches no linear layer of this {model.config.model_type} model; "
+                          f"use a preset ({', '.join(LAYER_PRESETS)}) or regexes over module names")
+    spec, _ = cfg.resolved_block()
+    params, tilings, roles, layers = {}, {}, {}, {}
+    for mname, mod in mods.items():
+        pname = f"{mname}.weight"
+        params[pname] = mod.weight
+        tilings[pname] = tiling_for(tuple(mod.weight.shape), spec)
+        roles[pname] = arch.role_of(mname)
+        layers[pname] = arch.layer_of(mname)
+    return params, tilings, roles, layers
+
+
+def _hard_prune(cfg: CompressConfig, params, tilings):
+    from .prune.masks import magnitude_scores, prune_groups
+
+    _, balanced = cfg.resolved_block()
+    weights = {n: p.detach() for n, p in params.items()}
+    return prune_groups(magnitude_scores(weights, tilings), tilings, 1.0 / cfg.compression, scope=cfg.scope,
+                        balanced=balanced)
+
+
+# ----------------------------------------------------------------------------------------- pipeline
+
+
+def compress(cfg: CompressConfig, resume: bool = False,
+             _callbacks: dict[str, Iterable[Any]] | None = None) -> dict[str, Any]:
+    """Run (or resume) the whole pipeline; return the ``compression.json`` record.
+
+    ``_callbacks`` (testing) maps a phase name to extra Trainer callbacks.
+    """
+    import torch
+    from transformers import set_seed
+
+    from .data import get_task, load_split
+    from .data.glue import task_key
+    from .models import load_model
+    from .training import evaluate, finetune, make_trainer
+
+    cbs = _callbacks or {}
+    spec = get_task(cfg.task)
+    key = task_key(spec)
+    out = Path(cfg.out)
+    if resume and (out / COMPRESSION_JSON).is_file():
+        return read_json(out / COMPRESSION_JSON)
+    # --- validate everything cheap before any training
+    model_dir, is_ft = finetuned_for_task(cfg.model, cfg.task)
+    train = load_split(spec, "train", cfg.data_dir, limit=cfg.train_limit)
+    dev = load_split(spec, "dev", cfg.data_dir, limit=cfg.eval_limit)
+    probe, _ = load_model(model_dir, num_labels=spec.num_labels)
+    params, tilings, _, _ = _prunable(probe, cfg)
+    _hard_prune(cfg, params, tilings)  # raises on an unreachable target before hours of training
+    del probe, params
+    if not is_ft and cfg.epochs_finetune <= 0:
+        raise ConfigError(f"{cfg.model} is not fine-tuned on {spec.name}; give --epochs-finetune > 0")
+    state = _prepare(cfg, resume)
+    phases: dict[str, float] = {}
+    if (state / "phases.json").is_file():
+        phases.update(read_json(state / "phases.json"))
+
+    def mark(name: str, t0: float) -> None:
+        phases[name] = round(phases.get(name, 0.0) + time.perf_counter() - t0, 2)
+        if _is_main():
+            write_json(state / "phases.json", phases)
+
+    # --- phase 1: dense fine-tune
+    t0 = time.perf_counter()
+    if is_ft:
+        dense_dir = model_dir
+        _say(f"[1/4] dense model {model_dir} is already fine-tuned on {spec.name}: skipping fine-tuning")
+        if not (state / "dense_metrics.json").is_file():
+            dm = evaluate(str(dense_dir), spec, cfg.data_dir, max_seq_len=cfg.max_seq_len, limit=cfg.eval_limit)
+            if _is_main():
+                write_json(state / "dense_metrics.json", dm)
+        _barrier()
+    else:
+        _say(f"[1/4] dense fine-tuning {cfg.model} on {spec.name} ({cfg.epochs_finetune:g} epochs)")
+        ft_dir = state / "finetune"
+        dm = finetune(cfg.model, spec, cfg.data_dir, ft_dir, _train_cfg(cfg, cfg.epochs_finetune, cfg.finetune_lr),
+                      resume=(ft_dir / "config.json").is_file(), callbacks=cbs.get("finetune", ()))
+        dense_dir = ft_dir / MODEL_DIR
+        if _is_main():
+            write_json(state / "dense_metrics.json", dm)
+    dense_metrics = read_json(state / "dense_metrics.json")
+    mark("finetune" if not is_ft else "dense_eval", t0)
+
+    # --- phase 2: regularized training
+    set_seed(cfg.seed)
+    reg_dir = state / "regularize"
+    model, tok = load_model(dense_dir, num_labels=spec.num_labels)
+    if cfg.method in REGULARIZED and cfg.epochs_reg > 0:
+        t0 = time.perf_counter()
+        if (reg_dir / "done.json").is_file():
+            _say("[2/4] group-Lasso training already done")
+            model, tok = load_model(reg_dir / MODEL_DIR, num_labels=spec.num_labels)
+        else:
+            from .compress_trainer import PruneTrainer, ReweightCallback
+            from .prune.group_lasso import GroupLassoRegularizer
+
+            _say(f"[2/4] {cfg.method} training ({cfg.epochs_reg:g} epochs, lambda {cfg.penalty:g})")
+            params, tilings, _, _ = _prunable(model, cfg)
+            reg = GroupLassoRegularizer(params, tilings, cfg.penalty, reweighted=cfg.method == "reweighted-group-lasso",
+                                        eps=cfg.eps)
+            last = _last_ckpt(reg_dir) if resume else None
+            rw = ReweightCallback(reg, cfg.milestones if reg.reweighted else (),
+                                  cfg.reweight_every if reg.reweighted else None, resume_from=last)
+            trainer = make_trainer(model, tok, spec, train, dev, _train_cfg(cfg, cfg.epochs_reg, cfg.lr), reg_dir,
+                                   trainer_cls=PruneTrainer, callbacks=[rw, *cbs.get("regularize", ())],
+                                   regularizer=reg)
+            trainer.train(resume_from_checkpoint=last)
+            model = trainer.model
+            if _is_main():
+                with atomic_dir(reg_dir / MODEL_DIR) as tmp:
+                    model.save_pretrained(tmp)
+                    tok.save_pretrained(tmp)
+                write_json(reg_dir / "done.json", {"reweighted_at_steps": rw.history, "final_reg": float(reg().detach())})
+            _barrier()
+            del trainer
+        mark("regularize", t0)
+
+    # --- phase 3: hard prune
+    t0 = time.perf_counter()
+    params, tilings, roles, layers = _prunable(model, cfg)
+    masks_path = state / MASKS_FILE
+    res = _hard_prune(cfg, params, tilings)
+    if masks_path.is_file():  # resumed: the masks chosen before are authoritative
+        from .rundir import load_masks
+
+        saved = load_masks(masks_path)
+        masks = {n: saved[n].bool() for n in params}
+    else:
+        masks = res.masks
+        if _is_main():
+            from .rundir import save_masks
+
+            save_masks(masks, masks_path)
+    with torch.no_grad():
+        for n, m in masks.items():
+            params[n].mul_(m.to(params[n].dtype))
+    achieved = sum(m.numel() for m in masks.values()) / max(sum(int(m.sum()) for m in masks.values()), 1)
+    _say(f"[3/4] hard-pruned {len(masks)} matrices to {achieved:.3f}x (target {cfg.compression:g}x, "
+         f"block {cfg.resolved_block()[0]}, {cfg.scope}{', balanced' if cfg.resolved_block()[1] else ''})")
+    mark("prune", t0)
+
+    # --- phase 4: masked retraining (+ optional distillation)
+    t0 = time.perf_counter()
+    rt_dir = state / "retrain"
+    epochs = cfg.retrain_epochs
+    final_dir = out / MODEL_DIR
+    if (rt_dir / "done.json").is_file() and (final_dir / "config.json").is_file():
+        _say("[4/4] masked retraining already done")
+        model, tok = load_model(final_dir, num_labels=spec.num_labels)
+        pruned_metrics = read_json(rt_dir / "done.json")["metrics"]
+    else:
+        from .compress_trainer import MaskCallback, PruneTrainer
+
+        teacher = None
+        if cfg.distill:
+            teacher, _ = load_model(dense_dir, num_labels=spec.num_labels)
+        _say(f"[4/4] masked retraining ({epochs:g} epochs{', distilling from the dense model' if cfg.distill else ''})")
+        mask_cb = MaskCallback(params, masks)
+        trainer = make_trainer(model, tok, spec, train, dev, _train_cfg(cfg, max(epochs, 1e-9), cfg.lr), rt_dir,
+                               trainer_cls=PruneTrainer, callbacks=[mask_cb, *cbs.get("retrain", ())],
+                               teacher=teacher, distill_alpha=cfg.distill_alpha,
+                               distill_temperature=cfg.distill_temperature)
+        if epochs > 0:
+            trainer.train(resume_from_checkpoint=_last_ckpt(rt_dir) if resume else None)
+        mask_cb.apply()
+        pruned_metrics = _metrics_from_eval(trainer.evaluate())
+        model = trainer.model
+        model.config.edgeprune_task = key
+        if _is_main():
+            from .rundir import save_masks
+
+            with atomic_dir(final_dir) as tmp:
+                model.save_pretrained(tmp)
+                tok.save_pretrained(tmp)
+                save_masks(masks, Path(tmp) / MASKS_FILE)
+            write_json(rt_dir / "done.json", {"metrics": pruned_metrics, "epochs": epochs})
+        _barrier()
+        del trainer
+    mark("retrain", t0)
+
+    # --- report: compression.json last
+    from .arch import get_arch
+    from .prune.blocks import group_mask_of
+    from .prune.report import compression_figures, layer_records, plot_kept_ratios
+
+    for n, m in masks.items():  # the invariant the exporters rely on
+        if bool((params[n].detach()[~m.to(params[n].device)] != 0).any()):
+            raise RuntimeError(f"pruned weights of {n} are not zero after retraining")
+    gms = {n: group_mask_of(m, tilings[n]) for n, m in masks.items()}
+    recs = layer_records(masks, tilings, roles, layers, gms)
+    figs = compression_figures(model, masks, get_arch(model.config.model_type).layer_regex)
+    spec_b, balanced = cfg.resolved_block()
+    bj = spec_b.to_json()  # [R, C] with null for "all"; null when unstructured; the string for all/N
+    block_json = bj if bj is None or all(isinstance(x, (int, type(None))) for x in bj) else str(spec_b)
+    record = {
+        "kind": "edgeprune.compress",
+        "task": key,
+        "model": str(cfg.model),
+        "method": cfg.method,
+        "block": block_json,
+        "block_str": str(spec_b),
+        "block_preset": cfg.block_preset,
+        "balanced": balanced,
+        "padding": "last partial block padded with zeros for norms (recorded per layer)",
+        "scope": cfg.scope,
+        "distill": cfg.distill,
+        "target_compression": cfg.compression,
+        "compression": figs,
+        "metrics": {"dense": dense_metrics, "pruned": pruned_metrics, "metric": spec.metric},
+        "layers": recs,
+        "phases": phases,
+        "config": cfg.to_dict(),
+        "num_train_examples": len(train),
+        "num_eval_examples": len(dev),
+    }
+    if _is_main():
+        plot_kept_ratios(recs, out / PLOT, f"{spec.name} {cfg.method} {spec_b} "
+                                           f"{figs['prunable_encoder']['compression']:.2f}x")
+        write_json(out / COMPRESSION_JSON, record)
+        if not cfg.keep_checkpoints:
+            import shutil
+
+            for d in (state / "finetune" / "checkpoints", reg_dir / "checkpoints", rt_dir / "checkpoints",
+                      reg_dir / MODEL_DIR):
+                shutil.rmtree(d, ignore_errors=True)
+    _say(f"done: {spec.metric} dense {dense_metrics.get('main', float('nan')):.4f} -> pruned "
+         f"{pruned_metrics.get('main', float('nan')):.4f} at {figs['prunable_encoder']['compression']:.2f}x "
+         f"(prunable encoder), {figs['whole_model']['compression']:.2f}x whole model -> {out}")
+    return record
+

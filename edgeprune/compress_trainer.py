@@ -1,0 +1,173 @@
+"""The ``transformers.Trainer`` pieces of ``compress``: a loss with regularizer / distillation, and callbacks.
+
+* :class:`PruneTrainer` adds the group-Lasso term and (optionally) logit distillation from the
+  dense teacher to the task loss; evaluation is untouched.
+* :class:`ReweightCallback` recomputes the reweighting coefficients at the paper's epoch
+  milestones (or every N steps) and stores them in every checkpoint, so ``--resume`` continues
+  with the same coefficients.
+* :class:`MaskCallback` keeps pruned weights exactly zero: gradients are masked in backward
+  (tensor hooks, so clipping and DDP's all-reduce see masked gradients), weights are re-masked
+  after every optimizer step, and AdamW's moments of pruned weights are zeroed.
+
+Parameters are captured from the unwrapped model, so names never carry DDP's ``module.`` prefix.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from transformers import Trainer, TrainerCallback
+
+from .prune.group_lasso import GroupLassoRegularizer, milestone_steps
+
+REG_STATE = "edgeprune_reg.pt"
+
+
+def strip_module(name: str) -> str:
+    return name[len("module."):] if name.startswith("module.") else name
+
+
+def distill_loss(student: torch.Tensor, teacher: torch.Tensor, temperature: float, regression: bool) -> torch.Tensor:
+    """Hinton KD: ``T^2 * KL(softmax(t/T) || softmax(s/T))``; MSE to the teacher's output for regression."""
+    if regression:
+        return F.mse_loss(student.float().view(-1), teacher.float().view(-1))
+    t = temperature
+    return F.kl_div(F.log_softmax(student.float() / t, dim=-1), F.softmax(teacher.float() / t, dim=-1),
+                    reduction="batchmean") * (t * t)
+
+
+class PruneTrainer(Trainer):
+    """Trainer whose training loss is ``(1-a) task + a KD + R(W)``."""
+
+    def __init__(self, *args: Any, regularizer: GroupLassoRegularizer | None = None, teacher=None,
+                 distill_alpha: float = 0.5, distill_temperature: float = 2.0, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.regularizer = regularizer
+        self.teacher = teacher
+        self.distill_alpha = distill_alpha
+        self.distill_temperature = distill_temperature
+        self._last_reg: torch.Tensor | None = None
+        self._last_kd: torch.Tensor | None = None
+        if teacher is not None:
+            teacher.eval()
+            for p in teacher.parameters():
+                p.requires_grad_(False)
+            teacher.to(self.args.device)
+
+    def compute_loss(self, model, inputs, return_outputs: bool = False, num_items_in_batch=None):
+        loss, outputs = super().compute_loss(model, inputs, return_outputs=True, num_items_in_batch=num_items_in_batch)
+        if model.training:
+            if self.teacher is not None:
+                with torch.no_grad():
+                    t_logits = self.teacher(**{k: v for k, v in inputs.items() if k != "labels"}).logits
+                kd = distill_loss(outputs.logits, t_logits, self.distill_temperature,
+                                  regression=outputs.logits.shape[-1] == 1)
+                loss = (1 - self.distill_alpha) * loss + self.distill_alpha * kd
+                self._last_kd = kd.detach()
+            if self.regularizer is not None:
+                reg = self.regularizer()
+                loss = loss + reg.to(loss.device)
+                self._last_reg = reg.detach()
+        return (loss, outputs) if return_outputs else loss
+
+    def log(self, logs: dict[str, float], *args: Any, **kwargs: Any) -> None:
+        if "loss" in logs:
+            if self._last_reg is not None:
+                logs["reg"] = round(float(self._last_reg), 6)
+            if self._last_kd is not None:
+                logs["kd"] = round(float(self._last_kd), 6)
+        super().log(logs, *args, **kwargs)
+
+
+class ReweightCallback(TrainerCallback):
+    """Reweight at the start of epoch milestones (paper: 4, 8, 12, 16) and/or every ``every`` steps."""
+
+    def __init__(self, regularizer: GroupLassoRegularizer, milestones: tuple[int, ...] = (), every: int | None = None,
+                 resume_from: str | os.PathLike[str] | None = None):
+        self.reg = regularizer
+        self.milestones = tuple(milestones)
+        self.every = every
+        self.resume_from = resume_from
+        self.steps: set[int] = set()
+        self.last = 0
+        self.history: list[int] = [0]  # steps at which coefficients were (re)computed
+
+    def on_train_begin(self, args, state, control, train_dataloader=None, **kwargs):
+        if train_dataloader is not None:
+            spe = max(len(train_dataloader) // max(args.gradient_accumulation_steps, 1), 1)
+            self.steps = milestone_steps(self.milestones, spe)
+        if self.resume_from is not None:
+            path = Path(self.resume_from) / REG_STATE
+            if path.is_file():
+                st = torch.load(path, map_location="cpu", weights_only=False)
+                self.reg.load_state_dict(st["regularizer"])
+                self.last, self.history = st["last"], st["history"]
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        s = state.global_step
+        due = s in self.steps or (self.every is not None and s > 0 and s % self.every == 0)
+        if due and s != self.last:
+            self.reg.reweight()
+            self.last = s
+            self.history.append(s)
+
+    def on_save(self, args, state, control, **kwargs):
+        if state.is_world_process_zero:
+            ckpt = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+            if ckpt.is_dir():
+                torch.save({"regularizer": self.reg.state_dict(), "last": self.last, "history": self.history},
+                           ckpt / REG_STATE)
+
+
+class MaskCallback(TrainerCallback):
+    """Pruned weights stay exactly zero: masked gradients, re-masked weights, zeroed Adam moments."""
+
+    def __init__(self, params: dict[str, torch.nn.Parameter], masks: dict[str, torch.Tensor]):
+        missing = sorted(set(masks) - set(params))
+        if missing:
+            raise KeyError(f"masks without parameters: {missing[:3]}")
+        self.params = params
+        self.masks = {n: m.bool() for n, m in masks.items()}
+        self._hooks: list[Any] = []
+
+    def _mask_of(self, name: str, like: torch.Tensor) -> torch.Tensor:
+        m = self.masks[name]
+        if m.device != like.device:
+            m = self.masks[name] = m.to(like.device)
+        return m
+
+    def apply(self) -> None:
+        with torch.no_grad():
+            for n, m in self.masks.items():
+                p = self.params[n]
+                p.mul_(self._mask_of(n, p))
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.apply()
+        if not self._hooks:
+            for n in self.masks:
+                p = self.params[n]
+                self._hooks.append(p.register_hook(lambda g, n=n: g * self._mask_of(n, g)))
+
+    def on_step_end(self, args, state, control, optimizer=None, **kwargs):
+        self.apply()
+        if optimizer is None:
+            return
+        opt = getattr(optimizer, "optimizer", optimizer)
+        with torch.no_grad():
+            for n, m in self.masks.items():
+                st = opt.state.get(self.params[n])
+                if not st:
+                    continue
+                for key in ("exp_avg", "exp_avg_sq"):
+                    if key in st and st[key].shape == m.shape:
+                        st[key].mul_(m.to(st[key].device))
+
+    def on_train_end(self, args, state, control, **kwargs):
+        self.apply()
+        for h in self._hooks:
+            h.remove()
+        self._hooks.clear()
