@@ -104,7 +104,13 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", default=str(glue_dir()))
     ap.add_argument("--tasks", default=",".join(PLAN))
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch intra-op threads; 1 because the 2 cores are shared with other jobs, where 2 "
+                         "threads spin on each other [1]")
     args = ap.parse_args(argv)
+    import torch
+
+    torch.set_num_threads(args.threads)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     out_json = RESULTS / "dense_baselines.json"
     data = read_json(out_json) if out_json.is_file() else {"runs": []}
