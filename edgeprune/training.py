@@ -27,7 +27,6 @@ from .errors import ConfigError, DataError, ModelError
 from .io import atomic_dir, check_writable_dir, read_json, write_json
 
 if TYPE_CHECKING:  # pragma: no cover
-    import torch
     import transformers
 
 CONFIG_JSON = "config.json"
