@@ -313,7 +313,8 @@ def test_plain_artifact_ignores_profile_of_another_model(tmp_path):
 
 
 def test_onnx_parameter_counting_rules(tmp_path):
-    """Floats and int8 count; int64 shapes don't; int32 counts only as a quantized bias; sparse counts stored values."""
+    """Floats count; integer constants count only as dequantized values (also inside model-local functions);
+    int64 shapes, uint8 indices and zero points don't; a sparse initializer counts its stored values."""
     import onnx
     import onnxruntime as ort
     from onnx import TensorProto, helper, numpy_helper
@@ -326,29 +327,42 @@ def test_onnx_parameter_counting_rules(tmp_path):
              numpy_helper.from_array(np.array(0, np.int8), "zp"),
              numpy_helper.from_array(rng.integers(-50, 50, size=N).astype(np.int32), "bq"),
              numpy_helper.from_array(np.array(0.0001, np.float32), "sb"),
+             numpy_helper.from_array(rng.integers(-9, 9, size=N).astype(np.int8), "q2"),
+             numpy_helper.from_array(rng.permutation(N).astype(np.uint8), "idx"),
              numpy_helper.from_array(np.array([1, N], np.int64), "shape")]
     sp_vals = numpy_helper.from_array(np.arange(1, 6, dtype=np.float32), "sp")
     sp_idx = numpy_helper.from_array(np.array([0, 3, 7, 11, 31], np.int64), "sp_idx")
     sparse = helper.make_sparse_tensor(sp_vals, sp_idx, [N])
+    # a model-local function that dequantizes its int8 input with a Cast to float (like a packed int8 op)
+    dq = helper.make_function("ai.edgeprune", "CastScale", ["q", "scale"], ["y"],
+                              [helper.make_node("Cast", ["q"], ["qf"], to=TensorProto.FLOAT),
+                               helper.make_node("Mul", ["qf", "scale"], ["y"])],
+                              [helper.make_opsetid("", 17)])
     nodes = [helper.make_node("DequantizeLinear", ["Wq", "s", "zp"], ["W"]),
              helper.make_node("DequantizeLinear", ["bq", "sb"], ["b"]),
              helper.make_node("Constant", [], ["c"], value=numpy_helper.from_array(np.ones(N, np.float32))),
              helper.make_node("MatMul", ["x", "W"], ["xw"]), helper.make_node("Add", ["xw", "b"], ["y0"]),
              helper.make_node("Add", ["y0", "c"], ["y1"]), helper.make_node("Add", ["y1", "sp"], ["y2"]),
-             helper.make_node("Reshape", ["y2", "shape"], ["y"])]
+             helper.make_node("CastScale", ["q2", "s"], ["d"], domain="ai.edgeprune"),
+             helper.make_node("Add", ["y2", "d"], ["y3"]),
+             helper.make_node("Cast", ["idx"], ["idx64"], to=TensorProto.INT64),
+             helper.make_node("Gather", ["y3", "idx64"], ["y4"], axis=1),
+             helper.make_node("Reshape", ["y4", "shape"], ["y"])]
     graph = helper.make_graph(nodes, "q", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, K])],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, N])], inits,
                               sparse_initializer=[sparse])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model = helper.make_model(graph, functions=[dq], opset_imports=[helper.make_opsetid("", 17),
+                                                                    helper.make_opsetid("ai.edgeprune", 1)])
     onnx.checker.check_model(model)
     path = tmp_path / "q.onnx"
     onnx.save(model, str(path))
     ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"x": np.ones((1, K), np.float32)})
     pc = count_onnx(path)
-    # Wq 2048 + s 1 + zp 1 + bq 32 (quantized bias) + sb 1 + Constant 32 + sparse 5 stored; shape (int64) excluded
-    assert pc.stored == K * N + 1 + 1 + N + 1 + N + 5
+    # Wq 2048 + s 1 + bq 32 (quantized bias) + sb 1 + Constant 32 + sparse 5 stored + q2 32 (dequantized in the
+    # function); zp (zero point), idx (uint8 indices) and shape (int64) are not parameters
+    assert pc.stored == K * N + 1 + N + 1 + N + 5 + N
     assert pc.dense_equivalent == pc.stored - 5 + N
-    assert pc.by_dtype["int8"] == K * N + 1 and pc.by_dtype["int32"] == N
+    assert pc.by_dtype == {"int8": K * N + N, "float": 1 + 1 + N + 5, "int32": N}
 
     # External data: the size budget covers the .onnx and its weight file; the count does not load weights.
     ext = tmp_path / "ext" / "m.onnx"
@@ -599,3 +613,59 @@ def test_reports_written_next_to_failures_are_complete(bundle, capsys, tmp_path)
         "--markdown", str(out / "s.md"))
     assert sorted(p.name for p in out.iterdir()) == ["j.xml", "s.md"]
     shutil.rmtree(out)
+
+
+# ----------------------------------------------------------------------------------------------
+# The real thing: a bundle written by the ONNX exporter from a pruned tiny BERT.
+
+def test_real_exported_bundle(tiny_bert, tmp_path, capsys, monkeypatch):
+    import torch
+
+    from edgeprune.arch import get_arch, prunable_linears
+    from edgeprune.exporters.api import export
+    from edgeprune.exporters.base import ExportConfig
+    from edgeprune.models import load_model, save_model
+    from edgeprune.prune.blocks import parse_block, tiling_for
+    from edgeprune.prune.masks import magnitude_scores, prune_groups
+    from edgeprune.prune.report import compression_figures
+    from edgeprune.rundir import save_masks
+    from edgeprune.testing import glue_dir
+
+    from edgeprune.budget.params import count_onnx
+
+    model, tok = load_model(tiny_bert)
+    weights = {f"{n}.weight": m.weight.detach() for n, m in prunable_linears(model).items()}
+    tilings = {n: tiling_for(tuple(w.shape), parse_block("16x16")) for n, w in weights.items()}
+    masks = prune_groups(magnitude_scores(weights, tilings), tilings, 0.25).masks
+    params = dict(model.named_parameters())
+    with torch.no_grad():
+        for n, m in masks.items():
+            params[n].mul_(m.to(params[n].dtype))
+    run_dir = tmp_path / "run"
+    save_model(model, tok, run_dir / "model")
+    save_masks(masks, run_dir / "model" / "masks.safetensors")
+    figs = compression_figures(model, masks, get_arch(model.config.model_type).layer_regex)
+    write_json(run_dir / "compression.json", {"task": "sst2", "compression": figs,
+                                          "metrics": {"dense": {"main": 0.52}, "pruned": {"main": 0.51}}})
+    bundle = tmp_path / "bundle"
+    export(run_dir, ExportConfig(format="onnx", seq_len=32, task="sst2", data_dir=str(glue_dir()), verify_examples=32),
+           bundle)
+    monkeypatch.chdir(tmp_path)
+
+    # stored parameters: every float initializer/constant, packed values only for the pruned layers
+    pc = count_onnx(bundle / "model.onnx")
+    kept_prunable = figs["prunable_encoder"]["kept"]
+    assert kept_prunable < pc.stored < figs["whole_model"]["dense"] - figs["prunable_encoder"]["dense"] + 2 * kept_prunable
+    assert set(pc.by_dtype) == {"float"}  # uint8 block indices are not parameters
+
+    code, out, err = run(capsys, "check", "bundle", "--no-search", "--max-size", "1MB", "--max-params",
+                         str(pc.stored), "--min-compression", "4x", "--min-sparsity", "75%", "--min-accuracy", "0",
+                         "--max-accuracy-drop", "1pt", "--json", "r.json")
+    assert code == 0, out + err
+    by = {r["name"]: r for r in json.loads((tmp_path / "r.json").read_text())["results"]}
+    assert by["min_compression[prunable_encoder]"]["actual"] == pytest.approx(figs["prunable_encoder"]["compression"])
+    # drop = (0.52 - 0.51) * 100 + (metric_torch - metric_artifact) * 100, the latter 0 for a verified fp32 export
+    ver = json.loads((bundle / "verification.json").read_text())
+    assert by["max_accuracy_drop"]["actual"] == pytest.approx(1.0 + (ver["metric_torch"] - ver["metric_artifact"]) * 100)
+    code, _, err = run(capsys, "check", "bundle", "--no-search", "--max-params", str(pc.stored - 1))
+    assert code == 1 and f"({pc.stored}) exceeds the budget of" in err and f"({pc.stored - 1})" in err

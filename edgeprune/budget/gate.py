@@ -63,6 +63,8 @@ def _compare(name: str, limit: float, actual: float, upper: bool, fmt: Callable[
         reason = f"{at} {'<=' if upper else '>='} {lt}"
     else:
         rl, ra = (exact(limit), exact(actual)) if exact else (lt, at)
+        if rl == ra:  # rounding hid the difference: show the raw SI numbers
+            rl, ra = f"{rl} ({limit:.9g})", f"{ra} ({actual:.9g})"
         reason = f"{what} {ra} {'exceeds the budget of' if upper else 'is below the budget of'} {rl}"
     return BudgetResult(name, PASS if ok else FAIL, limit, actual, lt, at, reason, source, detail=detail)
 
@@ -134,7 +136,7 @@ def _params(ev: Evidence, limit: float) -> BudgetResult:
     if isinstance(whole, dict) and isinstance(whole.get("dense"), int):
         detail += f"; dense model: {whole['dense']} (manifest compression.whole_model.dense)"
     return _compare("max_params", limit, float(pc.stored), True, format_count, ev.rel(ev.artifact), detail,
-                    what="stored parameters")
+                    what="stored parameters", exact=lambda n: format_count(n) if n < 10_000 else f"{format_count(n)} ({int(n)})")
 
 
 def _ratio_of(value: Any) -> float | None:

@@ -1,12 +1,15 @@
 """Parameter counts and on-disk size read from the artifact itself, not from what the exporter claims.
 
 What counts as a parameter (the same rule for ONNX and TFLite):
-  * constant tensors of floating point, int8/uint8 or int4/uint4 type (weights, packed block values,
-    quantized weights): their *stored* element count, so a packed block-sparse initializer counts
-    only the surviving values and a sparse tensor counts its non-zeros;
-  * int32/int16 tensors only when they are quantized values (an int32 bias feeding ONNX
-    ``DequantizeLinear``, a TFLite tensor with quantization scales);
-  * other integer tensors (shapes, axes, packed block indices) are bookkeeping, not parameters.
+  * floating-point constant tensors (weights, biases, packed block values): their *stored* element
+    count, so a packed block-sparse initializer counts only the surviving values and a sparse
+    tensor counts its non-zeros;
+  * integer constants (int4..int32) only when they are quantized *values*: in ONNX when they reach
+    ``DequantizeLinear`` / ``MatMulInteger`` / ``QLinear*`` / a Cast to float (followed through
+    reshapes and into the model-local ``ai.edgeprune`` functions), in TFLite when the tensor has
+    quantization scales;
+  * other integer and bool tensors (shapes, axes, masks, packed block indices such as uint8
+    ``col_idx``/``row_map``) are bookkeeping, not parameters.
 ``dense_equivalent`` is the element count had every sparse tensor been stored dense.
 """
 from __future__ import annotations
@@ -15,6 +18,7 @@ import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from ..errors import ModelError
 
@@ -59,14 +63,60 @@ def _load_onnx(path: Path):
                          "not an ONNX model") from None
 
 
-def _onnx_counted(dtype: int, quantized_int: bool) -> bool:
-    from onnx import TensorProto as T
+_ONNX_FLOATS = ("FLOAT", "FLOAT16", "DOUBLE", "BFLOAT16", "FLOAT8E4M3FN", "FLOAT8E4M3FNUZ", "FLOAT8E5M2",
+                "FLOAT8E5M2FNUZ", "FLOAT4E2M1")
+_ONNX_QUANT_INTS = ("INT8", "UINT8", "INT4", "UINT4", "INT16", "UINT16", "INT32")
+# (op, input positions) that consume quantized integer *values* (weights, biases), not indices.
+_VALUE_SINKS = {"DequantizeLinear": {0}, "MatMulInteger": {0, 1}, "ConvInteger": {0, 1}, "QLinearMatMul": {0, 3},
+                "QLinearConv": {0, 3, 8}, "QGemm": {0, 3, 6}, "DynamicQuantizeMatMul": {1}, "MatMulNBits": {1},
+                "GatherBlockQuantized": {0}, "QAttention": {1}, "QLinearAdd": {0, 3}, "QLinearMul": {0, 3}}
+_PASS_THROUGH = {"Reshape", "Transpose", "Identity", "Unsqueeze", "Squeeze", "Flatten"}  # input 0 -> output 0
 
-    floats = {T.FLOAT, T.FLOAT16, T.DOUBLE, T.BFLOAT16}
-    floats |= {getattr(T, n) for n in ("FLOAT8E4M3FN", "FLOAT8E4M3FNUZ", "FLOAT8E5M2", "FLOAT8E5M2FNUZ",
-                                       "FLOAT4E2M1") if hasattr(T, n)}
-    small = {T.INT8, T.UINT8} | {getattr(T, n) for n in ("INT4", "UINT4") if hasattr(T, n)}
-    return dtype in floats or dtype in small or (quantized_int and dtype in (T.INT32, T.INT16, T.UINT16))
+
+class _Uses:
+    """Who consumes each tensor, across the main graph and the model-local functions it calls."""
+
+    def __init__(self, model) -> None:
+        from onnx import TensorProto
+
+        self.funcs = {(f.domain, f.name): f for f in model.functions}
+        self.float_types = {getattr(TensorProto, n) for n in _ONNX_FLOATS if hasattr(TensorProto, n)}
+        self.cons: dict[tuple[Any, str], list] = {}
+        scopes = [("", model.graph.node)] + [((f.domain, f.name), f.node) for f in model.functions]
+        for scope, nodes in scopes:
+            for node in nodes:
+                for i, name in enumerate(node.input):
+                    if name:
+                        self.cons.setdefault((scope, name), []).append((scope, node, i))
+
+    def is_value(self, name: str, scope: Any = "", depth: int = 0) -> bool:
+        """True when an integer tensor is dequantized into values somewhere downstream (a quantized weight)."""
+        if depth > 12:
+            return False
+        for sc, node, i in self.cons.get((scope, name), []):
+            key = (node.domain, node.op_type)
+            if key in self.funcs:
+                f = self.funcs[key]
+                if i < len(f.input) and self.is_value(f.input[i], key, depth + 1):
+                    return True
+            elif i in _VALUE_SINKS.get(node.op_type, ()):
+                return True
+            elif node.op_type == "Cast":
+                to = next((a.i for a in node.attribute if a.name == "to"), None)
+                if to in self.float_types or self.is_value(node.output[0], sc, depth + 1):
+                    return True
+            elif node.op_type in _PASS_THROUGH and i == 0 and self.is_value(node.output[0], sc, depth + 1):
+                return True
+        return False
+
+
+def _onnx_counted(dtype: int, name: str, uses: _Uses) -> bool:
+    from onnx import TensorProto
+
+    if dtype in uses.float_types:
+        return True
+    ints = {getattr(TensorProto, n) for n in _ONNX_QUANT_INTS if hasattr(TensorProto, n)}
+    return dtype in ints and uses.is_value(name)
 
 
 def count_onnx(path: Path) -> ParamCount:
@@ -74,8 +124,7 @@ def count_onnx(path: Path) -> ParamCount:
     from onnx import TensorProto
 
     model = _load_onnx(path)
-    graphs = [model.graph]
-    dequant_inputs: set[str] = set()
+    uses = _Uses(model)
     stored = dense = tensors = 0
     by_dtype: dict[str, int] = {}
 
@@ -87,34 +136,26 @@ def count_onnx(path: Path) -> ParamCount:
         name = TensorProto.DataType.Name(dtype).lower()
         by_dtype[name] = by_dtype.get(name, 0) + n_stored
 
-    nodes = []
-    for g in graphs:
-        nodes += list(g.node)
-    for f in model.functions:
-        nodes += list(f.node)
-    for node in nodes:
-        if node.op_type == "DequantizeLinear" and node.input:
-            dequant_inputs.add(node.input[0])
-
     for init in model.graph.initializer:
-        if _onnx_counted(init.data_type, init.name in dequant_inputs):
+        if _onnx_counted(init.data_type, init.name, uses):
             n = math.prod(init.dims)
             add(init.data_type, n, n)
     for sp in model.graph.sparse_initializer:
-        if _onnx_counted(sp.values.data_type, sp.values.name in dequant_inputs):
+        if _onnx_counted(sp.values.data_type, sp.values.name, uses):
             add(sp.values.data_type, math.prod(sp.values.dims), math.prod(sp.dims))
+    nodes = list(model.graph.node) + [n for f in model.functions for n in f.node]
     for node in nodes:
-        if node.op_type != "Constant":
+        if node.op_type != "Constant" or node.domain not in ("", "ai.onnx"):
             continue
+        out = node.output[0] if node.output else ""
         for attr in node.attribute:
             if attr.name == "value" and attr.HasField("t"):
-                t = attr.t
-                if _onnx_counted(t.data_type, bool(node.output) and node.output[0] in dequant_inputs):
-                    n = math.prod(t.dims)
-                    add(t.data_type, n, n)
+                if _onnx_counted(attr.t.data_type, out, uses):
+                    n = math.prod(attr.t.dims)
+                    add(attr.t.data_type, n, n)
             elif attr.name == "sparse_value" and attr.HasField("sparse_tensor"):
                 sp = attr.sparse_tensor
-                if _onnx_counted(sp.values.data_type, False):
+                if _onnx_counted(sp.values.data_type, out, uses):
                     add(sp.values.data_type, math.prod(sp.values.dims), math.prod(sp.dims))
     return ParamCount(stored, dense, tensors, by_dtype)
 
@@ -144,9 +185,8 @@ def onnx_files(path: Path) -> ArtifactFiles:
 _TFLITE_ITEMSIZE = {"FLOAT32": 4, "FLOAT16": 2, "INT32": 4, "UINT8": 1, "INT64": 8, "INT16": 2, "INT8": 1,
                     "FLOAT64": 8, "UINT16": 2, "UINT32": 4, "UINT64": 8, "BFLOAT16": 2, "INT4": 0.5, "UINT4": 0.5,
                     "FLOAT8_E4M3FN": 1, "FLOAT8_E5M2": 1}
-_TFLITE_COUNTED = {"FLOAT32", "FLOAT16", "FLOAT64", "BFLOAT16", "INT8", "UINT8", "INT4", "UINT4",
-                   "FLOAT8_E4M3FN", "FLOAT8_E5M2"}
-_TFLITE_QUANT_INT = {"INT32", "INT16", "UINT16"}
+_TFLITE_COUNTED = {"FLOAT32", "FLOAT16", "FLOAT64", "BFLOAT16", "FLOAT8_E4M3FN", "FLOAT8_E5M2"}
+_TFLITE_QUANT_INT = {"INT32", "INT16", "UINT16", "INT8", "UINT8", "INT4", "UINT4"}
 
 
 def count_tflite(path: Path) -> ParamCount:

@@ -1,0 +1,186 @@
+"""The sample output in docs/ci-gate.md, produced for real: prune -> export -> profile -> `edgeprune check`.
+
+A tiny randomly initialised BERT (edgeprune.testing, 2 layers, hidden 64) is magnitude-pruned to
+5x in 16x16 blocks (a stand-in for `edgeprune compress`, which writes the same run directory),
+evaluated on real SST-2 dev examples, exported with the real ONNX exporter (packed ops, verified in
+onnxruntime), timed on this host with onnxruntime (written in profile.json's schema), and gated
+by `edgeprune check` with budgets in a pyproject.toml. Writes bench/results/ci_gate_sample.{json,md}.
+
+    nice -n 10 /work/venv/bin/python bench/ci_gate_sample.py
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results"
+TASK, SEQ_LEN, DEV_EXAMPLES, BLOCK, TARGET = "sst2", 64, 256, "16x16", 5.0
+
+PYPROJECT = """\
+[project]
+name = "sentiment-app"
+version = "1.0.0"
+
+[tool.edgeprune.budgets]
+max_size = "1MB"
+max_params = "150k"
+max_latency = { host = "25ms", rpi4 = "80ms" }
+max_accuracy_drop = "3pt"
+min_compression = "5x"
+"""
+
+
+def make_run(work: Path) -> Path:
+    """A compress-style run directory: pruned checkpoint, masks, compression.json with real metrics."""
+    import torch
+
+    from edgeprune.arch import get_arch, prunable_linears
+    from edgeprune.data.glue import get_task
+    from edgeprune.io import write_json
+    from edgeprune.models import load_model, save_model
+    from edgeprune.prune.blocks import parse_block, tiling_for
+    from edgeprune.prune.masks import magnitude_scores, prune_groups
+    from edgeprune.prune.report import compression_figures
+    from edgeprune.rundir import save_masks
+    from edgeprune.testing import build_tiny_checkpoint, glue_dir
+    from edgeprune.training import evaluate
+
+    dense_dir = build_tiny_checkpoint("bert", work / "dense")
+    model, tok = load_model(dense_dir)
+    dense = evaluate((model, tok), TASK, glue_dir(), limit=DEV_EXAMPLES, max_seq_len=SEQ_LEN)
+    linears = prunable_linears(model)
+    weights = {f"{n}.weight": m.weight.detach() for n, m in linears.items()}
+    spec = parse_block(BLOCK)
+    tilings = {n: tiling_for(tuple(w.shape), spec) for n, w in weights.items()}
+    res = prune_groups(magnitude_scores(weights, tilings), tilings, 1.0 / TARGET)
+    params = dict(model.named_parameters())
+    with torch.no_grad():
+        for n, m in res.masks.items():
+            params[n].mul_(m.to(params[n].dtype))
+    pruned = evaluate((model, tok), TASK, glue_dir(), limit=DEV_EXAMPLES, max_seq_len=SEQ_LEN)
+    run = work / "run"
+    save_model(model, tok, run / "model")
+    save_masks({n: m for n, m in res.masks.items()}, run / "model" / "masks.safetensors")
+    figs = compression_figures(model, res.masks, get_arch(model.config.model_type).layer_regex)
+    write_json(run / "compression.json", {
+        "task": TASK, "block": spec.to_json(),
+        "method": "magnitude (sample stand-in for compress)", "compression": figs,
+        "metrics": {"dense": dense, "pruned": pruned, "metric": dense["metric"]}})
+    return run
+
+
+def export_bundle(run: Path, out: Path) -> Path:
+    from edgeprune.exporters.api import export
+    from edgeprune.exporters.base import ExportConfig
+    from edgeprune.testing import glue_dir
+
+    export(run, ExportConfig(format="onnx", seq_len=SEQ_LEN, task=TASK, data_dir=str(glue_dir()),
+                             verify_examples=DEV_EXAMPLES), out)
+    return out
+
+
+def profile_host(bundle: Path, runs: int = 100) -> dict:
+    """onnxruntime wall time on this host, in profile.json's schema (edgeprune profile's contract)."""
+    import onnxruntime as ort
+
+    from edgeprune.io import write_json
+
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    art = bundle / manifest["artifact"]
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = 1
+    sess = ort.InferenceSession(str(art), so, providers=["CPUExecutionProvider"])
+    feeds = {}
+    for i in sess.get_inputs():
+        feeds[i.name] = np.ones((1, SEQ_LEN), np.int64) if "mask" in i.name else np.zeros((1, SEQ_LEN), np.int64)
+    for _ in range(10):
+        sess.run(None, feeds)
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        sess.run(None, feeds)
+        times.append((time.perf_counter() - t0) * 1e3)
+    t = np.asarray(times)
+    rec = {"artifact": art.name, "format": "onnx", "file_bytes": art.stat().st_size, "results": [{
+        "target": "host", "kind": "measured", "threads": 1, "batch": 1, "seq_len": SEQ_LEN,
+        "latency_ms": {"mean": float(t.mean()), "p50": float(np.percentile(t, 50)), "p90": float(np.percentile(t, 90)),
+                       "p99": float(np.percentile(t, 99)), "std": float(t.std())},
+        "peak_memory_bytes": None, "instructions": None}]}
+    write_json(bundle / "profile.json", rec)
+    return rec
+
+
+def check(repo: Path, *args: str) -> dict:
+    exe = Path(sys.executable).with_name("edgeprune")
+    env = {**os.environ, "COLUMNS": "150", "GITHUB_STEP_SUMMARY": ""}
+    p = subprocess.run([str(exe), "check", *args], cwd=repo, capture_output=True, text=True, env=env, timeout=300)
+    return {"args": ["edgeprune", "check", *args], "exit_code": p.returncode, "stdout": p.stdout, "stderr": p.stderr}
+
+
+def main() -> None:
+    work = Path(tempfile.mkdtemp(prefix="ci_gate_sample."))
+    try:
+        repo = work / "repo"
+        repo.mkdir()
+        (repo / "pyproject.toml").write_text(PYPROJECT)
+        t0 = time.time()
+        run = make_run(work)
+        bundle = export_bundle(run, repo / "dist" / "bundle")
+        from edgeprune.budget.params import count_onnx
+
+        pc = count_onnx(bundle / "model.onnx")
+        params = {"stored": pc.stored, "dense_equivalent": pc.dense_equivalent, "tensors": pc.tensors,
+                  "by_dtype": pc.by_dtype}
+        prof = profile_host(bundle)
+        runs = [
+            check(repo, "dist/bundle", "--junit", "check.xml", "--github", "--markdown", "check.md"),
+            check(repo, "dist/bundle", "--max-latency", "rpi4=off"),
+            check(repo, "dist/bundle", "--max-latency", "rpi4=off", "--max-size", "100kB"),
+        ]
+        junit = (repo / "check.xml").read_text()
+        md = (repo / "check.md").read_text()
+        manifest = json.loads((bundle / "manifest.json").read_text())
+        (bundle / "model.onnx").write_bytes((bundle / "model.onnx").read_bytes()[:-100])  # truncate: gate must fail
+        runs.append(check(repo, "dist/bundle", "--max-latency", "rpi4=off"))
+        elapsed = time.time() - t0
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+    from importlib import metadata
+
+    out = {"machine": platform.platform(), "python": platform.python_version(), "cpu_count": os.cpu_count(),
+           "versions": {n: metadata.version(n) for n in ("onnx", "onnxruntime", "torch", "transformers", "rich")},
+           "task": TASK, "seq_len": SEQ_LEN, "dev_examples": DEV_EXAMPLES, "block": BLOCK, "target": TARGET,
+           "compression": manifest.get("compression"), "metrics": manifest.get("metrics"),
+           "profile": prof, "params": params, "pyproject": PYPROJECT, "runs": runs, "junit": junit, "markdown": md,
+           "elapsed_s": round(elapsed, 1)}
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "ci_gate_sample.json").write_text(json.dumps(out, indent=2, default=str) + "\n")
+    lines = ["# `edgeprune check` on a real exported bundle", "",
+             f"Machine: {out['machine']}, {out['cpu_count']} CPUs, Python {out['python']}; "
+             + ", ".join(f"{k} {v}" for k, v in out["versions"].items()) + ".", "",
+             f"Tiny random-init BERT (2 layers, hidden 64) magnitude-pruned to {TARGET:g}x in {BLOCK} blocks, metrics on "
+             f"{DEV_EXAMPLES} real {TASK} dev examples, exported to packed ONNX (seq {SEQ_LEN}), host latency measured "
+             f"with onnxruntime (1 thread, 100 runs). Total {out['elapsed_s']} s.", "",
+             "pyproject.toml:", "", "```toml", PYPROJECT.rstrip(), "```", ""]
+    for r in runs:
+        lines += [f"`{' '.join(r['args'])}` -> exit {r['exit_code']}", "", "```", (r["stdout"] + r["stderr"]).rstrip(),
+                  "```", ""]
+    lines += ["JUnit XML (first run):", "", "```xml", junit.rstrip(), "```", "", "Markdown (first run):", "",
+              md.rstrip(), ""]
+    (RESULTS / "ci_gate_sample.md").write_text("\n".join(lines))
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
