@@ -1,0 +1,199 @@
+"""compress end to end on a tiny real checkpoint and real GLUE subsets; masks, resume and bad input."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from edgeprune.cli import cli
+from edgeprune.compress import CompressConfig, compress
+from edgeprune.errors import ConfigError
+from edgeprune.io import read_json
+from edgeprune.rundir import check_masks_match, open_run
+
+FAST = ["--train-limit", "48", "--eval-limit", "24", "--batch-size", "8", "--max-seq-len", "48"]
+
+
+def _cli(args: list[str]):
+    from edgeprune.errors import EdgepruneError
+
+    runner = CliRunner()
+    res = runner.invoke(cli, args, standalone_mode=False, catch_exceptions=True)
+    exc = res.exception
+    code = exc.exit_code if isinstance(exc, EdgepruneError) else (0 if exc is None else 1)
+    return code, (str(exc) if exc else res.output), res
+
+
+@pytest.fixture(scope="module")
+def finetuned(tiny_bert, glue, tmp_path_factory) -> Path:
+    """A tiny BERT fine-tuned on an MRPC subset (a finetune run dir, so compress skips fine-tuning)."""
+    from edgeprune.training import TrainConfig, finetune
+
+    out = tmp_path_factory.mktemp("ft") / "run"
+    finetune(str(tiny_bert), "mrpc", glue, out, TrainConfig(epochs=1, batch_size=8, max_seq_len=48, train_limit=48,
+                                                            eval_limit=24, lr=1e-3))
+    return out
+
+
+def test_cli_end_to_end_matches_rundir_contract(finetuned, glue, tmp_path):
+    out = tmp_path / "run"
+    code, msg, res = _cli(["compress", "--model", str(finetuned), "--task", "mrpc", "--data", str(glue), "--target",
+                           "4x", "--block", "16x1", "--epochs-reg", "1", "--epochs-retrain", "1", "--distill",
+                           "--out", str(out), *FAST])
+    assert code == 0, msg
+    run = open_run(out)
+    from edgeprune.models import load_model
+
+    model, _ = load_model(run.model_dir)
+    check_masks_match(run.masks, model)
+    info = run.info
+    assert info["task"] == "mrpc" and info["method"] == "reweighted-group-lasso"
+    assert info["block"] == [16, 1] and info["balanced"] is True and info["distill"] is True
+    assert "finetune" not in info["phases"] and {"regularize", "prune", "retrain"} <= set(info["phases"])
+    params = dict(model.named_parameters())
+    assert len(run.masks) == 12  # 6 linears x 2 layers
+    kept = sum(int(m.sum()) for m in run.masks.values())
+    total = sum(m.numel() for m in run.masks.values())
+    assert info["compression"]["prunable_encoder"]["compression"] == pytest.approx(total / kept)
+    assert total / kept == pytest.approx(4.0)  # 64-row matrices, 16-row segments: 4x is exact
+    assert info["compression"]["whole_model"]["compression"] < info["compression"]["whole_encoder"]["compression"] \
+        < info["compression"]["prunable_encoder"]["compression"]
+    for name, m in run.masks.items():
+        assert m.dtype == torch.uint8
+        assert (params[name].detach()[m == 0] == 0).all()
+        rec = info["layers"][name]
+        assert rec["kept_ratio"] == pytest.approx(float(m.float().mean()))
+        assert rec["shape"] == list(m.shape) and rec["role"] in ("q", "k", "v", "attn_out", "ffn_in", "ffn_out")
+        # balanced: every 16-row block row keeps the same number of columns
+        per_row = m.reshape(m.shape[0] // 16, 16, m.shape[1])[:, 0, :].sum(dim=1)
+        assert len(set(per_row.tolist())) == 1
+    for key in ("dense", "pruned"):
+        assert 0 <= info["metrics"][key]["main"] <= 1
+    assert (out / "kept_ratios.png").stat().st_size > 1000
+    assert model.config.edgeprune_task == "mrpc"
+    # rerunning into a finished run refuses; --resume returns it unchanged
+    code, msg, _ = _cli(["compress", "--model", str(finetuned), "--task", "mrpc", "--data", str(glue), "--out", str(out)])
+    assert code == 2 and "finished" in msg
+    code, msg, _ = _cli(["compress", "--out", str(out), "--resume"])
+    assert code == 0, msg
+
+
+def test_pretrained_model_is_fine_tuned_first_and_magnitude_unstructured(tiny_bert, glue, tmp_path):
+    cfg = CompressConfig(model=str(tiny_bert), task="rte", data_dir=str(glue), out=str(tmp_path / "r"),
+                         compression=3.0, method="magnitude-unstructured", scope="global", epochs_finetune=1,
+                         epochs_reg=1, epochs_retrain=0, train_limit=32, eval_limit=16, batch_size=8, max_seq_len=48)
+    rec = compress(cfg)
+    assert "finetune" in rec["phases"] and "regularize" not in rec["phases"]
+    assert rec["block"] is None and rec["balanced"] is False
+    assert rec["compression"]["prunable_encoder"]["compression"] == pytest.approx(3.0, rel=1e-4)
+    assert rec["config"]["method"] == "magnitude-unstructured"
+
+
+class _Interrupt(Exception):
+    pass
+
+
+def _interrupt_at(step: int):
+    from transformers import TrainerCallback
+
+    class Stop(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            if state.global_step == step:
+                raise _Interrupt()
+
+    return Stop()
+
+
+def _weights(run: Path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    return load_file(str(run / "model" / "model.safetensors"))
+
+
+@pytest.mark.parametrize("phase", ["regularize", "retrain"])
+def test_resume_gives_the_same_result(finetuned, glue, tmp_path, phase):
+    def cfg(out: Path) -> CompressConfig:
+        return CompressConfig(model=str(finetuned), task="mrpc", data_dir=str(glue), out=str(out), compression=2.0,
+                              block="8x8", epochs_reg=1, epochs_retrain=1, train_limit=48, eval_limit=16,
+                              batch_size=8, max_seq_len=48, save_steps=2, reweight_every=3, lr=1e-3)
+
+    ref = compress(cfg(tmp_path / "ref"))
+    out = tmp_path / "cut"
+    with pytest.raises(_Interrupt):
+        compress(cfg(out), _callbacks={phase: [_interrupt_at(5)]})
+    with pytest.raises(ConfigError, match="unfinished"):
+        open_run(out)  # an interrupted run never looks complete
+    with pytest.raises(ConfigError, match="--resume"):
+        compress(cfg(out))
+    got = compress(cfg(out), resume=True)
+    assert got["metrics"]["pruned"]["main"] == pytest.approx(ref["metrics"]["pruned"]["main"])
+    a, b = _weights(tmp_path / "ref"), _weights(out)
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], atol=1e-5, rtol=1e-4)
+    if phase == "regularize":
+        assert read_json(out / "compress_state" / "regularize" / "done.json")["reweighted_at_steps"] == [0, 3]
+
+
+def test_masked_weights_stay_zero_with_adamw(finetuned, glue, tmp_path):
+    from edgeprune.compress_trainer import MaskCallback, PruneTrainer
+    from edgeprune.data import load_split
+    from edgeprune.models import load_model
+    from edgeprune.training import TrainConfig, make_trainer
+
+    model, tok = load_model(finetuned / "model")
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    g = torch.Generator().manual_seed(0)
+    names = [n for n, p in model.named_parameters() if n.endswith("dense.weight") or n.endswith("query.weight")]
+    params = dict(model.named_parameters())
+    masks = {n: torch.rand(params[n].shape, generator=g) > 0.5 for n in names}
+    cb = MaskCallback({n: params[n] for n in names}, masks)
+    train = load_split("mrpc", "train", glue, limit=32)
+    cfg = TrainConfig(epochs=1, lr=1e-2, batch_size=8, max_seq_len=48, weight_decay=0.1, save_steps=1000)
+    trainer = make_trainer(model, tok, "mrpc", train, None, cfg, tmp_path, trainer_cls=PruneTrainer, callbacks=[cb])
+    trainer.train()
+    opt = trainer.optimizer.optimizer if hasattr(trainer.optimizer, "optimizer") else trainer.optimizer
+    for n in names:
+        p = params[n].detach()
+        assert (p[~masks[n]] == 0).all(), n
+        assert (p[masks[n]] != before[n][masks[n]]).any(), n  # kept weights did train
+        st = opt.state[params[n]]
+        assert (st["exp_avg"][~masks[n]] == 0).all() and (st["exp_avg_sq"][~masks[n]] == 0).all()
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--task", "nope"], "unknown GLUE task"),
+    (["--model", "/no/such/model"], "neither a folder nor a known alias"),
+    (["--target", "1000x"], "would prune every group"),
+    (["--target", "0.5x"], "compression"),
+    (["--block", "16y1"], "block shape"),
+    (["--block-preset", "gpu"], "unknown block preset"),
+    (["--data", "/no/such/glue"], "does not exist"),
+    (["--layers", "nothing_matches_this"], "matches no linear"),
+])
+def test_bad_input_is_one_line_exit_2(finetuned, glue, tmp_path, args, needle):
+    base = {"--model": str(finetuned), "--task": "mrpc", "--data": str(glue), "--target": "4x",
+            "--block": "16x1"}
+    it = iter(args)
+    for k in it:
+        base[k] = next(it)
+    if "--block-preset" in base:
+        del base["--block"]
+    flat = [x for kv in base.items() for x in kv]
+    out = tmp_path / "bad"
+    code, msg, _ = _cli(["compress", *flat, "--out", str(out), *FAST])
+    assert code == 2, msg
+    assert needle in msg and "\n" not in msg
+    assert not (out / "compression.json").exists() and not (out / "model").exists()
+
+
+def test_cli_main_prints_one_line(tmp_path):
+    import subprocess
+    import sys
+
+    p = subprocess.run([sys.executable, "-m", "edgeprune", "compress", "--model", "minilm-l6", "--task", "mrpc",
+                        "--block", "0x1", "--out", str(tmp_path / "x")], capture_output=True, text=True)
+    assert p.returncode == 2
+    assert p.stderr.strip().startswith("error: bad block shape") and len(p.stderr.strip().splitlines()) == 1
