@@ -91,6 +91,8 @@ class SSHSession:
         cmd = ["scp", "-q", *self.opts, "-P", str(self.dest.port), "--", str(local),
                f"{self.dest.user + '@' if self.dest.user else ''}{host}:{remote_path}"]
         proc = self._run(cmd, timeout, f"copying {local.name}")
+        if proc.returncode != 0:  # devices without an SFTP subsystem (dropbear): the legacy scp protocol
+            proc = self._run(cmd[:2] + ["-O"] + cmd[2:], timeout, f"copying {local.name}")
         if proc.returncode != 0:
             raise TargetUnreachable(f"scp to {self.dest} failed: {last_line(proc.stderr)}")
 
