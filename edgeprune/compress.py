@@ -50,7 +50,7 @@ class CompressConfig:
     out: str
     compression: float = 5.0  # dense prunable weights / kept
     block: str | None = None  # RxC; None: the preset's, else 128x1
-    block_preset: str | None = None  # ort | tflite | paper | column
+    block_preset: str | None = None  # ort | tflite | paper | rows
     balanced: bool | None = None  # None: on for column-segment shapes
     method: str = "reweighted-group-lasso"
     scope: str = "uniform"

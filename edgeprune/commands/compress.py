@@ -20,7 +20,7 @@ _METHODS = ["reweighted-group-lasso", "group-lasso", "magnitude-block", "magnitu
 @click.option("--block", default=None, help="Group shape RxC in [out, in] coordinates: 128x1 (column segments, "
               "default), allx1 (whole input columns), 1xall (whole output rows), all/4x1, 16x16. Shapes that do not "
               "tile a matrix are padded (the last block is partial).")
-@click.option("--block-preset", default=None, help="Block shape a runtime turns into speed: ort, tflite, paper, column.")
+@click.option("--block-preset", default=None, help="Block shape a runtime turns into speed: ort (128x1), tflite (allx1), paper (16x16), rows (1xall).")
 @click.option("--balanced/--unbalanced", default=None,
               help="Keep the same number of groups in every block row [on for column segments].")
 @click.option("--method", type=click.Choice(_METHODS), default=None, help="Pruning method [reweighted-group-lasso].")
@@ -74,6 +74,10 @@ def command(out_dir: Path, resume: bool, target: str | None, sparsity: float | N
     d["model"] = str(d["model"])
     cfg = CompressConfig.from_dict(d)
     rec = compress(cfg, resume=resume)
+    import os
+
+    if int(os.environ.get("RANK", "0")) != 0:  # under torchrun only rank 0 reports
+        return
     m = rec["metrics"]
     c = rec["compression"]
     click.echo(f"{rec['task']} {m['metric']}: dense {m['dense']['main']:.4f} -> pruned {m['pruned']['main']:.4f}; "

@@ -1,19 +1,20 @@
 """Presets: which layers to prune per architecture, and which block shapes each runtime turns into speed.
 
 Block presets come from measurements on this machine (``shared/docs/speed-notes.md``, env.md
-Exp 4/5 and ``bench/results/export_onnx.*``):
+Exp 4/5, and the exporters' own layer studies: ``exporters/onnx.py``, ``exporters/tf_linear.py``,
+``bench/results/export_onnx.*`` / ``export_tflite.*``):
 
-* ``ort``: column segments a quarter of the output rows tall (``all/4x1``, balanced). The
-  gathered block-row formulation in stock onnxruntime gets 1.45-2.15x at 5x with R = out/4,
-  while R = 64-128 is at or below dense speed and 32x32 gathers are 1.4-1.6x *slower* than
-  dense. Whole input columns (``allx1``) and whole output rows (``1xall``) shrink the dense
-  MatMul itself and scale linearly, at a higher accuracy cost.
-* ``tflite``: whole output rows (``1xall``). TFLite's EXPERIMENTAL_SPARSITY only shrinks files
-  and gives no speedup (XNNPACK drops sparse FCs), so only structurally smaller dense layers
-  run faster; removing output rows needs no gather at all.
-* ``paper``: 16x16 square blocks, the authors' hard-pruning blocks (not balanced).
-* ``column``: ``128x1`` balanced column segments, the paper.md recommendation for 384-wide
-  MiniLM (256 for BERT-base-sized models).
+* ``ort``: balanced 128-row column segments (``128x1``). The ONNX exporter's row-gather on the
+  transposed activation runs a block-row layer at about ``0.07 + 1.07 * kept`` of the dense time
+  for R = 128 (3-4x faster than dense at 20% kept); block rows shorter than 32 are slower than
+  dense (32x32 gathers were 1.4-1.6x slower), so short blocks are not offered here.
+* ``tflite``: whole input columns (``allx1``): one GATHER of the kept columns then a smaller dense
+  FULLY_CONNECTED, which XNNPACK runs at full speed. TFLite's own sparse encoding gives no speedup
+  (env.md Exp 5), so only structurally smaller dense layers run faster.
+* ``paper``: 16x16 square blocks, the authors' hard-pruning blocks (not balanced; the exporters
+  fall back to packed-dense for them, i.e. smaller files but dense speed).
+* ``rows``: whole output rows (``1xall``): a smaller dense MatMul in any runtime, the coarsest
+  (and least accurate) structure.
 """
 from __future__ import annotations
 
@@ -40,10 +41,10 @@ class BlockPreset:
 
 
 BLOCK_PRESETS: dict[str, BlockPreset] = {
-    "ort": BlockPreset("all/4x1", True, "onnxruntime: tall balanced column segments (R = out/4) gather fast"),
-    "tflite": BlockPreset("1xall", False, "TFLite/XNNPACK: whole output rows give structurally smaller dense FCs"),
+    "ort": BlockPreset("128x1", True, "onnxruntime: balanced 128-row column segments (row-gather + batched MatMul)"),
+    "tflite": BlockPreset("allx1", True, "TFLite/XNNPACK: whole input columns -> GATHER + smaller dense FC"),
     "paper": BlockPreset("16x16", False, "the authors' 16x16 hard-pruning blocks"),
-    "column": BlockPreset("128x1", True, "paper.md default: balanced 128-row column segments"),
+    "rows": BlockPreset("1xall", False, "whole output rows: a smaller dense MatMul in any runtime"),
 }
 
 
