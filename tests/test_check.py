@@ -178,8 +178,8 @@ def test_latency_without_profile(tmp_path, capsys, monkeypatch):
     code, out, err = run(capsys, "check", str(b), "--no-search", "--max-latency", "host=25ms", "--max-latency",
                          "rpi4=80ms", "--max-size", "30MB")
     assert code == 1
-    assert "2 of 4 checks failed" in err and "no measurement: no profile.json; run `edgeprune profile b`" in err
-    assert "--emulate rpi4" in err
+    assert "2 of 4 checks failed" in err and "no measurement: no profile.json; run `edgeprune profile b/model.onnx`" in err
+    assert "for target rpi4 (measured on the device with --ssh/--adb, or predicted)" in err
     assert "MISSING" in out
 
 

@@ -250,9 +250,10 @@ def _accuracy_drop(ev: Evidence, limit: float) -> BudgetResult:
 
 def _latency(ev: Evidence, target: str, limit: float, statistic: str) -> BudgetResult:
     name = f"max_latency[{target}]"
-    shown = ev.rel(ev.given)
+    shown = ev.rel(ev.artifact)  # profile takes the artifact; it writes profile.json beside it
     how = (f"run `edgeprune profile {shown}`" if target == "host" else
-           f"run `edgeprune profile {shown}` for {target} (--ssh on the device, or --emulate {target} for a prediction)")
+           f"run `edgeprune profile {shown}` for target {target} (measured on the device with --ssh/--adb, "
+           f"or predicted)")
     rep = ev.profile
     if rep is None:
         return _missing(name, limit, format_time, f"no measurement: no profile.json; {how}")
