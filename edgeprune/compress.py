@@ -349,6 +349,7 @@ def compress(cfg: CompressConfig, resume: bool = False,
         dense_dir = ft_dir / MODEL_DIR
         if _is_main():
             write_json(state / "dense_metrics.json", dm)
+        _barrier()
     dense_metrics = read_json(state / "dense_metrics.json")
     mark("finetune" if not is_ft else "dense_eval", t0)
 
