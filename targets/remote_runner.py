@@ -10,6 +10,7 @@ that the edgeprune qemu plugin uses to count the instructions of exactly those i
 """
 import argparse
 import ctypes
+import gc
 import json
 import os
 import platform
@@ -160,6 +161,10 @@ def main(argv=None):
     outs = None
     for _ in range(a.warmup):
         outs = eng.run()
+    # no cyclic GC inside measured regions: its trigger points depend on earlier allocations, which would
+    # make instruction counts differ between otherwise identical runs (and add timing noise)
+    gc.collect()
+    gc.disable()
     if a.mark > 0:
         libc = ctypes.CDLL(None, use_errno=True)
         libc.syscall.restype = ctypes.c_long
@@ -172,6 +177,7 @@ def main(argv=None):
         t = time.perf_counter()
         outs = eng.run()
         lat.append((time.perf_counter() - t) * 1e3)
+    gc.enable()
     if outs is None:
         outs = eng.run()
     if a.save_outputs:
