@@ -197,3 +197,38 @@ def test_cli_main_prints_one_line(tmp_path):
                         "--block", "0x1", "--out", str(tmp_path / "x")], capture_output=True, text=True)
     assert p.returncode == 2
     assert p.stderr.strip().startswith("error: bad block shape") and len(p.stderr.strip().splitlines()) == 1
+
+
+def test_non_tiling_block_is_padded_and_recorded(tiny_bert, glue):
+    from edgeprune.compress import _hard_prune, _prunable
+    from edgeprune.models import load_model
+    from edgeprune.prune.blocks import group_mask_of
+    from edgeprune.prune.report import layer_records
+
+    model, _ = load_model(tiny_bert)
+    cfg = CompressConfig(model=str(tiny_bert), task="mrpc", data_dir=str(glue), out="unused", block="48x1",
+                         compression=2.0)
+    params, tilings, roles, layers = _prunable(model, cfg)
+    res = _hard_prune(cfg, params, tilings)
+    gms = {n: group_mask_of(m, tilings[n]) for n, m in res.masks.items()}
+    recs = layer_records(res.masks, tilings, roles, layers, gms)
+    q = "bert.encoder.layer.0.attention.self.query.weight"  # 64 rows: a 48-row block row and a partial 16-row one
+    assert recs[q]["padded"] is True and recs[q]["block"] == [48, 1] and recs[q]["groups"] == 2 * 64
+    assert len(recs[q]["kept_groups_per_block_row"]) == 1  # balanced across the partial block row too
+    assert recs[q]["kept_ratio"] == pytest.approx(0.5)
+    ffn_in = "bert.encoder.layer.0.intermediate.dense.weight"  # 128 rows: 48 + 48 + 32
+    assert recs[ffn_in]["padded"] is True and recs[ffn_in]["groups"] == 3 * 64
+    assert res.compression == pytest.approx(2.0)
+
+
+def test_block_preset_resolution():
+    mk = lambda **kw: CompressConfig(model="x", task="mrpc", data_dir=None, out="o", **kw)  # noqa: E731
+    assert [str(s) for s in mk(block_preset="ort").resolved_block()] == ["128x1", "True"]
+    assert [str(s) for s in mk(block_preset="tflite").resolved_block()] == ["allx1", "True"]
+    assert [str(s) for s in mk(block_preset="paper").resolved_block()] == ["16x16", "False"]
+    assert [str(s) for s in mk(block="16x16", balanced=True).resolved_block()] == ["16x16", "True"]
+    assert str(mk(method="magnitude-unstructured", block="128x1").resolved_block()[0]) == "1x1"
+    with pytest.raises(ConfigError, match="either --block or --block-preset"):
+        mk(block="128x1", block_preset="ort")
+    with pytest.raises(ConfigError, match="unknown --method"):
+        mk(method="lasso")
