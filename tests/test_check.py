@@ -79,6 +79,12 @@ def make_bundle(root: Path, *, compression: dict | None = None, metrics: dict | 
     return root
 
 
+@pytest.fixture(autouse=True)
+def _no_step_summary(monkeypatch):
+    """Tests never append to a real GitHub job summary when the suite itself runs in Actions."""
+    monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)
+
+
 def run(capsys, *args: str) -> tuple[int, str, str]:
     """The real entry point (``edgeprune.cli.main``): exit codes as the shell sees them."""
     from edgeprune.cli import main
@@ -243,6 +249,10 @@ def test_accuracy_missing_and_dense_metric_from_export_report(tmp_path, capsys, 
     b = make_bundle(tmp_path / "b", verification={**VERIFICATION, "metric_artifact": None, "metric_torch": None})
     code, _, err = run(capsys, "check", str(b), "--no-search", "--min-accuracy", "0.5")
     assert code == 1 and "verification.json has no metric_artifact" in err
+    s = make_bundle(tmp_path / "s", verification={"passed": True, "reason": "verification skipped (--no-verify)",
+                                                 "skipped": True})
+    code, _, err = run(capsys, "check", str(s), "--no-search", "--max-accuracy-drop", "1pt")
+    assert code == 1 and "the export skipped verification (--no-verify)" in err
     # dense metric only in export_report.json; no pruned metric: drop = dense - artifact = (0.9 - 0.855) * 100
     c = tmp_path / "c"
     c.mkdir()

@@ -200,6 +200,9 @@ def _verification_metric(ev: Evidence) -> tuple[dict[str, Any] | None, str]:
         return None, "no measurement: the bundle has no verification.json; re-run `edgeprune export` with verification on"
     if rep.data is None:
         return None, f"no measurement: {rep.problem}"
+    if rep.data.get("skipped"):
+        return None, ("no measurement: the export skipped verification (--no-verify); re-run `edgeprune export` "
+                      "with verification on")
     if not isinstance(rep.data.get("metric_artifact"), (int, float)):
         return None, ("no measurement: verification.json has no metric_artifact; re-run `edgeprune export` with "
                       "--task and --data so the artifact is evaluated")
