@@ -1,0 +1,168 @@
+"""Host profiling end to end (API and CLI), bundles, baselines, the profile.json contract, and the adb
+runner against a fake `adb` on PATH that replays documented benchmark_model output."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from edgeprune.errors import ConfigError
+from edgeprune.profiling import profile
+
+FIX = Path(__file__).parent / "fixtures"
+
+
+@pytest.fixture(scope="module")
+def tiny_onnx(tmp_path_factory):
+    from edgeprune.profiling.testmodels import export_tiny_bert_onnx
+
+    d = tmp_path_factory.mktemp("host_onnx")
+    return export_tiny_bert_onnx(d / "tiny_bert.onnx", d / "ckpt", seq_len=16)
+
+
+@pytest.fixture(scope="module")
+def tiny_tflite(tmp_path_factory):
+    from edgeprune.profiling.testmodels import make_tiny_tflite
+
+    return make_tiny_tflite(tmp_path_factory.mktemp("host_tfl") / "tiny.tflite", seq_len=16)
+
+
+def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "edgeprune", *args], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, **(env or {})})
+
+
+def test_profile_onnx_contract(tiny_onnx, tmp_path):
+    rep = profile(tiny_onnx, out=tmp_path / "p", seq_len=16, warmup=2, runs=7)
+    saved = json.loads((tmp_path / "p" / "profile.json").read_text())
+    assert saved["artifact"] == str(tiny_onnx) and saved["format"] == "onnx"
+    assert saved["file_bytes"] == tiny_onnx.stat().st_size and saved["load_ms"] > 0
+    measured = [r for r in saved["results"] if r["kind"] == "measured"]
+    assert len(measured) == 1
+    m = measured[0]
+    assert m["target"] == "host" and m["threads"] == 1 and m["batch"] == 1 and m["seq_len"] == 16
+    assert set(m["latency_ms"]) == {"mean", "p50", "p90", "p99", "std"} and m["runs"] == 7
+    assert m["latency_ms"]["p50"] <= m["latency_ms"]["p99"]
+    assert m["peak_memory_bytes"] > m["rss_start_bytes"] > 0    # the subprocess's own peak RSS
+    predicted = {r["target"]: r for r in saved["results"] if r["kind"] == "predicted"}
+    assert set(predicted) >= {"host", "rpi4", "rpi5", "phone"}
+    assert all(list(r["latency_ms"]) == ["mean"] and r["latency_ms"]["mean"] > 0 for r in predicted.values())
+    assert "gpu_latency_ms" in predicted["phone"]
+    # same FLOPs, slower peak: the Pi 4 prediction is slower than the Pi 5's
+    assert predicted["rpi4"]["latency_ms"]["mean"] > predicted["rpi5"]["latency_ms"]["mean"]
+    assert 0 < m["efficiency_fit"] <= 1
+    assert rep["costs"]["flops"] > 0
+    md = (tmp_path / "p" / "profile.md").read_text()
+    assert "Predicted next to measured" in md and "| host | measured |" in md
+    assert (tmp_path / "p" / "profile.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_tflite_xnnpack_on_and_off_in_separate_processes(tiny_tflite, tmp_path):
+    rep = profile(tiny_tflite, seq_len=16, warmup=1, runs=3, predict=False)
+    measured = [r for r in rep["results"] if r["kind"] == "measured"]
+    assert [r["xnnpack"] for r in measured] == [True, False]
+    assert all(r["engine"] == "litert" for r in measured)
+    only_off = profile(tiny_tflite, seq_len=16, warmup=1, runs=3, predict=False, xnnpack="off")
+    assert [r["xnnpack"] for r in only_off["results"]] == [False]
+
+
+def test_bundle_default_out_and_manifest_shape(tiny_onnx, tmp_path):
+    from edgeprune.bundle import write_manifest
+
+    bundle = tmp_path / "bundle"
+    bundle.mkdir()
+    (bundle / "model.onnx").write_bytes(tiny_onnx.read_bytes())
+    write_manifest(bundle, {"format": "onnx", "artifact": "model.onnx", "model": "tiny", "seq_len": 16,
+                            "dtype": "fp32", "mode": "dense", "compression": 1.0})
+    before = (bundle / "model.onnx").read_bytes()
+    p = cli("profile", str(bundle), "--runs", "3", "--warmup", "1", "--baseline", str(tiny_onnx))
+    assert p.returncode == 0, p.stderr
+    rep = json.loads((bundle / "profile.json").read_text())   # default --out is the bundle itself
+    assert rep["seq_len"] == 16 and rep["bundle"] == str(bundle)
+    assert rep["baseline"]["artifact"] == str(tiny_onnx) and rep["baseline"]["seq_len"] == 16
+    kinds = {(row["target"], row["kind"]) for row in rep["comparison"]}
+    assert ("host", "measured") in kinds and ("rpi4", "predicted") in kinds
+    pred = [row for row in rep["comparison"] if row["kind"] == "predicted"]
+    assert all(row["speedup"] == pytest.approx(1.0) for row in pred)   # identical graphs predict identically
+    assert "Against the baseline" in (bundle / "profile.md").read_text()
+    assert (bundle / "model.onnx").read_bytes() == before
+
+
+def test_bad_inputs_are_one_line_exit_2(tmp_path, tiny_onnx):
+    (tmp_path / "model.pt").write_bytes(b"x")
+    for args, needle in ((["profile", str(tmp_path / "model.pt")], "unsupported artifact type"),
+                         (["profile", str(tiny_onnx), "--emulate", "phone"], "--emulate 'phone'"),
+                         (["profile", str(tiny_onnx), "--threads", "0"], "--threads must be a positive integer"),
+                         (["profile", str(tiny_onnx), "--adb", "X"], "--adb needs --benchmark-binary"),
+                         (["profile", str(tmp_path)], "is not a bundle")):
+        p = cli(*args, "--out", str(tmp_path / "o"))
+        assert p.returncode == 2, (args, p.stderr)
+        assert needle in p.stderr and "Traceback" not in p.stderr, p.stderr
+        assert len(p.stderr.strip().splitlines()) <= 2   # "profiling ..." progress line + one error line
+    assert not (tmp_path / "o" / "profile.json").exists()
+    with pytest.raises(ConfigError):
+        profile(tiny_onnx, xnnpack="maybe")
+
+
+FAKE_ADB = r"""#!/bin/sh
+# fake adb: logs every call, replays fixture output for benchmark_model runs
+echo "$@" >> "$FAKE_ADB_LOG"
+[ "$1" = "-s" ] && shift 2
+case "$1" in
+  get-state) if [ -n "$FAKE_ADB_NODEVICE" ]; then echo "error: device 'X' not found" >&2; exit 1; fi; echo device ;;
+  push) echo "1 file pushed" ;;
+  shell)
+    case "$2" in
+      *use_gpu=true*) cat "$FAKE_GPU_OUT" ;;
+      *benchmark_model*) cat "$FAKE_CPU_OUT" ;;
+    esac ;;
+esac
+exit 0
+"""
+
+
+@pytest.fixture()
+def fake_adb(tmp_path):
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    adb = bindir / "adb"
+    adb.write_text(FAKE_ADB)
+    adb.chmod(0o755)
+    tool = tmp_path / "benchmark_model"
+    tool.write_bytes(b"\x7fELF fake")
+    env = {"PATH": f"{bindir}{os.pathsep}{os.environ['PATH']}", "FAKE_ADB_LOG": str(tmp_path / "adb.log"),
+           "FAKE_CPU_OUT": str(FIX / "benchmark_model_current.txt"),
+           "FAKE_GPU_OUT": str(FIX / "benchmark_model_older_gpu.txt")}
+    return {"env": env, "tool": tool, "log": tmp_path / "adb.log"}
+
+
+def test_adb_cpu_and_gpu_runs_parse_fixture_output(fake_adb, tiny_tflite, tmp_path):
+    out = tmp_path / "prof"
+    p = cli("profile", str(tiny_tflite), "--adb", "emulator-5554", "--benchmark-binary", str(fake_adb["tool"]),
+            "--use-gpu", "--big-cores", "--threads", "4", "--runs", "50", "--out", str(out), env=fake_adb["env"])
+    assert p.returncode == 0, p.stderr
+    rep = json.loads((out / "profile.json").read_text())
+    measured = [r for r in rep["results"] if r["kind"] == "measured"]
+    assert [(r["target"], r["unit"]) for r in measured] == [("phone", "cpu"), ("phone", "gpu")]
+    assert measured[0]["latency_ms"]["mean"] == pytest.approx(63.7432)   # fixture: Inference (avg) 63743.2 us
+    assert measured[0]["latency_ms"]["p50"] == pytest.approx(63.5)
+    assert measured[1]["latency_ms"]["mean"] == pytest.approx(35.8804)
+    assert measured[1]["peak_memory_bytes"] == int(268.492e6)
+    log = fake_adb["log"].read_text()
+    assert "-s emulator-5554 push" in log and "taskset f0" in log and "--num_threads=4" in log
+    assert "--use_gpu=true" in log and "--use_xnnpack=true" in log
+    assert "raw" in rep and "Inference timings in us" in rep["raw"]["adb_cpu"]
+
+
+def test_adb_without_device_or_binary_says_so(fake_adb, tiny_tflite, tmp_path):
+    env = {**fake_adb["env"], "FAKE_ADB_NODEVICE": "1"}
+    p = cli("profile", str(tiny_tflite), "--adb", "X", "--benchmark-binary", str(fake_adb["tool"]),
+            "--out", str(tmp_path / "o"), env=env)
+    assert p.returncode == 2 and "no Android device 'X'" in p.stderr and "Traceback" not in p.stderr
+    p = cli("profile", str(tiny_tflite), "--adb", "X", "--benchmark-binary", str(fake_adb["tool"]),
+            "--adb-binary", str(tmp_path / "no-such-adb"), "--out", str(tmp_path / "o"))
+    assert p.returncode == 2 and "adb not found" in p.stderr
