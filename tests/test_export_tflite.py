@@ -1,0 +1,219 @@
+"""`export(..., format="tflite")`: tiny BERT / RoBERTa / DistilBERT with block masks, every dtype, verified in LiteRT."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+pytest.importorskip("tensorflow")
+pytest.importorskip("ai_edge_litert")
+torch = pytest.importorskip("torch")
+
+from edgeprune.errors import ConfigError, DataError, NumericMismatchError  # noqa: E402
+from edgeprune.exporters.api import export  # noqa: E402
+from edgeprune.exporters.base import ExportConfig  # noqa: E402
+
+SEQ = 32
+# every architecture in every dtype; modes vary so that structured is exported and verified too
+CASES = [("bert", "fp32", "packed"), ("bert", "fp16", "packed"), ("bert", "int8-dynamic", "packed"),
+         ("bert", "int8", "packed"), ("roberta", "fp32", "packed"), ("roberta", "fp16", "structured"),
+         ("roberta", "int8-dynamic", "packed"), ("roberta", "int8", "structured"), ("distilbert", "fp32", "packed"),
+         ("distilbert", "fp16", "packed"), ("distilbert", "int8-dynamic", "structured"), ("distilbert", "int8", "packed")]
+
+
+def _masks(model, seed: int) -> dict:
+    """Balanced 16-row column segments keeping 25% of the columns, plus a pruned head and FFN units."""
+    from edgeprune.arch import prunable_linears
+
+    rng = np.random.default_rng(seed)
+    out = {}
+    for name, lin in prunable_linears(model).items():
+        n, k = lin.weight.shape
+        m = np.zeros((n, k), np.uint8)
+        for g in range(n // 16):
+            m[g * 16:(g + 1) * 16, rng.choice(k, k // 4, replace=False)] = 1
+        if name.endswith(("self.value", "v_lin")):
+            m[16:32] = 0
+        if name.endswith(("intermediate.dense", "ffn.lin1")):
+            m[:8] = 0
+        out[f"{name}.weight"] = torch.from_numpy(m)
+    return out
+
+
+def _make_run(src: Path, dst: Path, seed: int = 0) -> Path:
+    """A pruned checkpoint folder: weights zeroed where masked, masks.safetensors beside them."""
+    from edgeprune.exporters.tflite import apply_masks
+    from edgeprune.models import load_model, save_model
+    from edgeprune.rundir import save_masks
+
+    model, tok = load_model(src)
+    masks = _masks(model, seed)
+    apply_masks(model, masks)
+    save_model(model, tok, dst)
+    save_masks(masks, dst / "masks.safetensors")
+    return dst
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory, tiny_bert, tiny_roberta, tiny_distilbert):
+    root = tmp_path_factory.mktemp("tflite_runs")
+    return {a: _make_run(p, root / a) for a, p in
+            (("bert", tiny_bert), ("roberta", tiny_roberta), ("distilbert", tiny_distilbert))}
+
+
+def _cfg(glue, **kw) -> ExportConfig:
+    base = dict(format="tflite", seq_len=SEQ, data_dir=str(glue), task="mrpc", verify_examples=32, calib_examples=16)
+    base.update(kw)
+    return ExportConfig(**base)
+
+
+@pytest.fixture(scope="module")
+def bundles(runs, glue, tmp_path_factory):
+    """Every CASE exported once (shared by the tests below), plus dense-mode and native-sparsity variants."""
+    root = tmp_path_factory.mktemp("tflite_bundles")
+    out = {}
+    for arch, dtype, mode in CASES:
+        out[(arch, dtype, mode)] = export(runs[arch], _cfg(glue, dtype=dtype, mode=mode), root / f"{arch}_{dtype}_{mode}")
+    out[("bert", "fp32", "dense")] = export(runs["bert"], _cfg(glue, mode="dense"), root / "bert_dense")
+    out[("bert", "fp32", "dense-sparse")] = export(runs["bert"], _cfg(glue, mode="dense", tflite_sparsity=True),
+                                                   root / "bert_dense_sparse")
+    return out
+
+
+@pytest.mark.parametrize("case", CASES, ids=["-".join(c) for c in CASES])
+def test_every_arch_and_dtype_verifies_in_litert(bundles, case):
+    res = bundles[case]
+    v = json.loads((res.bundle_dir / "verification.json").read_text())
+    assert v == json.loads(json.dumps(res.verification))
+    assert v["passed"] is True and v["num_examples"] == 32 and v["dtype"] == case[1]
+    assert np.isfinite(v["max_abs_diff"])
+    if case[1] == "fp32":
+        assert v["max_abs_diff"] <= 1e-4 and v["metric_diff_points"] == 0.0
+    else:
+        assert v["metric_diff_points"] <= 1.0
+    assert res.artifact.name == "model.tflite" and res.artifact.stat().st_size > 0
+
+
+@pytest.mark.parametrize("arch", ["bert", "roberta", "distilbert"])
+def test_signature_and_manifest(bundles, arch):
+    from ai_edge_litert.interpreter import Interpreter
+
+    from edgeprune.bundle import read_manifest, verify_files
+
+    res = bundles[(arch, "fp32", "packed")]
+    man = read_manifest(res.bundle_dir)
+    names = ["input_ids", "attention_mask"] + (["token_type_ids"] if arch == "bert" else [])
+    assert [i["name"] for i in man["inputs"]] == names
+    assert all(i["dtype"] == "int32" and i["shape"] == [1, SEQ] for i in man["inputs"])
+    assert man["outputs"] == [{"name": "logits", "dtype": "float32", "shape": [1, 2]}]
+    assert man["labels"] == ["0", "1"] and man["max_seq_len"] == SEQ and man["seq_len"] == SEQ
+    assert man["dtype"] == "fp32" and man["format"] == "tflite" and man["mode"] == "packed"
+    assert man["sparsity_encoding"] == "none" and man["arch"] == arch and man["task"] == "mrpc"
+    assert man["artifact"] == "model.tflite" and verify_files(res.bundle_dir) == []
+    assert any(f.startswith("tokenizer/") for f in man["files"])
+    sig = Interpreter(model_path=str(res.artifact)).get_signature_list()
+    assert sorted(sig[man["signature"]]["inputs"]) == sorted(names)
+    assert sig[man["signature"]]["outputs"] == ["logits"]
+
+
+@pytest.mark.parametrize("arch", ["bert", "distilbert"])
+def test_bundle_alone_reproduces_pytorch(bundles, runs, arch):
+    """What an app does: tokenizer from the bundle, inputs per the manifest, the signature runner."""
+    from ai_edge_litert.interpreter import Interpreter
+    from transformers import AutoTokenizer
+
+    from edgeprune.bundle import read_manifest
+    from edgeprune.models import load_model
+
+    res = bundles[(arch, "fp32", "packed")]
+    man = read_manifest(res.bundle_dir)
+    tok = AutoTokenizer.from_pretrained(res.bundle_dir / man["tokenizer"])
+    enc = tok("the quick brown fox", "jumps over the lazy dog", padding="max_length", truncation=True,
+              max_length=man["max_seq_len"], return_tensors="np")
+    runner = Interpreter(model_path=str(res.artifact)).get_signature_runner(man["signature"])
+    got = runner(**{i["name"]: enc[i["name"]].astype(np.int32) for i in man["inputs"]})["logits"]
+    model, _ = load_model(runs[arch])  # weights on disk are already masked
+    model.eval()
+    with torch.no_grad():
+        ref = model(**{i["name"]: torch.from_numpy(enc[i["name"]]) for i in man["inputs"]}).logits.numpy()
+    np.testing.assert_allclose(got, ref, atol=1e-4, rtol=0)
+
+
+def test_packed_is_smaller_and_uses_structure(bundles):
+    packed, dense = bundles[("bert", "fp32", "packed")], bundles[("bert", "fp32", "dense")]
+    assert packed.artifact.stat().st_size < 0.7 * dense.artifact.stat().st_size
+    assert packed.report["structure"]["linear_mac_reduction"] > 2.0
+    assert set(packed.report["structure"]["formulations"]) - {"dense"}
+    assert dense.report["structure"]["formulations"] == {"dense": 12}
+    timed = [lay[r].get("timed_ms") for lay in packed.report["structure"]["layers"] for r in ("q", "ffn_in")]
+    assert all(t and len(t) >= 2 for t in timed)  # the choice came from timing several candidates
+
+
+def test_native_sparsity_encoding_is_reported_and_verified(bundles):
+    from edgeprune.bundle import read_manifest
+
+    res, plain = bundles[("bert", "fp32", "dense-sparse")], bundles[("bert", "fp32", "dense")]
+    assert read_manifest(res.bundle_dir)["sparsity_encoding"] == "tflite-native"
+    assert res.verification["passed"] and res.verification["max_abs_diff"] <= 1e-4
+    assert res.artifact.stat().st_size < plain.artifact.stat().st_size
+
+
+def test_static_seq_len_required(runs, glue, tmp_path):
+    with pytest.raises(ConfigError, match="--seq-len"):
+        export(runs["bert"], _cfg(glue, seq_len=None), tmp_path / "b")
+    assert not (tmp_path / "b").exists()
+
+
+def test_data_required_and_checked(runs, glue, tmp_path):
+    with pytest.raises(ConfigError, match="--data"):
+        export(runs["bert"], _cfg(glue, data_dir=None), tmp_path / "b")
+    with pytest.raises(DataError, match="does not exist"):
+        export(runs["bert"], _cfg(glue, data_dir=str(tmp_path / "nope")), tmp_path / "b")
+    assert not (tmp_path / "b").exists()
+
+
+def test_unknown_dtype_and_task(runs, glue, tmp_path):
+    with pytest.raises(ConfigError, match="int8-dynamic"):
+        _cfg(glue, dtype="int4")
+    with pytest.raises(ConfigError, match="--task"):
+        export(runs["bert"], _cfg(glue, task=None), tmp_path / "b")  # a plain folder knows no task
+    with pytest.raises(ConfigError, match="outputs"):
+        export(runs["bert"], _cfg(glue, task="stsb"), tmp_path / "b")  # 2 logits vs regression
+
+
+def test_masks_that_do_not_fit_are_rejected(runs, glue, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    bad = tmp_path / "bad"
+    shutil.copytree(runs["bert"], bad)
+    masks = load_file(str(bad / "masks.safetensors"))
+    name = next(iter(masks))
+    masks[name] = masks[name][:, :-1].contiguous()
+    save_file(masks, str(bad / "masks.safetensors"))
+    with pytest.raises(ConfigError, match="shape"):
+        export(bad, _cfg(glue), tmp_path / "b")
+    assert not (tmp_path / "b").exists()
+
+
+def test_disagreement_fails_and_writes_nothing(runs, glue, tmp_path, monkeypatch):
+    from edgeprune.exporters import tflite
+
+    real = tflite.torch_logits
+    monkeypatch.setattr(tflite, "torch_logits", lambda m, x: real(m, x) + 0.01)
+    with pytest.raises(NumericMismatchError, match="fp32 logits differ"):
+        export(runs["distilbert"], _cfg(glue, mode="structured"), tmp_path / "b")
+    assert not (tmp_path / "b").exists() and not list(tmp_path.glob(".b*"))
+
+
+def test_interpreter_crash_is_reported_not_raised(tmp_path):
+    from edgeprune.exporters.litert_run import run_in_child
+
+    bad = tmp_path / "broken.tflite"
+    bad.write_bytes(b"not a flatbuffer" * 10)
+    logits, err = run_in_child(bad, {"input_ids": np.zeros((2, 4), np.int32)}, tmp_path)
+    assert logits is None and "exited with code" in err
