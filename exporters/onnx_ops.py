@@ -30,7 +30,9 @@ BODY_OPSET = 17
 BSMM = "BlockSparseMatMul"
 BSMM_ROWMAP = "BlockSparseMatMulRowMap"
 PACKED_DENSE = "PackedDenseMatMul"
-OP_TYPES = (BSMM, BSMM_ROWMAP, PACKED_DENSE)
+BSMM_INT8 = "BlockSparseMatMulInt8"
+OP_TYPES = (BSMM, BSMM_ROWMAP, PACKED_DENSE, BSMM_INT8)
+INT8_ZERO_POINT = 128  # values_q = round(values / scale) + 128, stored as uint8 (MatMulInteger's uint8 x uint8 path)
 
 
 def _c(name: str, values: list[int]) -> onnx.NodeProto:
@@ -78,6 +80,53 @@ def _bsmm_function(row_map: bool) -> onnx.FunctionProto:
                                     "Y[..., :] = (X[..., col_idx[b]] @ values[b]^T per block row b) + bias"))
 
 
+def _bsmm_int8_function() -> onnx.FunctionProto:
+    """Int8 variant: uint8 packed values (zero point 128) x dynamically quantized gathered activations."""
+    n = [
+        _c("neg1", [-1]), _c("one", [1]),
+        helper.make_node("Shape", ["X"], ["lead"], end=-1),
+        helper.make_node("Shape", ["X"], ["kdim"], start=-1),
+        helper.make_node("Concat", ["neg1", "kdim"], ["shp2"], axis=0),
+        helper.make_node("Reshape", ["X", "shp2"], ["X2"]),
+        helper.make_node("Transpose", ["X2"], ["Xt"], perm=[1, 0]),
+        helper.make_node("Cast", ["col_idx"], ["idx"], to=TensorProto.INT64),
+        helper.make_node("Gather", ["Xt", "idx"], ["G"], axis=0),  # [nb, k, N]
+        helper.make_node("DynamicQuantizeLinear", ["G"], ["Gq", "Gs", "Gz"]),
+        helper.make_node("Constant", [], ["wz"], value=helper.make_tensor("wz", TensorProto.UINT8, [],
+                                                                          [INT8_ZERO_POINT])),
+        helper.make_node("MatMulInteger", ["values_q", "Gq", "wz", "Gz"], ["P32"]),  # [nb, R, N] int32
+        helper.make_node("Cast", ["P32"], ["Pf"], to=TensorProto.FLOAT),
+        helper.make_node("Mul", ["scale", "Gs"], ["s2"]),
+        helper.make_node("Mul", ["Pf", "s2"], ["P"]),
+        helper.make_node("Shape", ["Xt"], ["ndim"], start=1),
+        helper.make_node("Concat", ["neg1", "ndim"], ["pshape"], axis=0),
+        helper.make_node("Reshape", ["P", "pshape"], ["Pr"]),
+        helper.make_node("Concat", ["one", "ndim"], ["zshape"], axis=0),
+        helper.make_node("ConstantOfShape", ["zshape"], ["zrow"]),
+        helper.make_node("Concat", ["Pr", "zrow"], ["Pz"], axis=0),
+        helper.make_node("Cast", ["row_map"], ["rm"], to=TensorProto.INT64),
+        helper.make_node("Gather", ["Pz", "rm"], ["Pm"], axis=0),
+        helper.make_node("Transpose", ["Pm"], ["Yt"], perm=[1, 0]),
+        helper.make_node("Add", ["Yt", "bias"], ["Yb"]),
+        helper.make_node("Shape", ["bias"], ["odim"]),
+        helper.make_node("Concat", ["lead", "odim"], ["oshape"], axis=0),
+        helper.make_node("Reshape", ["Yb", "oshape"], ["Y"]),
+    ]
+    return helper.make_function(DOMAIN, BSMM_INT8, ["X", "values_q", "scale", "col_idx", "bias", "row_map"], ["Y"], n,
+                                [helper.make_opsetid("", BODY_OPSET)],
+                                doc_string="Int8 BlockSparseMatMul: (values_q - 128) * scale, activations quantized "
+                                           "per call (DynamicQuantizeLinear).")
+
+
+def quantize_values(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Symmetric per-computed-row int8 of ``values [nb, R, k]``: (uint8 values_q, float32 scale [nb, R, 1])."""
+    v = values.astype(np.float32)
+    scale = np.abs(v).max(axis=2, keepdims=True) / 127.0
+    scale[scale == 0] = 1.0
+    q = np.clip(np.round(v / scale), -127, 127).astype(np.int16) + INT8_ZERO_POINT
+    return q.astype(np.uint8), scale.astype(np.float32)
+
+
 def _packed_dense_function() -> onnx.FunctionProto:
     kattr = AttributeProto()
     kattr.name, kattr.ref_attr_name, kattr.type = "value_int", "in_features", AttributeProto.INT
@@ -115,7 +164,8 @@ def _packed_dense_function() -> onnx.FunctionProto:
 
 def functions(used: set[str] | None = None) -> list[onnx.FunctionProto]:
     """FunctionProtos of the ops in ``used`` (all when None), for ``ModelProto.functions``."""
-    fs = {BSMM: _bsmm_function(False), BSMM_ROWMAP: _bsmm_function(True), PACKED_DENSE: _packed_dense_function()}
+    fs = {BSMM: _bsmm_function(False), BSMM_ROWMAP: _bsmm_function(True), PACKED_DENSE: _packed_dense_function(),
+          BSMM_INT8: _bsmm_int8_function()}
     return [f for name, f in fs.items() if used is None or name in used]
 
 
@@ -123,7 +173,7 @@ def make_node(op_type: str, x: str, values: str, col_idx: str, bias: str, row_ma
               name: str, in_features: int | None = None) -> onnx.NodeProto:
     if op_type not in OP_TYPES:
         raise ValueError(f"unknown op {op_type}; one of {OP_TYPES}")
-    inputs = [x, values, col_idx, bias] + ([row_map] if op_type != BSMM else [])
+    inputs = [x, values, col_idx, bias] + ([row_map] if op_type != BSMM else [])  # int8: caller inserts scale
     kw = {"in_features": int(in_features)} if op_type == PACKED_DENSE else {}
     return helper.make_node(op_type, inputs, [y], name=name, domain=DOMAIN, **kw)
 
@@ -153,7 +203,26 @@ class PackedDenseMatMul(OpRun):
         return (packed_matmul_arrays(X, values, col_idx, bias, row_map),)
 
 
-REFERENCE_OPS = [BlockSparseMatMul, BlockSparseMatMulRowMap, PackedDenseMatMul]
+class BlockSparseMatMulInt8(OpRun):
+    op_domain = DOMAIN
+
+    def _run(self, X, values_q, scale, col_idx, bias, row_map):  # type: ignore[override]
+        """Same math as onnxruntime: uint8 activations (DynamicQuantizeLinear over the gathered values)."""
+        nb, h, k = values_q.shape
+        x2 = X.reshape(-1, X.shape[-1]).astype(np.float32)
+        g = x2.T[col_idx.astype(np.int64)]  # [nb, k, N]
+        lo, hi = min(0.0, float(g.min())), max(0.0, float(g.max()))
+        gs = (hi - lo) / 255.0 if hi > lo else 1.0
+        gz = np.clip(np.round(-lo / gs), 0, 255)
+        gq = np.clip(np.round(g / gs) + gz, 0, 255)
+        p = np.matmul(values_q.astype(np.float64) - INT8_ZERO_POINT, gq - gz) * (scale * np.float32(gs))
+        p = p.reshape(nb * h, -1)
+        p = np.concatenate([p, np.zeros((1, p.shape[1]))], axis=0)[row_map.astype(np.int64)]
+        y = p.T + bias
+        return (y.reshape(*X.shape[:-1], -1).astype(np.float32),)
+
+
+REFERENCE_OPS = [BlockSparseMatMul, BlockSparseMatMulRowMap, PackedDenseMatMul, BlockSparseMatMulInt8]
 
 
 def reference_session(model: onnx.ModelProto):

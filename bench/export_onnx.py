@@ -1,0 +1,305 @@
+"""Benchmark: packed / structured / dense-with-zeros / int8 ONNX exports of a block-pruned MiniLM-L6.
+
+    nice -n 10 python bench/export_onnx.py [--quick]
+
+1. Layer study: one pruned linear per (shape, block shape, kept ratio), dense MatMul vs the packed op,
+   each session timed in its own process (which block shapes pay off in onnxruntime).
+2. End to end: MiniLM-L6 (fine-tuned MRPC model from bench/work/dense/mrpc if present, else the pretrained
+   encoder with a seeded 2-label head) block-magnitude-pruned with 128x1 balanced column segments to
+   2x/3x/5x/8x, exported through ``edgeprune.exporters.api.export`` (verified on the MRPC dev set), timed
+   at batch 1/8, seq 128, 1/2 intra-op threads, spinning off, each artifact in its own process.
+Writes bench/results/export_onnx.{json,md}.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+WORK = ROOT / "bench" / "work" / "export_onnx"
+RESULTS = ROOT / "bench" / "results"
+SEQ = 128
+
+
+# ---------------------------------------------------------------- timing (child process) -------------
+def time_artifact(path: str, batch: int, threads: int, reps: int, feed_kind: str) -> float:
+    from edgeprune.exporters.onnx_verify import ort_session
+
+    s = ort_session(path, threads=threads)
+    feeds = {}
+    for i in s.get_inputs():
+        shape = [batch if not isinstance(d, int) else d for d in i.shape]
+        if feed_kind == "layer":
+            feeds[i.name] = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+        else:
+            shape = [batch, SEQ]
+            feeds[i.name] = (np.random.default_rng(0).integers(5, 900, shape) if i.name == "input_ids"
+                             else np.ones(shape)).astype(np.int64)
+            if i.name == "token_type_ids":
+                feeds[i.name][:] = 0
+    for _ in range(3):
+        s.run(None, feeds)
+    ts = []
+    for _ in range(reps):
+        t = time.perf_counter()
+        s.run(None, feeds)
+        ts.append(time.perf_counter() - t)
+    return float(np.median(ts) * 1e3)
+
+
+def timed(path: Path, batch: int, threads: int, reps: int, kind: str = "model") -> float | None:
+    cmd = [sys.executable, __file__, "--time", str(path), str(batch), str(threads), str(reps), kind]
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    try:
+        return float(r.stdout.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        print(f"timing failed for {path}: {r.stderr[-400:]}", file=sys.stderr)
+        return None
+
+
+# ---------------------------------------------------------------- masks -------------------------------
+def block_mask(w: np.ndarray, block: tuple[int | None, int | None], keep: float, balanced: bool = True) -> np.ndarray:
+    """Magnitude block mask for ``w [out, in]``; ``None`` = whole dimension (``allx1``, ``1xall``)."""
+    out, inp = w.shape
+    R = out if block[0] is None else min(block[0], out)
+    C = inp if block[1] is None else min(block[1], inp)
+    m = np.zeros_like(w, dtype=np.uint8)
+    nbr, nbc = -(-out // R), -(-inp // C)
+    norms = np.zeros((nbr, nbc))
+    for i in range(nbr):
+        for j in range(nbc):
+            norms[i, j] = np.linalg.norm(w[i * R:(i + 1) * R, j * C:(j + 1) * C])
+    if balanced and nbc > 1:
+        kc = max(1, int(round(nbc * keep)))
+        for i in range(nbr):
+            for j in np.argsort(-norms[i])[:kc]:
+                m[i * R:(i + 1) * R, j * C:(j + 1) * C] = 1
+    else:
+        kb = max(1, int(round(norms.size * keep)))
+        for f in np.argsort(-norms, axis=None)[:kb]:
+            i, j = divmod(int(f), nbc)
+            m[i * R:(i + 1) * R, j * C:(j + 1) * C] = 1
+    return m
+
+
+# ---------------------------------------------------------------- layer study -------------------------
+LAYER_SHAPES = [(384, 384), (1536, 384), (384, 1536)]  # [out, in]
+BLOCKS = {"128x1": (128, 1), "64x1": (64, 1), "32x1": (32, 1), "allx1": (None, 1), "1xall": (1, None),
+          "16x16": (16, 16), "32x32": (32, 32)}
+
+
+def layer_study(reps: int) -> list[dict]:
+    import onnx
+
+    from edgeprune.exporters import onnx_ops as ops
+    from edgeprune.exporters.onnx import choose_op
+    from edgeprune.exporters.packing import pack_linear
+
+    d = WORK / "layers"
+    d.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    rows = []
+    for out, inp in LAYER_SHAPES:
+        w = rng.standard_normal((out, inp)).astype(np.float32)
+        b = rng.standard_normal(out).astype(np.float32)
+        full = pack_linear(w, np.ones_like(w, dtype=bool), b)
+        dpath = d / f"dense_{out}x{inp}.onnx"
+        onnx.save(ops.packed_model_for_layer(full, [SEQ, inp], ops.PACKED_DENSE), str(dpath))  # folds to dense
+        t_dense = timed(dpath, 1, 1, reps, "layer")
+        for bname, blk in BLOCKS.items():
+            for comp in (2, 5):
+                m = block_mask(w, blk, 1.0 / comp, balanced=blk[1] == 1)
+                p = pack_linear(w, m.astype(bool), b)
+                chosen, est = choose_op(p)
+                gather_op = ops.BSMM if p.row_map is None else ops.BSMM_ROWMAP
+                path = d / f"{bname}_{comp}x_{out}x{inp}.onnx"
+                onnx.save(ops.packed_model_for_layer(p, [SEQ, inp], gather_op), str(path))
+                t = timed(path, 1, 1, reps, "layer")
+                row = {"shape": [out, inp], "block": bname, "compression": comp, "kept_ratio": float(m.mean()),
+                       "block_rows": p.block_rows, "k": p.k, "nb": p.nb, "row_map": p.row_map is not None,
+                       "dense_ms": t_dense, "gather_ms": t, "gather_speedup": (t_dense / t) if t else None,
+                       "chosen_op": chosen, "est_speedup": round(est, 2)}
+                rows.append(row)
+                print(json.dumps(row), flush=True)
+    return rows
+
+
+# ---------------------------------------------------------------- end to end --------------------------
+def base_model() -> tuple[Path, str]:
+    for cand in (ROOT / "bench/work/dense/mrpc/model", ROOT / "bench/work/dense/mrpc"):
+        if (cand / "config.json").is_file() and any(cand.glob("*.safetensors")):
+            return cand, "MiniLM-L6 fine-tuned on MRPC (bench/work/dense/mrpc)"
+    dst = WORK / "minilm_head"
+    if not (dst / "config.json").is_file():
+        import torch
+
+        from edgeprune.models import load_model, save_model
+
+        torch.manual_seed(0)
+        model, tok = load_model("minilm-l6", num_labels=2)
+        save_model(model, tok, dst)
+    return dst, "pretrained MiniLM-L6 (minilm-l6) with a seeded untrained 2-label head (no fine-tuned model found)"
+
+
+def make_run(model_dir: Path, comp: int, out: Path) -> dict:
+    """A compress-style run dir: 128x1 balanced magnitude masks at ``comp``x on every prunable linear."""
+    import shutil
+
+    from edgeprune.arch import prunable_linears
+    from edgeprune.io import write_json
+    from edgeprune.models import load_model
+    from edgeprune.rundir import save_masks
+
+    import torch
+
+    model, tok = load_model(model_dir)
+    masks, kept, dense = {}, 0, 0
+    for name, lin in prunable_linears(model).items():
+        w = lin.weight.detach().numpy()
+        m = block_mask(w, (128, 1), 1.0 / comp)
+        masks[f"{name}.weight"] = torch.from_numpy(m)
+        with torch.no_grad():
+            lin.weight.mul_(torch.from_numpy(m).float())
+        kept += int(m.sum())
+        dense += m.size
+    if out.exists():
+        shutil.rmtree(out)
+    (out / "model").mkdir(parents=True)
+    model.save_pretrained(out / "model")
+    tok.save_pretrained(out / "model")
+    save_masks(masks, out / "model" / "masks.safetensors")
+    info = {"task": "mrpc", "block": [128, 1], "method": "bench magnitude 128x1 balanced (no retraining)",
+            "layers": {}, "compression": {"prunable": {"dense": dense, "kept": kept, "compression": dense / kept}},
+            "metrics": {}}
+    write_json(out / "compression.json", info)
+    return {"dense": dense, "kept": kept}
+
+
+def forward_flops(cfg, kept_ratio: float, seq: int = SEQ) -> float:
+    """FLOPs of one sequence's forward: prunable linears (scaled by kept ratio) + attention + pooler/head."""
+    h, f, L = cfg.hidden_size, cfg.intermediate_size, cfg.num_hidden_layers
+    lin = L * 2 * seq * (4 * h * h + 2 * h * f)
+    attn = L * 2 * 2 * seq * seq * h
+    head = 2 * h * h + 2 * h * cfg.num_labels
+    return lin * kept_ratio + attn + head
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--time", nargs=5)
+    ap.add_argument("--quick", action="store_true", help="fewer repetitions and examples (smoke run)")
+    ap.add_argument("--skip-layers", action="store_true")
+    a = ap.parse_args()
+    if a.time:
+        print(time_artifact(a.time[0], int(a.time[1]), int(a.time[2]), int(a.time[3]), a.time[4]))
+        return
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    from transformers import AutoConfig
+
+    import edgeprune.exporters.onnx  # noqa: F401  (registers "onnx")
+    from edgeprune.exporters.api import export
+    from edgeprune.exporters.base import ExportConfig
+    from edgeprune.testing import glue_dir
+
+    WORK.mkdir(parents=True, exist_ok=True)
+    t0 = time.time()
+    reps1, reps8, nver = (10, 3, 64) if a.quick else (30, 8, 408)
+    layers = [] if a.skip_layers else layer_study(40 if not a.quick else 10)
+    model_dir, model_desc = base_model()
+    cfg = AutoConfig.from_pretrained(model_dir)
+    variants = [("packed", "fp32"), ("structured", "fp32"), ("dense", "fp32"), ("packed", "int8-dynamic")]
+    arts: list[dict] = []
+    for comp in (1, 2, 3, 5, 8):
+        if comp == 1:
+            src, counts = model_dir, None
+            vs = [("dense", "fp32"), ("dense", "int8-dynamic")]
+        else:
+            src = WORK / f"run_{comp}x"
+            counts = make_run(model_dir, comp, src)
+            vs = variants
+        for mode, dtype in vs:
+            out = WORK / f"bundle_{comp}x_{mode}_{dtype}"
+            cfgx = ExportConfig(format="onnx", mode=mode, dtype=dtype, seq_len=SEQ, data_dir=str(glue_dir()),
+                                task="mrpc", verify_examples=nver, calib_examples=32)
+            try:
+                res = export(src, cfgx, out)
+                ver, rep = res.verification, res.report
+            except Exception as e:  # a failed verification is a result too
+                print(f"{comp}x {mode} {dtype}: {type(e).__name__}: {e}", flush=True)
+                arts.append({"compression": comp, "mode": mode, "dtype": dtype, "error": f"{type(e).__name__}: {e}"})
+                continue
+            kept_ratio = 1.0 if counts is None else counts["kept"] / counts["dense"]
+            arts.append({"compression": comp, "mode": mode, "dtype": dtype, "path": str(out / "model.onnx"),
+                         "kept_ratio": kept_ratio, "verification": ver, "sizes": rep["sizes"],
+                         "fallback_layers": rep["fallback_layers"],
+                         "ops": sorted({l_["op"] for l_ in rep["layers"]}), "notes": rep["notes"]})
+            print(f"{comp}x {mode} {dtype}: passed={ver['passed']} diff={ver['max_abs_diff']:.2e} "
+                  f"bytes={rep['sizes']['file_bytes']}", flush=True)
+    runs = []
+    dense_ms: dict[tuple, float | None] = {}
+    for art in arts:
+        if "error" in art:
+            continue
+        for batch in (1, 8):
+            for threads in (1, 2):
+                ms = timed(Path(art["path"]), batch, threads, reps1 if batch == 1 else reps8)
+                art.setdefault("latency", {})[f"b{batch}_t{threads}"] = ms
+                if art["compression"] == 1 and art["mode"] == "dense":
+                    dense_ms[(art["dtype"], batch, threads)] = ms
+                print(f"  {art['compression']}x {art['mode']} {art['dtype']} b{batch} t{threads}: {ms}", flush=True)
+    dense_bytes = {a_["dtype"]: a_["sizes"]["file_bytes"] for a_ in arts if a_.get("compression") == 1}
+    for art in arts:
+        if "error" in art:
+            runs.append({"model": "minilm-l6", **art})
+            continue
+        ideal = forward_flops(cfg, 1.0) / forward_flops(cfg, art["kept_ratio"])
+        for key, ms in art["latency"].items():
+            b, t = int(key[1:key.index("_")]), int(key.split("_t")[1])
+            dms = dense_ms.get((art["dtype"], b, t))
+            ver = art["verification"]
+            runs.append({
+                "model": "minilm-l6", "compression": round(1.0 / art["kept_ratio"], 3), "target_compression": art[
+                    "compression"], "mode": art["mode"], "dtype": art["dtype"], "batch": b, "threads": t, "seq_len": SEQ,
+                "latency_ms": ms, "dense_latency_ms": dms, "speedup": (dms / ms) if ms and dms else None,
+                "ideal_speedup": round(ideal, 3),
+                "fraction_of_ideal": round(dms / ms / ideal, 3) if ms and dms else None,
+                "file_bytes": art["sizes"]["file_bytes"], "dense_file_bytes": dense_bytes.get(art["dtype"]),
+                "ideal_bytes": art["sizes"]["ideal_bytes"], "file_over_ideal": art["sizes"]["file_over_ideal"],
+                "max_abs_diff": ver["max_abs_diff"], "metric": ver["metric"],
+                "metric_pruned_torch": ver["metric_torch"], "metric_artifact": ver["metric_artifact"],
+                "verification_passed": ver["passed"], "fallback_layers": len(art["fallback_layers"]),
+                "ops": art["ops"]})
+    import onnxruntime
+    import torch
+
+    result = {
+        "benchmark": "export_onnx", "model": model_desc, "seq_len": SEQ, "verify_examples": nver,
+        "pruning": "128x1 column segments in 128-row blocks, balanced, magnitude (no retraining)",
+        "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
+                    "cpus": os.cpu_count(), "note": "2 vCPU VM shared with other jobs: latencies are noisy"},
+        "versions": {"onnxruntime": onnxruntime.__version__, "torch": torch.__version__,
+                     "python": platform.python_version()},
+        "repetitions": {"batch1": reps1, "batch8": reps8, "statistic": "median, each artifact in its own process"},
+        "wall_s": round(time.time() - t0, 1), "layer_study": layers, "runs": runs,
+    }
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    from edgeprune.io import write_json
+
+    write_json(RESULTS / "export_onnx.json", result)
+    from export_onnx_md import write_md  # noqa: E402  (same folder)
+
+    write_md(result, RESULTS / "export_onnx.md")
+    print(f"done in {time.time() - t0:.0f}s")
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).parent))
+    main()

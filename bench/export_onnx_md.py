@@ -1,0 +1,53 @@
+"""Render bench/results/export_onnx.json as Markdown (also usable alone: python bench/export_onnx_md.py)."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+
+def _f(x, fmt=".2f"):
+    return "-" if x is None else format(x, fmt)
+
+
+def write_md(r: dict, path: Path) -> None:
+    L = [f"# ONNX export benchmark: block-pruned MiniLM-L6 in stock onnxruntime {r['versions']['onnxruntime']}", "",
+         f"Model: {r['model']}. Pruning: {r['pruning']}. Sequence length {r['seq_len']}; verification on "
+         f"{r['verify_examples']} MRPC dev examples against the pruned PyTorch model.",
+         f"Machine: {r['machine']['processor']}, {r['machine']['cpus']} CPUs ({r['machine']['note']}). "
+         f"Latency: {r['repetitions']['statistic']}, {r['repetitions']['batch1']} reps at batch 1, "
+         f"{r['repetitions']['batch8']} at batch 8, intra-op spinning off. Whole run: {r['wall_s']} s.", "",
+         "## End to end", "",
+         "| target | mode | dtype | batch | threads | latency ms | dense ms | speedup | ideal | of ideal | file MB | "
+         "dense MB | ideal MB | file/ideal | max abs diff | F1 torch | F1 artifact | verified | fallback layers |",
+         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for x in r["runs"]:
+        if "error" in x:
+            L.append(f"| {x['compression']}x | {x['mode']} | {x['dtype']} | | | | | | | | | | | | | | | FAILED: "
+                     f"{x['error'][:80]} | |")
+            continue
+        L.append(f"| {x['target_compression']}x | {x['mode']} | {x['dtype']} | {x['batch']} | {x['threads']} | "
+                 f"{_f(x['latency_ms'])} | {_f(x['dense_latency_ms'])} | {_f(x['speedup'])} | {_f(x['ideal_speedup'])} | "
+                 f"{_f(x['fraction_of_ideal'])} | {x['file_bytes'] / 1e6:.2f} | "
+                 f"{_f((x['dense_file_bytes'] or 0) / 1e6)} | {x['ideal_bytes'] / 1e6:.2f} | {x['file_over_ideal']:.3f} | "
+                 f"{x['max_abs_diff']:.1e} | {x['metric_pruned_torch']:.4f} | {x['metric_artifact']:.4f} | "
+                 f"{x['verification_passed']} | {x['fallback_layers']} |")
+    if r.get("layer_study"):
+        L += ["", "## Layer study: which block shapes pay off in onnxruntime", "",
+              "One linear, 128 activation rows, 1 thread, each session in its own process. `gather` = the "
+              "`BlockSparseMatMul` body (rows of X^T gathered, one batched MatMul); `chosen` = what the exporter's "
+              "cost model picks (`PackedDenseMatMul` = dense speed, packed file).", "",
+              "| [out, in] | block | compression | R | k | nb | dense ms | gather ms | gather speedup | chosen op |",
+              "|---|---|---|---|---|---|---|---|---|---|"]
+        for x in r["layer_study"]:
+            L.append(f"| {x['shape']} | {x['block']} | {x['compression']}x | {x['block_rows']} | {x['k']} | {x['nb']} | "
+                     f"{_f(x['dense_ms'], '.3f')} | {_f(x['gather_ms'], '.3f')} | {_f(x['gather_speedup'])} | "
+                     f"{x['chosen_op']} |")
+    L += ["", open(Path(__file__).with_name("export_onnx_notes.md")).read() if
+          Path(__file__).with_name("export_onnx_notes.md").exists() else ""]
+    path.write_text("\n".join(L) + "\n")
+
+
+if __name__ == "__main__":
+    p = Path(sys.argv[1] if len(sys.argv) > 1 else Path(__file__).parent / "results" / "export_onnx.json")
+    write_md(json.loads(p.read_text()), p.with_suffix(".md"))
