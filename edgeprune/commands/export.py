@@ -1,0 +1,57 @@
+"""``edgeprune export``: a compress run (or a dense checkpoint) -> a verified ONNX / TFLite bundle."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+
+def _seq_len(value: str) -> int | None:
+    from ..errors import ConfigError
+
+    if value.lower() == "dynamic":
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise ConfigError(f"--seq-len must be a number or 'dynamic', got {value!r}") from None
+
+
+@click.command("export", short_help="Export a checkpoint to ONNX or TFLite, verified.")
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.option("--format", "fmt", default="onnx", show_default=True, help="Artifact format: onnx or tflite.")
+@click.option("--dtype", default="fp32", show_default=True, help="fp32, fp16, int8 (static, calibrated) or int8-dynamic.")
+@click.option("--mode", default="packed", show_default=True,
+              help="packed (ai.edgeprune ops), structured (whole rows/units removed, rest packed) or dense.")
+@click.option("--seq-len", default="128", show_default=True, help="Fixed sequence length, or 'dynamic'.")
+@click.option("--batch", type=click.IntRange(min=1), default=None, help="Fixed batch size (default: dynamic).")
+@click.option("--data", "data_dir", type=click.Path(path_type=Path), default=None,
+              help="GLUE folder for verification and calibration (default: the shared GLUE data).")
+@click.option("--task", default=None, help="GLUE task (default: the run's task).")
+@click.option("--verify-examples", type=click.IntRange(min=1), default=256, show_default=True)
+@click.option("--calib-examples", type=click.IntRange(min=1), default=64, show_default=True)
+@click.option("--no-verify", is_flag=True, help="Skip the comparison against PyTorch (not recommended).")
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True, help="Bundle folder to write.")
+def command(run_dir: Path, fmt: str, dtype: str, mode: str, seq_len: str, batch: int | None, data_dir: Path | None,
+            task: str | None, verify_examples: int, calib_examples: int, no_verify: bool, out_dir: Path) -> None:
+    """Export RUN_DIR (a compress run, or a model folder with --mode dense) into a verified bundle at --out."""
+    from ..exporters.api import export
+    from ..exporters.base import ExportConfig
+
+    config = ExportConfig(format=fmt, dtype=dtype, mode=mode, seq_len=_seq_len(seq_len), batch=batch,
+                          data_dir=str(data_dir) if data_dir else None, task=task, verify_examples=verify_examples,
+                          calib_examples=calib_examples, verify=not no_verify)
+    res = export(run_dir, config, out_dir)
+    v, rep = res.verification, res.report
+    sizes = rep.get("sizes", {})
+    click.echo(f"wrote {res.artifact} ({sizes.get('file_bytes', res.artifact.stat().st_size) / 1e6:.2f} MB"
+               + (f"; ideal {sizes['ideal_bytes'] / 1e6:.2f} MB, dense {sizes['dense_file_bytes'] / 1e6:.2f} MB"
+                  if "ideal_bytes" in sizes else "") + ")")
+    if v.get("skipped"):
+        click.echo("verification skipped (--no-verify)")
+    else:
+        click.echo(f"verified on {v.get('num_examples')} {v.get('task', '')} dev examples: max abs diff "
+                   f"{v.get('max_abs_diff', float('nan')):.2e}, {v.get('metric')} torch {v.get('metric_torch', 0):.4f} "
+                   f"/ artifact {v.get('metric_artifact', 0):.4f}")
+    if rep.get("fallback_layers"):
+        click.echo(f"{len(rep['fallback_layers'])} layers use the dense-rebuild fallback (PackedDenseMatMul)")
