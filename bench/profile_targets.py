@@ -13,6 +13,7 @@ results. Writes bench/results/profile_targets.{json,md}.
 from __future__ import annotations
 
 import argparse
+import json
 import platform
 import sys
 import time
@@ -27,6 +28,8 @@ RATIOS = (1.0, 2.0, 5.0)
 
 def _ratio(man: dict[str, Any]) -> float | None:
     c = man.get("compression")
+    if isinstance(c, dict) and "prunable" in c:
+        c = c["prunable"]
     if isinstance(c, dict):
         c = c.get("compression") or c.get("ratio")
     try:
@@ -35,8 +38,8 @@ def _ratio(man: dict[str, Any]) -> float | None:
         return None
 
 
-def find_bundles(fmt: str) -> dict[float, Path]:
-    """fp32 MiniLM bundles (dense, 2x, 5x) that the export benchmarks left under bench/work/."""
+def find_bundles(fmt: str, mode: str = "packed") -> dict[float, Path]:
+    """fp32 MiniLM-L6 bundles (2x, 5x; dense when exported) that the export benchmarks left under bench/work/."""
     from edgeprune.io import read_json
 
     found: dict[float, Path] = {}
@@ -49,9 +52,12 @@ def find_bundles(fmt: str) -> dict[float, Path]:
             continue
         if man.get("format") != fmt or man.get("dtype", "fp32") != "fp32" or not man.get("artifact"):
             continue
-        if "minilm" not in str(man.get("model", "")).lower() and "minilm" not in str(man_path).lower():
+        from_bench = any(part in ("export_onnx", "tflite") for part in man_path.parts)
+        if not from_bench and "minilm" not in str(man.get("model", "")).lower():
             continue
         r = _ratio(man)
+        if man.get("mode") not in (mode, "dense") or (man.get("mode") == "dense") != (r == 1.0):
+            continue
         for want in RATIOS:
             if r is not None and abs(r - want) / want < 0.1 and want not in found:
                 found[want] = man_path.parent
@@ -133,67 +139,100 @@ def _cols(lin: Any, idx: Any) -> Any:
     return new
 
 
+def profile_rows(art: Path, fmt: str, variant: str, ratio: float, a: Any, targets: dict[str, Any]) -> list[dict[str, Any]]:
+    from edgeprune.profiling import roofline
+    from edgeprune.profiling.api import ProfileConfig, profile
+
+    cfg = ProfileConfig(threads=1, seq_len=a.seq_len, batch=1, warmup=3, runs=a.runs, xnnpack="on",
+                        emulate=("rpi4", "rpi5"), marked_runs=1, timeout_s=3600)
+    rep = profile(art, config=cfg)
+    path = Path(rep["artifact"])
+    costs = roofline.artifact_costs(path, 1, a.seq_len)
+    base = {"model": "minilm-l6", "compression": ratio, "format": fmt, "variant": variant,
+            "artifact": str(path.relative_to(ROOT)), "file_bytes": rep["file_bytes"], "seq_len": a.seq_len,
+            "batch": 1, "gflop": rep["costs"]["flops"] / 1e9}
+    rows = []
+    for r in rep["results"]:
+        row = {**base, "target": r["target"], "kind": r["kind"], "threads": r["threads"],
+               "latency_ms": (r.get("latency_ms") or {}).get("mean"), "instructions": r.get("instructions")}
+        if r["kind"] == "measured":
+            row.update({"latency_p50_ms": r["latency_ms"]["p50"], "latency_p90_ms": r["latency_ms"]["p90"],
+                        "peak_memory_bytes": r["peak_memory_bytes"], "load_ms": r["load_ms"],
+                        "efficiency_fit": r.get("efficiency_fit")})
+        if r["kind"] == "emulated":
+            row.update({"qemu_cpu": r["qemu_cpu"], "outputs_match_host": r["outputs_match_host"],
+                        "max_abs_diff_vs_host": r["max_abs_diff_vs_host"]})
+        if r["kind"] == "predicted":
+            row["efficiency"] = r["efficiency"]
+        rows.append(row)
+        if r.get("gpu_latency_ms"):
+            rows.append({**base, "target": r["target"], "kind": "predicted", "unit": "gpu", "threads": None,
+                         "latency_ms": r["gpu_latency_ms"]["mean"], "instructions": None})
+    for name in ("rpi4", "rpi5", "phone"):  # all four cores too
+        t = targets[name]
+        rows.append({**base, "target": name, "kind": "predicted", "threads": t.cores,
+                     "latency_ms": roofline.predict_ms(costs, t, t.cores), "instructions": None,
+                     "efficiency": t.efficiency})
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seq-len", type=int, default=128)
     ap.add_argument("--formats", default="onnx,tflite")
     ap.add_argument("--runs", type=int, default=20)
+    ap.add_argument("--variants", default="structured,packed", help="structured (self-export) and/or packed bundles")
+    ap.add_argument("--fresh", action="store_true", help="ignore cached per-artifact rows")
+    ap.add_argument("--no-dense", action="store_true", help="profile only the pruned artifacts (dense cached elsewhere)")
     a = ap.parse_args()
 
     from edgeprune.bundle import tool_versions
     from edgeprune.io import write_json
-    from edgeprune.profiling import roofline
-    from edgeprune.profiling.api import ProfileConfig, profile
     from edgeprune.targets import load_targets
 
     targets = load_targets()
     runs: list[dict[str, Any]] = []
     sources: dict[str, str] = {}
     t_start = time.time()
+    plan: list[tuple[str, str, float, Path]] = []      # (format, variant, ratio, artifact)
     for fmt in a.formats.split(","):
-        bundles = find_bundles(fmt)
-        if fmt == "onnx" and len(bundles) < len(RATIOS):
-            arts = {r: self_export(r, a.seq_len) for r in RATIOS}
-            sources[fmt] = ("self-exported: plain torch.onnx.export of MiniLM-L6 (fine-tuned MRPC checkpoint when "
-                            "present) with whole attention heads and FFN neurons removed by magnitude (structured), "
-                            "because no dense/2x/5x ONNX bundles were found under bench/work/")
-        elif len(bundles) == len(RATIOS):
-            arts = bundles
-            sources[fmt] = "bundles from bench/work: " + ", ".join(str(p.relative_to(ROOT)) for p in bundles.values())
-        else:
-            sources[fmt] = f"skipped: found bundles for {sorted(bundles)} of {list(RATIOS)} under bench/work/"
+        for variant in a.variants.split(","):
+            if variant == "structured":
+                if fmt != "onnx":
+                    continue
+                arts = {r: self_export(r, a.seq_len) for r in RATIOS}
+                sources[f"{fmt}/structured"] = (
+                    "self-exported: plain torch.onnx.export of MiniLM-L6 (the fine-tuned MRPC checkpoint when present) "
+                    "with whole attention heads and FFN neurons removed by magnitude (structured pruning)")
+            else:
+                arts = find_bundles(fmt, variant)
+                if 2.0 not in arts or 5.0 not in arts:
+                    sources[f"{fmt}/{variant}"] = f"skipped: no {variant} 2x/5x {fmt} bundles under bench/work/"
+                    continue
+                if 1.0 not in arts and fmt == "onnx":
+                    arts[1.0] = self_export(1.0, a.seq_len)
+                sources[f"{fmt}/{variant}"] = "bundles from the export benchmarks: " + ", ".join(
+                    f"{r:g}x {p.relative_to(ROOT)}" for r, p in sorted(arts.items()))
+            for ratio, art in sorted(arts.items()):
+                plan.append((fmt, "dense" if ratio == 1.0 else variant, ratio, art))
+    seen: set[str] = set()
+    for fmt, variant, ratio, art in plan:
+        key = f"{fmt}_{variant}_{ratio:g}x_seq{a.seq_len}"
+        if key in seen:
             continue
-        for ratio, art in arts.items():
-            print(f"[{time.time() - t_start:6.0f}s] {fmt} {ratio:g}x: {art}", flush=True)
-            cfg = ProfileConfig(threads=1, seq_len=a.seq_len, batch=1, warmup=3, runs=a.runs, xnnpack="on",
-                                emulate=("rpi4", "rpi5"), marked_runs=1, timeout_s=1800)
-            rep = profile(art, config=cfg)
-            path = Path(rep["artifact"])
-            costs = roofline.artifact_costs(path, 1, a.seq_len)
-            base = {"model": "minilm-l6", "compression": ratio, "format": fmt, "artifact": str(path.relative_to(ROOT)),
-                    "file_bytes": rep["file_bytes"], "seq_len": a.seq_len, "batch": 1,
-                    "gflop": rep["costs"]["flops"] / 1e9}
-            for r in rep["results"]:
-                row = {**base, "target": r["target"], "kind": r["kind"], "threads": r["threads"],
-                       "latency_ms": (r.get("latency_ms") or {}).get("mean"), "instructions": r.get("instructions")}
-                if r["kind"] == "measured":
-                    row.update({"latency_p50_ms": r["latency_ms"]["p50"], "latency_p90_ms": r["latency_ms"]["p90"],
-                                "peak_memory_bytes": r["peak_memory_bytes"], "load_ms": r["load_ms"],
-                                "efficiency_fit": r.get("efficiency_fit")})
-                if r["kind"] == "emulated":
-                    row.update({"qemu_cpu": r["qemu_cpu"], "outputs_match_host": r["outputs_match_host"],
-                                "max_abs_diff_vs_host": r["max_abs_diff_vs_host"]})
-                if r["kind"] == "predicted":
-                    row["efficiency"] = r["efficiency"]
-                runs.append(row)
-                if r.get("gpu_latency_ms"):
-                    runs.append({**base, "target": r["target"], "kind": "predicted", "unit": "gpu", "threads": None,
-                                 "latency_ms": r["gpu_latency_ms"]["mean"], "instructions": None})
-            for name in ("rpi4", "rpi5", "phone"):  # all four cores too
-                t = targets[name]
-                runs.append({**base, "target": name, "kind": "predicted", "threads": t.cores,
-                             "latency_ms": roofline.predict_ms(costs, t, t.cores), "instructions": None,
-                             "efficiency": t.efficiency})
+        seen.add(key)
+        if a.no_dense and ratio == 1.0:
+            continue
+        cache = WORK / "rows" / f"{key}.json"
+        if cache.exists() and not a.fresh:
+            runs.extend(json.loads(cache.read_text()))
+            print(f"[{time.time() - t_start:6.0f}s] {key}: cached", flush=True)
+            continue
+        print(f"[{time.time() - t_start:6.0f}s] {key}: {art}", flush=True)
+        rows = profile_rows(art, fmt, variant, ratio, a, targets)
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        write_json(cache, rows)
+        runs.extend(rows)
     result = {"benchmark": "profile_targets", "seq_len": a.seq_len, "artifact_sources": sources,
               "machine": {"platform": platform.platform(), "python": sys.version.split()[0]},
               "tools": tool_versions(), "wall_s": round(time.time() - t_start, 1),
@@ -207,63 +246,71 @@ def main() -> None:
 def markdown(res: dict[str, Any]) -> str:
     runs = res["runs"]
     lines = ["# profile_targets: dense vs pruned MiniLM-L6 on host, Pi 4, Pi 5 and phone", "",
-             f"Machine: {res['machine']['platform']} (2 shared cores), Python {res['machine']['python']}, "
-             f"onnxruntime {res['tools'].get('onnxruntime')}, ai-edge-litert {res['tools'].get('ai-edge-litert')}. "
-             f"Batch 1, seq_len {res['seq_len']}. Wall time {res['wall_s']} s.", ""]
-    for fmt, src in res["artifact_sources"].items():
-        lines.append(f"- **{fmt} artifacts**: {src}")
-    lines += ["", "Measured = this host, own process per artifact, 1 thread (ORT spinning off / LiteRT XNNPACK). "
-              "Emulated = instructions per inference on the single inference thread under qemu-aarch64 7.2 "
-              "(`-cpu cortex-a72` = Pi 4, `cortex-a76` = Pi 5) with the real aarch64 wheels, outputs checked against "
-              "the host (not a latency). Predicted = roofline from the artifact's FLOPs/bytes per op and "
-              "targets/*.toml peaks with the prior efficiency 0.4 (not calibrated on a device: no Pi or phone here).",
-              ""]
-    groups = sorted({(r["format"], r["compression"]) for r in runs})
+             f"Machine: {res['machine']['platform']} (2 cores shared with other jobs), Python "
+             f"{res['machine']['python']}, onnxruntime {res['tools'].get('onnxruntime')}, ai-edge-litert "
+             f"{res['tools'].get('ai-edge-litert')}. Batch 1, seq_len {res['seq_len']}, fp32. "
+             f"Wall time of the last invocation {res['wall_s']} s (per-artifact rows are cached).", ""]
+    for key, src in res["artifact_sources"].items():
+        lines.append(f"- **{key}**: {src}")
+    lines += ["", "*Measured* = this host, own process per artifact, 1 thread (ORT intra-op spinning off; LiteRT with "
+              "XNNPACK), mean of the timed runs. *Emulated* = instructions per inference of the single inference "
+              "thread under qemu-aarch64 7.2 (`-cpu cortex-a72` = Pi 4, `cortex-a76` = Pi 5) with the real aarch64 "
+              "wheels, outputs checked against the host: an instruction count, not a latency. *Predicted* = roofline "
+              "from the artifact's FLOPs/bytes per op and targets/*.toml peaks with the prior efficiency 0.4 (not "
+              "calibrated on a device: no Pi or phone is reachable from this machine).", ""]
+    groups = sorted({(r["format"], r.get("variant", "-"), r["compression"]) for r in runs},
+                    key=lambda g: (g[0], g[2] != 1.0, g[1], g[2]))
     cols = [("host", "measured", 1), ("rpi4", "emulated", 1), ("rpi5", "emulated", 1), ("host", "predicted", 1),
             ("rpi4", "predicted", 1), ("rpi4", "predicted", 4), ("rpi5", "predicted", 1), ("rpi5", "predicted", 4),
             ("phone", "predicted", 4)]
-    head = ["format", "compression", "GFLOP", "file MB"] + [
+    head = ["format", "variant", "compression", "GFLOP", "file MB"] + [
         f"{t} {k} {'instr (M)' if k == 'emulated' else f'ms ({n}t)'}" for t, k, n in cols] + ["phone GPU pred ms"]
     lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for fmt, comp in groups:
-        rs = [r for r in runs if r["format"] == fmt and r["compression"] == comp]
-        cells = [fmt, f"{comp:g}x", f"{rs[0]['gflop']:.3f}", f"{rs[0]['file_bytes'] / 1e6:.1f}"]
+
+    def rows_of(g: tuple[str, str, float]) -> list[dict[str, Any]]:
+        return [r for r in runs if (r["format"], r.get("variant", "-"), r["compression"]) == g]
+
+    def pick(rs: list[dict[str, Any]], t: str, k: str, n: int) -> dict[str, Any] | None:
+        hit = [r for r in rs if r["target"] == t and r["kind"] == k and r.get("unit") != "gpu"
+               and (k == "emulated" or r["threads"] == n)]
+        return hit[0] if hit else None
+
+    for g in groups:
+        rs = rows_of(g)
+        cells = [g[0], g[1], f"{g[2]:g}x", f"{rs[0]['gflop']:.3f}", f"{rs[0]['file_bytes'] / 1e6:.1f}"]
         for t, k, n in cols:
-            hit = [r for r in rs if r["target"] == t and r["kind"] == k and r.get("unit") != "gpu"
-                   and (k == "emulated" or r["threads"] == n)]
-            if not hit:
-                cells.append("-")
-            elif k == "emulated":
-                cells.append(f"{hit[0]['instructions'] / 1e6:.2f}")
-            else:
-                cells.append(f"{hit[0]['latency_ms']:.2f}")
+            hit = pick(rs, t, k, n)
+            cells.append("-" if hit is None else f"{hit['instructions'] / 1e6:.1f}" if k == "emulated"
+                         else f"{hit['latency_ms']:.2f}")
         gpu = [r for r in rs if r.get("unit") == "gpu" and r["target"] == "phone"]
         cells.append(f"{gpu[0]['latency_ms']:.2f}" if gpu else "-")
         lines.append("| " + " | ".join(cells) + " |")
-    lines += ["", "## Speed-up against dense (same format)", "",
-              "| format | compression | host measured | A72 instructions | A76 instructions | Pi 4 predicted (1t) |",
-              "|---|---|---|---|---|---|"]
-    for fmt, comp in groups:
-        if comp == 1.0:
+    lines += ["", "## Against dense (same format)", "",
+              "| format | variant | compression | host measured speed-up | A72 instruction ratio | "
+              "A76 instruction ratio | Pi 4 predicted speed-up (1t) | phone predicted speed-up (4t) |",
+              "|---|---|---|---|---|---|---|---|"]
+    for g in groups:
+        dense = [d for d in groups if d[0] == g[0] and d[2] == 1.0]
+        if g[2] == 1.0 or not dense:
             continue
-
-        def pick(c: float, t: str, k: str, key: str) -> float | None:
-            hit = [r for r in runs if r["format"] == fmt and r["compression"] == c and r["target"] == t
-                   and r["kind"] == k and r.get("unit") != "gpu" and (k == "emulated" or r["threads"] == 1)]
-            return hit[0][key] if hit else None
-
-        cells = [fmt, f"{comp:g}x"]
-        for t, k, key in (("host", "measured", "latency_ms"), ("rpi4", "emulated", "instructions"),
-                          ("rpi5", "emulated", "instructions"), ("rpi4", "predicted", "latency_ms")):
-            d, p = pick(1.0, t, k, key), pick(comp, t, k, key)
-            cells.append(f"{d / p:.2f}x" if d and p else "-")
+        rs, ds = rows_of(g), rows_of(dense[0])
+        cells = [g[0], g[1], f"{g[2]:g}x"]
+        for t, k, n, key in (("host", "measured", 1, "latency_ms"), ("rpi4", "emulated", 1, "instructions"),
+                             ("rpi5", "emulated", 1, "instructions"), ("rpi4", "predicted", 1, "latency_ms"),
+                             ("phone", "predicted", 4, "latency_ms")):
+            d, p = pick(ds, t, k, n), pick(rs, t, k, n)
+            cells.append(f"{d[key] / p[key]:.2f}x" if d and p and p[key] else "-")
         lines.append("| " + " | ".join(cells) + " |")
     eff = [r for r in runs if r["kind"] == "measured" and r.get("efficiency_fit")]
     if eff:
         lines += ["", "Host roofline efficiency fitted from the measured runs (what `--calibrate` would use): " +
-                  ", ".join(f"{r['format']} {r['compression']:g}x {r['efficiency_fit']:.2f}" for r in eff) + "."]
-    lines += ["", "Emulated outputs matched the host's for every artifact: " +
-              str(all(r.get("outputs_match_host") for r in runs if r["kind"] == "emulated")) + ".", ""]
+                  ", ".join(f"{r['format']} {r.get('variant', '')} {r['compression']:g}x {r['efficiency_fit']:.2f}"
+                            for r in eff) + "."]
+    emu = [r for r in runs if r["kind"] == "emulated"]
+    if emu:
+        lines += ["", f"Emulated outputs matched the host's (rtol 1e-4, atol 1e-5) in {sum(bool(r['outputs_match_host']) for r in emu)}"
+                  f" of {len(emu)} emulated runs; largest abs difference {max(r['max_abs_diff_vs_host'] for r in emu):.2e}."]
+    lines.append("")
     return "\n".join(lines)
 
 

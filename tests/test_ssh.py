@@ -36,13 +36,20 @@ def sshd(tmp_path_factory):
     (d / "authorized_keys").write_text((d / "client_key.pub").read_text())
     os.chmod(d / "authorized_keys", 0o600)
     port = _free_port()
+    # the "device" has onnxruntime_perf_test on its PATH: a stand-in that prints the documented output
+    tools = d / "device-bin"
+    tools.mkdir()
+    fixture = Path(__file__).parent / "fixtures" / "perf_test_current.txt"
+    (tools / "onnxruntime_perf_test").write_text(f"#!/bin/sh\necho \"$@\" > {d / 'perf_test_args'}\ncat {fixture}\n")
+    (tools / "onnxruntime_perf_test").chmod(0o755)
     cfg = d / "sshd_config"
     cfg.write_text("\n".join([
         "ListenAddress 127.0.0.1", f"Port {port}", f"HostKey {d / 'host_key'}",
         f"AuthorizedKeysFile {d / 'authorized_keys'}", f"PidFile {d / 'sshd.pid'}",
         "PasswordAuthentication no", "KbdInteractiveAuthentication no", "PubkeyAuthentication yes",
         "PermitRootLogin prohibit-password", "StrictModes no", "UsePAM no", "AllowTcpForwarding no",
-        "X11Forwarding no", "PrintMotd no", "LogLevel ERROR", "Subsystem sftp internal-sftp", ""]))
+        "X11Forwarding no", "PrintMotd no", "LogLevel ERROR", "Subsystem sftp internal-sftp",
+        f"SetEnv PATH={tools}:/usr/local/bin:/usr/bin:/bin", ""]))
     if os.geteuid() == 0:
         os.makedirs("/run/sshd", exist_ok=True)
     check = subprocess.run([SSHD, "-t", "-f", str(cfg)], capture_output=True, text=True)
@@ -60,7 +67,7 @@ def sshd(tmp_path_factory):
         pytest.fail(f"sshd did not start: {proc.stderr.read().decode() if proc.stderr else ''}")
     user = os.environ.get("USER") or subprocess.run(["id", "-un"], capture_output=True, text=True).stdout.strip()
     yield {"dest": f"{user}@127.0.0.1:{port}", "identity": str(d / "client_key"), "known_hosts": str(d / "known_hosts"),
-           "port": port, "user": user}
+           "port": port, "user": user, "perf_test_args": d / "perf_test_args"}
     proc.terminate()
     proc.wait(timeout=10)
 
@@ -89,6 +96,11 @@ def test_profile_over_loopback_ssh_quotes_everything(sshd, tiny_onnx):
     assert res["outputs"] == {"logits": [1, 2]} and res["inputs"]["input_ids"] == [1, 16]
     assert res["peak_rss_bytes"] > 0 and res["device"] == f"{sshd['user']}@127.0.0.1:{sshd['port']}"
     assert "EDGEPRUNE_RESULT" in res["raw_stdout"]
+    # the device's onnxruntime_perf_test ran too, with quoted arguments, and its output was parsed
+    assert res["tool"]["tool"] == "onnxruntime_perf_test"
+    assert res["tool"]["parsed"]["latency_ms"]["mean"] == pytest.approx(98.961997)
+    args = sshd["perf_test_args"].read_text().split()
+    assert args[:8] == ["-e", "cpu", "-m", "times", "-r", "5", "-x", "1"] and args[-1].endswith("/model.onnx")
     assert _pwned_files() == before, "a file name was interpreted by a shell"
     assert "ssh-ed25519" in Path(sshd["known_hosts"]).read_text()   # accept-new wrote the private known_hosts
     leftovers = subprocess.run(["bash", "-c", "ls -d /tmp/edgeprune.* 2>/dev/null | wc -l"], capture_output=True,
