@@ -3,7 +3,7 @@
 A tiny randomly initialised BERT (edgeprune.testing, 2 layers, hidden 64) is magnitude-pruned to
 5x in 16x16 blocks (a stand-in for `edgeprune compress`, which writes the same run directory),
 evaluated on real SST-2 dev examples, exported with the real ONNX exporter (packed ops, verified in
-onnxruntime), timed on this host with onnxruntime (written in profile.json's schema), and gated
+onnxruntime), profiled with `edgeprune profile` (measured on this host, roofline-predicted for the other targets), and gated
 by `edgeprune check` with budgets in a pyproject.toml. Writes bench/results/ci_gate_sample.{json,md}.
 
     nice -n 10 /work/venv/bin/python bench/ci_gate_sample.py
@@ -35,7 +35,7 @@ version = "1.0.0"
 max_size = "1MB"
 max_params = "150k"
 max_latency = { host = "25ms", rpi4 = "80ms" }
-max_accuracy_drop = "3pt"
+max_accuracy_drop = "5pt"
 min_compression = "5x"
 """
 
@@ -57,6 +57,14 @@ def make_run(work: Path) -> Path:
 
     dense_dir = build_tiny_checkpoint("bert", work / "dense")
     model, tok = load_model(dense_dir)
+    vocab_lines = len((dense_dir / "vocab.txt").read_text().splitlines())
+    if len(tok) < vocab_lines:
+        # Work around edgeprune.testing in transformers 5: BertTokenizerFast(vocab_file=...) ignores the
+        # file and yields a 5-token vocabulary (every word -> [UNK]); `vocab=` loads it.
+        from transformers import BertTokenizerFast
+
+        tok = BertTokenizerFast(vocab=str(dense_dir / "vocab.txt"), do_lower_case=True, model_max_length=512)
+        model.resize_token_embeddings(len(tok))
     dense = evaluate((model, tok), TASK, glue_dir(), limit=DEV_EXAMPLES, max_seq_len=SEQ_LEN)
     linears = prunable_linears(model)
     weights = {f"{n}.weight": m.weight.detach() for n, m in linears.items()}
@@ -89,35 +97,15 @@ def export_bundle(run: Path, out: Path) -> Path:
     return out
 
 
-def profile_host(bundle: Path, runs: int = 100) -> dict:
-    """onnxruntime wall time on this host, in profile.json's schema (edgeprune profile's contract)."""
-    import onnxruntime as ort
-
-    from edgeprune.io import write_json
-
-    manifest = json.loads((bundle / "manifest.json").read_text())
-    art = bundle / manifest["artifact"]
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = 1
-    sess = ort.InferenceSession(str(art), so, providers=["CPUExecutionProvider"])
-    feeds = {}
-    for i in sess.get_inputs():
-        feeds[i.name] = np.ones((1, SEQ_LEN), np.int64) if "mask" in i.name else np.zeros((1, SEQ_LEN), np.int64)
-    for _ in range(10):
-        sess.run(None, feeds)
-    times = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        sess.run(None, feeds)
-        times.append((time.perf_counter() - t0) * 1e3)
-    t = np.asarray(times)
-    rec = {"artifact": art.name, "format": "onnx", "file_bytes": art.stat().st_size, "results": [{
-        "target": "host", "kind": "measured", "threads": 1, "batch": 1, "seq_len": SEQ_LEN,
-        "latency_ms": {"mean": float(t.mean()), "p50": float(np.percentile(t, 50)), "p90": float(np.percentile(t, 90)),
-                       "p99": float(np.percentile(t, 99)), "std": float(t.std())},
-        "peak_memory_bytes": None, "instructions": None}]}
-    write_json(bundle / "profile.json", rec)
-    return rec
+def profile_bundle(repo: Path, rel: str) -> dict:
+    """`edgeprune profile BUNDLE`: measured on this host, predicted for every target; profile.json in the bundle."""
+    exe = Path(sys.executable).with_name("edgeprune")
+    p = subprocess.run([str(exe), "profile", rel, "--runs", "50"], cwd=repo, capture_output=True, text=True,
+                       timeout=600)
+    if p.returncode != 0:
+        raise SystemExit(f"edgeprune profile failed: {p.stderr.strip()[-500:]}")
+    return {"args": ["edgeprune", "profile", rel, "--runs", "50"], "stdout": p.stdout, "stderr": p.stderr,
+            "report": json.loads((repo / rel / "profile.json").read_text())}
 
 
 def check(repo: Path, *args: str) -> dict:
@@ -141,17 +129,17 @@ def main() -> None:
         pc = count_onnx(bundle / "model.onnx")
         params = {"stored": pc.stored, "dense_equivalent": pc.dense_equivalent, "tensors": pc.tensors,
                   "by_dtype": pc.by_dtype}
-        prof = profile_host(bundle)
+        prof = profile_bundle(repo, "dist/bundle")
         runs = [
             check(repo, "dist/bundle", "--junit", "check.xml", "--github", "--markdown", "check.md"),
-            check(repo, "dist/bundle", "--max-latency", "rpi4=off"),
-            check(repo, "dist/bundle", "--max-latency", "rpi4=off", "--max-size", "100kB"),
+            check(repo, "dist/bundle", "--max-size", "100kB", "--github"),
+            check(repo, "dist/bundle", "--max-latency", "pixel8=20ms"),
         ]
         junit = (repo / "check.xml").read_text()
         md = (repo / "check.md").read_text()
         manifest = json.loads((bundle / "manifest.json").read_text())
         (bundle / "model.onnx").write_bytes((bundle / "model.onnx").read_bytes()[:-100])  # truncate: gate must fail
-        runs.append(check(repo, "dist/bundle", "--max-latency", "rpi4=off"))
+        runs.append(check(repo, "dist/bundle"))
         elapsed = time.time() - t0
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -162,7 +150,7 @@ def main() -> None:
            "versions": {n: metadata.version(n) for n in ("onnx", "onnxruntime", "torch", "transformers", "rich")},
            "task": TASK, "seq_len": SEQ_LEN, "dev_examples": DEV_EXAMPLES, "block": BLOCK, "target": TARGET,
            "compression": manifest.get("compression"), "metrics": manifest.get("metrics"),
-           "profile": prof, "params": params, "pyproject": PYPROJECT, "runs": runs, "junit": junit, "markdown": md,
+           "profile": prof["report"], "profile_stdout": prof["stdout"], "params": params, "pyproject": PYPROJECT, "runs": runs, "junit": junit, "markdown": md,
            "elapsed_s": round(elapsed, 1)}
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "ci_gate_sample.json").write_text(json.dumps(out, indent=2, default=str) + "\n")
@@ -170,8 +158,8 @@ def main() -> None:
              f"Machine: {out['machine']}, {out['cpu_count']} CPUs, Python {out['python']}; "
              + ", ".join(f"{k} {v}" for k, v in out["versions"].items()) + ".", "",
              f"Tiny random-init BERT (2 layers, hidden 64) magnitude-pruned to {TARGET:g}x in {BLOCK} blocks, metrics on "
-             f"{DEV_EXAMPLES} real {TASK} dev examples, exported to packed ONNX (seq {SEQ_LEN}), host latency measured "
-             f"with onnxruntime (1 thread, 100 runs). Total {out['elapsed_s']} s.", "",
+             f"{DEV_EXAMPLES} real {TASK} dev examples, exported to packed ONNX (seq {SEQ_LEN}), profiled with "
+             f"`edgeprune profile` (host measured, 50 runs; other targets predicted). Total {out['elapsed_s']} s.", "",
              "pyproject.toml:", "", "```toml", PYPROJECT.rstrip(), "```", ""]
     for r in runs:
         lines += [f"`{' '.join(r['args'])}` -> exit {r['exit_code']}", "", "```", (r["stdout"] + r["stderr"]).rstrip(),

@@ -184,7 +184,7 @@ def test_latency_without_profile(tmp_path, capsys, monkeypatch):
     code, out, err = run(capsys, "check", str(b), "--no-search", "--max-latency", "host=25ms", "--max-latency",
                          "rpi4=80ms", "--max-size", "30MB")
     assert code == 1
-    assert "2 of 4 checks failed" in err and "no measurement: no profile.json; run `edgeprune profile b/model.onnx`" in err
+    assert "2 of 4 checks failed" in err and "no measurement: no profile.json; run `edgeprune profile b`" in err
     assert "for target rpi4 (measured on the device with --ssh/--adb, or predicted)" in err
     assert "MISSING" in out
 
@@ -219,6 +219,47 @@ def test_latency_prefers_measured_and_statistic(tmp_path, capsys, monkeypatch):
     assert not r.passed and r.actual == pytest.approx(0.099)
     code, _, err = run(capsys, "check", str(b), "--no-search", "--max-latency", "rpi4=80ms", "--latency-stat", "p90")
     assert code == 1 and "85 ms" in err
+
+
+def test_latency_selection_rules():
+    """XNNPACK runs gate a TFLite profile; ``<target>-gpu`` reads GPU results; emulated runs carry no latency."""
+    from edgeprune.budget.latency import select_latency
+
+    results = [
+        {"target": "host", "kind": "measured", "xnnpack": True, "threads": 1, "latency_ms": {"p50": 8.0, "mean": 8.2}},
+        {"target": "host", "kind": "measured", "xnnpack": False, "threads": 1, "latency_ms": {"p50": 100.0}},
+        {"target": "phone", "kind": "measured", "unit": "cpu", "runner": "adb", "latency_ms": {"p50": 30.0}},
+        {"target": "phone", "kind": "measured", "unit": "gpu", "runner": "adb", "latency_ms": {"p50": 12.0}},
+        {"target": "rpi5", "kind": "emulated", "instructions": 10**9},
+        {"target": "rpi5", "kind": "predicted", "latency_ms": {"mean": 40.0}, "gpu_latency_ms": None},
+        {"target": "pixel", "kind": "predicted", "latency_ms": {"mean": 20.0}, "gpu_latency_ms": {"mean": 5.0}},
+    ]
+    host = select_latency(results, "host")
+    assert host.seconds == pytest.approx(0.008) and "xnnpack=on" in host.detail
+    assert select_latency(results, "host", "mean").seconds == pytest.approx(0.0082)
+    assert select_latency(results[1:2], "host").seconds == pytest.approx(0.1)  # only no-XNNPACK runs: they gate
+    assert select_latency(results, "phone").seconds == pytest.approx(0.030)
+    gpu = select_latency(results, "phone-gpu")
+    assert gpu.seconds == pytest.approx(0.012) and gpu.kind == "measured" and "GPU" in gpu.detail
+    rpi5 = select_latency(results, "rpi5")
+    assert rpi5.kind == "predicted" and rpi5.seconds == pytest.approx(0.040) and "p50 not reported" in rpi5.detail
+    assert select_latency(results, "pixel-gpu").seconds == pytest.approx(0.005)
+    assert select_latency(results, "rpi5-gpu") is None and select_latency(results, "rpi4") is None
+
+
+def test_profile_written_by_profile_for_a_bare_file_and_sha_staleness(tmp_path):
+    """`edgeprune profile m.onnx` writes profile-m/profile.json; a recorded sha256 must match the artifact."""
+    from edgeprune.budget import Budgets, check
+    from edgeprune.io import sha256_file
+
+    art = tiny_onnx(tmp_path / "m.onnx")
+    rec = {**profile_record(art), "artifact": str(art), "sha256": sha256_file(art)}
+    write_json(tmp_path / "profile-m" / "profile.json", rec)
+    r = check(art, budgets=Budgets(max_latency={"host": 0.01})).results[0]
+    assert r.passed and r.source.endswith(os.path.join("profile-m", "profile.json"))
+    write_json(tmp_path / "profile-m" / "profile.json", {**rec, "sha256": "0" * 64})
+    r = check(art, budgets=Budgets(max_latency={"host": 0.01})).results[0]
+    assert r.status == "missing" and "another sha256" in r.reason
 
 
 def test_compression_missing_on_dense_bundle(tmp_path, capsys, monkeypatch):

@@ -3,15 +3,16 @@
 Accepted inputs:
   * a bundle folder written by ``edgeprune export`` (``manifest.json`` names the artifact);
   * the artifact inside such a bundle (the bundle is used);
-  * a bare ``.onnx`` / ``.tflite`` file: size, parameters and latency (from a ``profile.json`` /
-    ``<stem>.profile.json`` beside it) can be gated; compression and accuracy cannot.
+  * a bare ``.onnx`` / ``.tflite`` file: size, parameters and latency (from ``profile-<stem>/profile.json``,
+    ``<stem>.profile.json`` or ``profile.json`` beside it) can be gated; compression and accuracy cannot.
 
 Reports read (fields in parentheses):
   * ``manifest.json``: ``artifact``, ``format``, ``files`` (integrity), ``compression``
     (named definitions -> ratio), ``metrics.dense`` / ``metrics.pruned`` (optional), ``params``;
   * ``verification.json`` (``metric``, ``metric_artifact``, ``metric_torch``, ``num_examples``);
   * ``export_report.json`` (``metrics.dense`` / ``metrics.pruned`` if the manifest has none);
-  * ``profile.json`` (``artifact``, ``file_bytes``, ``results[].target/kind/latency_ms``).
+  * ``profile.json`` (``artifact``, ``file_bytes``, ``sha256``, ``results[].target/kind/unit/xnnpack/latency_ms``,
+    predicted ``gpu_latency_ms``).
 """
 from __future__ import annotations
 
@@ -117,18 +118,22 @@ def _read_report(path: Path) -> Report | None:
 
 
 def _find_profile(artifact: Path, bundle_dir: Path | None) -> Report | None:
-    """``profile.json`` in the bundle or beside the artifact, or ``<stem>.profile.json``."""
+    """``profile.json`` in the bundle, in ``profile-<stem>/`` beside the artifact, ``<stem>.profile.json``, or
+    a ``profile.json`` beside it whose ``artifact`` names this file."""
     candidates = []
     if bundle_dir is not None:
         candidates.append(bundle_dir / PROFILE_JSON)
-    candidates += [artifact.parent / f"{artifact.stem}.{PROFILE_JSON}", artifact.parent / PROFILE_JSON]
+    # `edgeprune profile FILE` writes FILE's folder/profile-<stem>/profile.json; a bundle gets it inside
+    candidates += [artifact.parent / f"profile-{artifact.stem}" / PROFILE_JSON,
+                   artifact.parent / f"{artifact.stem}.{PROFILE_JSON}", artifact.parent / PROFILE_JSON]
     for path in dict.fromkeys(candidates):
         rep = _read_report(path)
         if rep is None:
             continue
         # A profile.json beside a bare artifact may describe another model in the same folder.
         named = (rep.data or {}).get("artifact")
-        if bundle_dir is None and path.name == PROFILE_JSON and named and Path(str(named)).name != artifact.name:
+        if bundle_dir is None and path.parent == artifact.parent and path.name == PROFILE_JSON and named and \
+                Path(str(named)).name != artifact.name:
             continue
         return rep
     return None

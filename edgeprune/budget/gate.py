@@ -18,6 +18,7 @@ from typing import Any, Callable
 from ..errors import EdgepruneError
 from .config import Budgets
 from .evidence import Evidence
+from .latency import select_latency, targets_in
 from .units import (format_count, format_fraction, format_points, format_ratio, format_size, format_time)
 
 REL_TOL = 1e-9
@@ -251,9 +252,26 @@ def _accuracy_drop(ev: Evidence, limit: float) -> BudgetResult:
                     ev.rel(ev.verification.path), detail, what="accuracy drop vs dense")
 
 
+def _profile_is_stale(ev: Evidence, data: dict[str, Any]) -> str | None:
+    """Why profile.json does not describe this artifact (sha256 when recorded, else size), or None."""
+    if not ev.artifact.is_file():
+        return None
+    size = ev.artifact.stat().st_size
+    fb = data.get("file_bytes")
+    if isinstance(fb, int) and fb != size:
+        return f"it measured a {fb}-byte file but {ev.artifact.name} has {size} bytes"
+    sha = data.get("sha256")
+    if isinstance(sha, str) and len(sha) == 64:
+        from ..io import sha256_file
+
+        if sha256_file(ev.artifact) != sha:
+            return f"it measured a file with another sha256 than {ev.artifact.name}"
+    return None
+
+
 def _latency(ev: Evidence, target: str, limit: float, statistic: str) -> BudgetResult:
     name = f"max_latency[{target}]"
-    shown = ev.rel(ev.artifact)  # profile takes the artifact; it writes profile.json beside it
+    shown = ev.rel(ev.bundle_dir if ev.is_bundle else ev.artifact)  # profile writes into a bundle it is given
     how = (f"run `edgeprune profile {shown}`" if target == "host" else
            f"run `edgeprune profile {shown}` for target {target} (measured on the device with --ssh/--adb, "
            f"or predicted)")
@@ -263,30 +281,17 @@ def _latency(ev: Evidence, target: str, limit: float, statistic: str) -> BudgetR
     if rep.data is None:
         return _missing(name, limit, format_time, f"no measurement: {rep.problem}; {how}", ev.rel(rep.path))
     src = ev.rel(rep.path)
-    fb = rep.data.get("file_bytes")
-    if isinstance(fb, int) and ev.artifact.is_file() and fb != ev.artifact.stat().st_size:
+    stale = _profile_is_stale(ev, rep.data)
+    if stale:
+        return _missing(name, limit, format_time, f"stale profile: {stale}; {how}", src)
+    results = rep.data.get("results") or []
+    pick = select_latency(results if isinstance(results, list) else [], target, statistic)
+    if pick is None:
+        have = targets_in(results if isinstance(results, list) else [])
         return _missing(name, limit, format_time,
-                        f"stale profile: {rep.path.name} measured a {fb}-byte file but {ev.artifact.name} has "
-                        f"{ev.artifact.stat().st_size} bytes; {how}", src)
-    results = [r for r in rep.data.get("results") or [] if isinstance(r, dict) and r.get("target") == target]
-    for kind in ("measured", "predicted"):
-        picks = []
-        for r in results:
-            lat = r.get("latency_ms") or {}
-            if r.get("kind") != kind or not isinstance(lat, dict):
-                continue
-            stat = statistic if isinstance(lat.get(statistic), (int, float)) else "mean"
-            if isinstance(lat.get(stat), (int, float)):
-                picks.append((float(lat[stat]) / 1e3, stat, r))
-        if picks:
-            value, stat, r = max(picks, key=lambda p: p[0])  # several configurations: the slowest one gates
-            cfg = ", ".join(f"{k}={r[k]}" for k in ("threads", "batch", "seq_len") if r.get(k) is not None)
-            detail = f"{kind} {stat}" + (f" ({statistic} not reported)" if stat != statistic else "") + \
-                     (f", {cfg}" if cfg else "") + (f"; slowest of {len(picks)} configurations" if len(picks) > 1 else "")
-            return _compare(name, limit, value, True, format_time, src, detail, what=f"{target} latency")
-    have = sorted({str(r.get("target")) for r in rep.data.get("results") or [] if isinstance(r, dict)})
-    return _missing(name, limit, format_time,
-                    f"no measurement for {target} in {rep.path.name} (has: {', '.join(have) or 'none'}); {how}", src)
+                        f"no measurement for {target} in {rep.path.name} (has: {', '.join(have) or 'none'}); {how}",
+                        src)
+    return _compare(name, limit, pick.seconds, True, format_time, src, pick.detail, what=f"{target} latency")
 
 
 def evaluate(budgets: Budgets, ev: Evidence) -> list[BudgetResult]:
