@@ -232,3 +232,24 @@ def test_block_preset_resolution():
         mk(block="128x1", block_preset="ort")
     with pytest.raises(ConfigError, match="unknown --method"):
         mk(method="lasso")
+
+
+@pytest.mark.parametrize("arch", ["tiny_roberta", "tiny_distilbert"])
+@pytest.mark.parametrize("layers,count", [("all", 12), ("attention", 8), ("ffn_in,ffn_out", 4)])
+def test_layer_presets_for_each_arch(arch, layers, count, request):
+    from edgeprune.arch import get_arch
+    from edgeprune.compress import _hard_prune, _prunable
+    from edgeprune.models import load_model
+    from edgeprune.prune.report import compression_figures
+
+    path = request.getfixturevalue(arch)
+    model, _ = load_model(path)
+    cfg = CompressConfig(model=str(path), task="mrpc", data_dir=None, out="unused", block="allx1", layers=layers,
+                         compression=4.0)
+    params, tilings, roles, _ = _prunable(model, cfg)
+    assert len(params) == count and all(r is not None for r in roles.values())
+    res = _hard_prune(cfg, params, tilings)
+    figs = compression_figures(model, res.masks, get_arch(model.config.model_type).layer_regex)
+    assert figs["prunable_encoder"]["compression"] == pytest.approx(4.0)
+    assert figs["prunable_encoder"]["dense"] == sum(p.numel() for p in params.values())
+    assert figs["whole_model"]["dense"] == sum(p.numel() for p in model.parameters())
