@@ -210,12 +210,14 @@ def write_report(res: dict, notes: dict[str, str]) -> None:
               f"- default block {s.get('block')} (balanced column segments), uniform per-matrix sparsity, "
               "all 36 encoder linears; dev sets are full.", "",
               "## Runs present", "",
-              "| task | method | block | distill | compression | metric | dense | pruned | delta (pts) | wall s |",
-              "|---|---|---|---|---|---|---|---|---|---|"]
+              "| task | method | block | distill | compression | metric | dense | pruned | delta (pts) | train ex | "
+              "epochs reg+retrain | wall s |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in runs:
         lines.append(f"| {r['task']} | {r['method']} | {r['block']}{' bal' if r['balanced'] else ''} | "
                      f"{'yes' if r['distill'] else 'no'} | {r['compression']:.2f}x | {r['metric']} | "
-                     f"{r['dense']:.4f} | {r['pruned']:.4f} | {r['delta_points']:+.2f} | {r['wall_s']:.0f} |")
+                     f"{r['dense']:.4f} | {r['pruned']:.4f} | {r['delta_points']:+.2f} | {r['num_train_examples']} | "
+                     f"{r['settings']['epochs_reg']:g}+{r['settings']['epochs_retrain']:g} | {r['wall_s']:.0f} |")
     if base:
         lines += ["", "Dense baselines (bench/results/dense_baselines.json): " + ", ".join(
             f"{t} {b.get('score', b.get('main', float('nan'))):.4f}" for t, b in base.items()
@@ -285,7 +287,7 @@ def main() -> None:
     ap.add_argument("--tasks", default=",".join(TASKS))
     ap.add_argument("--runs", default="paper,baselines,sweep", help=f"comma list of {', '.join(RUN_SETS)}")
     ap.add_argument("--block", default="128x1")
-    ap.add_argument("--train-limit", type=int, default=1000)
+    ap.add_argument("--train-limit", type=int, default=600)
     ap.add_argument("--epochs-reg", type=float, default=1.0)
     ap.add_argument("--epochs-retrain", type=float, default=1.0)
     ap.add_argument("--lr", type=float, default=5e-5)
@@ -303,7 +305,8 @@ def main() -> None:
     res["machine"] = machine()
     settings = {k: getattr(args, k) for k in ("train_limit", "epochs_reg", "epochs_retrain", "lr", "batch_size",
                                               "penalty", "reweight_every", "block")}
-    res.setdefault("settings", settings)
+    if not args.report_only:
+        res["settings"] = settings
     tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
     sets = [s.strip() for s in args.runs.split(",") if s.strip()]
     plan = [(t, r) for t in tasks for s in sets for r in RUN_SETS[s]]
@@ -328,7 +331,7 @@ def main() -> None:
             print(f"[bench] {rid} FAILED: {type(e).__name__}: {e}", flush=True)
             notes[rid] = f"failed: {type(e).__name__}: {str(e)[:120]}"
             continue
-        res = load_results() | {"machine": res["machine"], "settings": res.get("settings", settings)}
+        res = load_results() | {"machine": res["machine"], "settings": settings}
         res["runs"] = [x for x in res["runs"] if x["id"] != rid] + [row]
         write_json(RESULTS / f"{NAME}.json", res)
         write_report(res, notes)
