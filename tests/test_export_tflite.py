@@ -169,9 +169,11 @@ def test_static_seq_len_required(runs, glue, tmp_path):
     assert not (tmp_path / "b").exists()
 
 
-def test_data_required_and_checked(runs, glue, tmp_path):
-    with pytest.raises(ConfigError, match="--data"):
-        export(runs["bert"], _cfg(glue, data_dir=None), tmp_path / "b")
+def test_missing_data_is_named(runs, glue, tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(DataError, match="MRPC"):
+        export(runs["bert"], _cfg(glue, data_dir=str(empty)), tmp_path / "b")
     with pytest.raises(DataError, match="does not exist"):
         export(runs["bert"], _cfg(glue, data_dir=str(tmp_path / "nope")), tmp_path / "b")
     assert not (tmp_path / "b").exists()
@@ -217,3 +219,20 @@ def test_interpreter_crash_is_reported_not_raised(tmp_path):
     bad.write_bytes(b"not a flatbuffer" * 10)
     logits, err = run_in_child(bad, {"input_ids": np.zeros((2, 4), np.int32)}, tmp_path)
     assert logits is None and "exited with code" in err
+
+
+def test_cli_export_tflite(runs, glue, tmp_path, capsys):
+    from edgeprune.cli import main
+
+    out = tmp_path / "cli_bundle"
+    args = ["export", str(runs["distilbert"]), "--format", "tflite", "--mode", "structured", "--seq-len", str(SEQ),
+            "--data", str(glue), "--task", "mrpc", "--verify-examples", "8", "--out", str(out)]
+    with pytest.raises(SystemExit) as ok:
+        main(args)
+    assert ok.value.code == 0
+    assert (out / "model.tflite").is_file() and (out / "manifest.json").is_file()
+    assert "verified on 8" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as e:
+        main(args[:6] + ["--seq-len", "dynamic"] + args[8:-1] + [str(tmp_path / "b2")])
+    err = capsys.readouterr().err.strip()
+    assert e.value.code == 2 and err.startswith("error:") and "--seq-len" in err and "\n" not in err
