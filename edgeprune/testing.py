@@ -59,7 +59,8 @@ def build_tiny_checkpoint(arch: str, out_dir: str | os.PathLike[str], num_labels
         bpe.train_from_iterator(corpus, vocab_size=vocab_size, min_frequency=1,
                                 special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"], show_progress=False)
         bpe.save_model(str(out))
-        tok = RobertaTokenizerFast(vocab_file=str(out / "vocab.json"), merges_file=str(out / "merges.txt"),
+        # transformers 5 ignores vocab_file/merges_file here: pass the files as vocab/merges
+        tok = RobertaTokenizerFast(vocab=str(out / "vocab.json"), merges=str(out / "merges.txt"),
                                    model_max_length=512)
         cfg = RobertaConfig(vocab_size=len(tok), hidden_size=hidden, num_hidden_layers=layers,
                             num_attention_heads=heads, intermediate_size=intermediate,
@@ -74,7 +75,7 @@ def build_tiny_checkpoint(arch: str, out_dir: str | os.PathLike[str], num_labels
         vocab = sorted(wp.get_vocab().items(), key=lambda kv: kv[1])
         (out / "vocab.txt").write_text("".join(t + "\n" for t, _ in vocab))
         tok_cls = DistilBertTokenizerFast if arch == "distilbert" else BertTokenizerFast
-        tok = tok_cls(vocab_file=str(out / "vocab.txt"), do_lower_case=True, model_max_length=512)
+        tok = tok_cls(vocab=str(out / "vocab.txt"), do_lower_case=True, model_max_length=512)
         if arch == "distilbert":
             cfg = DistilBertConfig(vocab_size=len(tok), dim=hidden, n_layers=layers, n_heads=heads,
                                    hidden_dim=intermediate, max_position_embeddings=512, num_labels=num_labels,
