@@ -111,7 +111,7 @@ def _classifier_wrapper(model, input_names: list[str]):
         def forward(self, *args):
             return self.model(**dict(zip(input_names, args))).logits
 
-    return Wrapper()
+    return Wrapper().eval()  # the exporter restores the wrapper's mode afterwards: it must be eval
 
 
 def shrink_ffn(model, masks: dict[str, Any]) -> dict[str, Any]:
@@ -275,6 +275,7 @@ class OnnxExporter(Exporter):
         if c.dtype != "fp32":
             notes.append(convert_dtype(fp32_path, fp32_path, c.dtype, tok, task, data_dir, c.seq_len, c.calib_examples,
                                        input_names))
+        ref_model.eval()
         if c.verify:
             ver = verify_artifact(ref_model, tok, fp32_path, task, data_dir, c.verify_examples, c.seq_len, c.dtype,
                                   self.ATOL, self.MAX_POINTS, c.batch)

@@ -42,7 +42,13 @@ def export_graph(model, tokenizer, plans: dict[str, Any], seq_len: int | None, b
     try:
         names = model_input_names(model, tokenizer)
         s = seq_len or 16
-        dummy = tuple(torch.ones((batch or 2, s), dtype=torch.long) for _ in names)
+        dummy = []
+        for n in names:  # a padded second row keeps the attention-mask path in the traced graph
+            t = torch.ones((batch or 2, s), dtype=torch.long) * (0 if n == "token_type_ids" else 1)
+            if n == "attention_mask" and s > 1:
+                t[-1, s // 2:] = 0
+            dummy.append(t)
+        dummy = tuple(dummy)
         dyn: dict[str, dict[int, str]] = {}
         for n in names:
             axes = {}
