@@ -23,11 +23,14 @@ MARKER_DOMAIN = "edgeprune_marker"
 ARTIFACT = "model.onnx"
 OPSET = 17
 
-# Cost model for the gather body, relative to the dense MatMul of the same layer (fitted on the layer study
-# in bench/results/export_onnx.md: 384/1536-wide layers, 128 rows, R=128: t/t_dense ~ 0.07 + 1.07 * work).
+# Cost model for the gather body, relative to the dense MatMul of the same layer, fitted on the layer study
+# in bench/results/export_onnx.md (384/1536-wide layers, 128 rows): t/t_dense ~ 0.07 + 1.07 * work * pen(R),
+# work = executed multiply-adds (padding included) / dense ones; short block rows make the batched MatMul
+# less efficient (R=32 ran ~1.35x slower per FLOP than R=128; R=16 was never faster than dense at 2x).
 GATHER_OVERHEAD = 0.07
 GATHER_SLOPE = 1.07
-MIN_BLOCK_ROWS = 32  # block rows shorter than this make batched MatMuls too small (32x32 was slower than dense)
+ROW_PENALTY = ((128, 1.0), (64, 1.1), (32, 1.35))
+MIN_BLOCK_ROWS = 32
 
 
 @dataclass
@@ -58,7 +61,8 @@ def choose_op(p: PackedLinear) -> tuple[str, float]:
 
     out, inp = p.shape
     work = p.values.size / float(out * inp)
-    t = GATHER_OVERHEAD + GATHER_SLOPE * work + (0.02 if p.row_map is not None else 0.0)
+    pen = next((f for r, f in ROW_PENALTY if p.block_rows >= r), 2.0)
+    t = GATHER_OVERHEAD + GATHER_SLOPE * work * pen + (0.02 if p.row_map is not None else 0.0)
     if p.block_rows >= MIN_BLOCK_ROWS and t < 0.95:
         return (ops.BSMM if p.row_map is None else ops.BSMM_ROWMAP), 1.0 / t
     return ops.PACKED_DENSE, 1.0
@@ -150,13 +154,19 @@ def shrink_ffn(model, masks: dict[str, Any]) -> dict[str, Any]:
             if bool(fold.any()):
                 const = act(l_in.bias.detach()[fold])
                 new_bias += (l_out.weight.detach()[:, fold] * mo[:, fold]) @ const
+            placeholder = not bool(keep.any())  # every unit dead: keep one whose output weight is zero
+            if placeholder:
+                keep[0] = True
             k = int(keep.sum())
             n_in = torch.nn.Linear(l_in.in_features, k)
             n_in.weight.copy_(l_in.weight[keep])
             n_in.bias.copy_(l_in.bias[keep])
             n_out = torch.nn.Linear(k, l_out.out_features)
-            n_out.weight.copy_(l_out.weight[:, keep])
+            n_out.weight.copy_(l_out.weight[:, keep] * (0 if placeholder else 1))
             n_out.bias.copy_(new_bias)
+            if placeholder:
+                mo = mo.clone()
+                mo[:, 0] = False
         _set_module(model, fi, n_in)
         _set_module(model, fo, n_out)
         masks[f"{fi}.weight"] = mi[keep].to(torch.uint8)

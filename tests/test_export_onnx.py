@@ -1,0 +1,171 @@
+"""End to end: tiny real BERT / RoBERTa / DistilBERT with random block masks -> packed ONNX, verified in ORT."""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from edgeprune.errors import ConfigError, NumericMismatchError
+from edgeprune.exporters import onnx_ops as ops
+from edgeprune.exporters.api import export
+from edgeprune.exporters.base import ExportConfig
+from edgeprune.io import write_json
+from edgeprune.rundir import save_masks
+from test_packing import block_mask
+
+SHAPES = [(32, 1, True), (None, 1, True), (1, None, False), (16, 16, False), (32, 1, False)]
+
+
+def make_run(model_dir: Path, root: Path, seed: int = 0, keep: float = 0.4, whole_units: bool = False) -> Path:
+    """A compress-style run: the checkpoint + random masks of every supported block shape (one per layer)."""
+    from edgeprune.arch import prunable_linears
+    from edgeprune.models import load_model
+
+    model, _ = load_model(model_dir)
+    rng = np.random.default_rng(seed)
+    masks = {}
+    for i, (name, lin) in enumerate(sorted(prunable_linears(model).items())):
+        out, inp = lin.weight.shape
+        R, C, bal = SHAPES[i % len(SHAPES)]
+        m = block_mask(rng, out, inp, R, C, keep, bal)
+        if i == 3:
+            m[:] = True  # a full layer
+        if i == 4:
+            m[:] = False  # an empty layer
+        masks[f"{name}.weight"] = torch.from_numpy(m.astype(np.uint8))
+    if whole_units:  # prune whole FFN units: rows of ffn_in and the matching columns of ffn_out
+        for name in prunable_linears(model):
+            if name.endswith(("intermediate.dense", "ffn.lin1")):
+                masks[f"{name}.weight"][::3] = 0
+            if name.endswith(("output.dense", "ffn.lin2")) and "attention" not in name:
+                masks[f"{name}.weight"][:, 1::3] = 0
+    shutil.copytree(model_dir, root / "model")
+    save_masks(masks, root / "model" / "masks.safetensors")
+    write_json(root / "compression.json", {"task": "mrpc", "block": [32, 1], "method": "test", "layers": {},
+                                           "compression": {}, "metrics": {}})
+    return root
+
+
+def cfg(glue, **kw):
+    return ExportConfig(format="onnx", data_dir=str(glue), task="mrpc", verify_examples=32, **kw)
+
+
+def edgeprune_nodes(path: Path) -> list[str]:
+    return [n.op_type for n in onnx.load(str(path)).graph.node if n.domain == ops.DOMAIN]
+
+
+@pytest.mark.parametrize("fixture", ["tiny_bert", "tiny_roberta", "tiny_distilbert"])
+def test_packed_export_verified_in_ort(fixture, request, tmp_path, glue):
+    run = make_run(request.getfixturevalue(fixture), tmp_path / "run")
+    res = export(run, cfg(glue), tmp_path / "bundle")
+    v = res.verification
+    assert v["passed"] and v["max_abs_diff"] <= 1e-4 and v["metric_torch"] == v["metric_artifact"]
+    assert v["num_examples"] == 32
+    model = onnx.load(str(res.artifact))
+    onnx.checker.check_model(model, full_check=True)
+    onnx.shape_inference.infer_shapes(model, strict_mode=True, check_type=True)
+    layers = res.report["layers"]
+    packed = [l_ for l_ in layers if l_["op"] in ops.OP_TYPES]
+    assert len(edgeprune_nodes(res.artifact)) == len(packed) == len(layers) - 1  # the full layer stays dense
+    assert {l_["op"] for l_ in packed} >= {ops.BSMM, ops.PACKED_DENSE}
+    s = res.report["sizes"]
+    assert s["file_bytes"] < s["dense_file_bytes"] and s["file_bytes"] == res.artifact.stat().st_size
+    for f in ("manifest.json", "verification.json", "export_report.json"):
+        assert (res.bundle_dir / f).is_file()
+
+
+def test_reference_evaluator_runs_whole_model_like_ort(tiny_bert, tmp_path, glue):
+    from edgeprune.exporters.onnx_verify import encode_examples, load_examples, ort_session
+    from edgeprune.models import load_tokenizer
+
+    run = make_run(tiny_bert, tmp_path / "run", seed=1)
+    res = export(run, cfg(glue, seq_len=24), tmp_path / "bundle")
+    model = onnx.load(str(res.artifact))
+    feeds = encode_examples(load_tokenizer(tiny_bert), load_examples("mrpc", glue, "dev", 2), 24,
+                            [i.name for i in model.graph.input])
+    y_ort = ort_session(res.artifact).run(None, feeds)[0]
+    y_ref = ops.reference_session(model).run(None, feeds)[0]
+    np.testing.assert_allclose(y_ref, y_ort, rtol=1e-4, atol=1e-5)
+
+
+def test_balanced_masks_file_is_close_to_ideal(tiny_bert, tmp_path, glue):
+    from edgeprune.arch import prunable_linears
+    from edgeprune.models import load_model
+
+    model, _ = load_model(tiny_bert)
+    rng = np.random.default_rng(3)
+    masks = {f"{n}.weight": torch.from_numpy(block_mask(rng, *lin.weight.shape, 32, 1, 0.25).astype(np.uint8))
+             for n, lin in prunable_linears(model).items()}
+    root = tmp_path / "run"
+    shutil.copytree(tiny_bert, root / "model")
+    save_masks(masks, root / "model" / "masks.safetensors")
+    write_json(root / "compression.json", {"task": "mrpc", "block": [32, 1]})
+    res = export(root, cfg(glue), tmp_path / "bundle")
+    s = res.report["sizes"]
+    assert s["prunable_stored_bytes"] == s["prunable_ideal_bytes"]  # balanced 32x1: no padding at all
+    assert res.report["fallback_layers"] == []
+
+
+def test_structured_mode_shrinks_ffn_units(tiny_bert, tmp_path, glue):
+    run = make_run(tiny_bert, tmp_path / "run", whole_units=True)
+    res = export(run, cfg(glue, mode="structured"), tmp_path / "bundle")
+    assert res.verification["passed"]
+    ffn = [l_ for l_ in res.report["layers"] if l_["layer"].endswith("intermediate.dense")]
+    assert all(l_["exported_shape"][0] < l_["shape"][0] for l_ in ffn)
+
+
+def test_dense_mode_on_plain_checkpoint(tiny_distilbert, tmp_path, glue):
+    res = export(tiny_distilbert, cfg(glue, mode="dense", seq_len=None), tmp_path / "bundle")
+    assert res.verification["passed"] and edgeprune_nodes(res.artifact) == []
+
+
+@pytest.mark.parametrize("dtype", ["fp16", "int8-dynamic"])
+def test_reduced_precision_exports(dtype, tiny_bert, tmp_path, glue):
+    run = make_run(tiny_bert, tmp_path / "run", seed=2)
+    res = export(run, cfg(glue, dtype=dtype), tmp_path / "bundle")
+    assert res.verification["passed"] and res.verification["metric_diff_points"] <= 0.5
+    onnx.checker.check_model(onnx.load(str(res.artifact)), full_check=True)
+    if dtype == "int8-dynamic":
+        assert ops.BSMM_INT8 in edgeprune_nodes(res.artifact)
+    fp32 = export(run, cfg(glue), tmp_path / "fp32")
+    assert res.artifact.stat().st_size < fp32.artifact.stat().st_size
+
+
+def test_failed_verification_leaves_nothing(tiny_bert, tmp_path, glue, monkeypatch):
+    from edgeprune.exporters.onnx import OnnxExporter
+
+    run = make_run(tiny_bert, tmp_path / "run")
+    monkeypatch.setattr(OnnxExporter, "ATOL", -1.0)
+    with pytest.raises(NumericMismatchError):
+        export(run, cfg(glue), tmp_path / "bundle")
+    assert not (tmp_path / "bundle").exists()
+    assert not any(p.name.startswith(".bundle") for p in tmp_path.iterdir())
+
+
+def test_bad_inputs_fail_early_with_nothing_written(tiny_bert, tmp_path, glue):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(ConfigError, match="not a compress run"):
+        export(empty, cfg(glue), tmp_path / "b1")
+    with pytest.raises(ConfigError, match="no masks"):
+        export(tiny_bert, cfg(glue, mode="packed"), tmp_path / "b2")
+    run = make_run(tiny_bert, tmp_path / "run")
+    with pytest.raises(ConfigError, match="int8"):
+        export(run, cfg(glue, dtype="int8", seq_len=None), tmp_path / "b3")
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(ConfigError, match="not a directory"):
+        export(run, cfg(glue), blocker)
+    from edgeprune.rundir import load_masks
+
+    masks = load_masks(run / "model" / "masks.safetensors")
+    name = next(iter(masks))
+    masks[name] = masks[name][:, :-1]
+    save_masks(masks, run / "model" / "masks.safetensors")
+    with pytest.raises(ConfigError, match="shape"):
+        export(run, cfg(glue), tmp_path / "b4")
+    assert not any((tmp_path / f"b{i}").exists() for i in range(1, 5))
