@@ -26,11 +26,11 @@ OPSET = 17
 # Cost model for the gather body, relative to the dense MatMul of the same layer, fitted on the layer study
 # in bench/results/export_onnx.md (384/1536-wide layers, 128 rows): t/t_dense ~ 0.07 + 1.07 * work * pen(R),
 # work = executed multiply-adds (padding included) / dense ones; short block rows make the batched MatMul
-# less efficient (R=32 ran ~1.35x slower per FLOP than R=128; R=16 was never faster than dense at 2x).
+# less efficient (R=32 ran ~1.35x slower per FLOP than R=128; R=16 ~2x: it only pays at high sparsity).
 GATHER_OVERHEAD = 0.07
 GATHER_SLOPE = 1.07
-ROW_PENALTY = ((128, 1.0), (64, 1.1), (32, 1.35))
-MIN_BLOCK_ROWS = 32
+ROW_PENALTY = ((128, 1.0), (64, 1.1), (32, 1.35), (16, 2.0))
+MIN_BLOCK_ROWS = 16
 
 
 @dataclass
