@@ -203,6 +203,9 @@ def main() -> None:
     ap.add_argument("--time", nargs=5)
     ap.add_argument("--quick", action="store_true", help="fewer repetitions and examples (smoke run)")
     ap.add_argument("--skip-layers", action="store_true")
+    ap.add_argument("--layers-from", type=Path, default=None,
+                    help="reuse a layer study (JSON lines written by an earlier run's log) instead of rerunning it")
+    ap.add_argument("--verify-examples", type=int, default=None)
     a = ap.parse_args()
     if a.time:
         print(time_artifact(a.time[0], int(a.time[1]), int(a.time[2]), int(a.time[3]), a.time[4]))
@@ -218,7 +221,12 @@ def main() -> None:
     WORK.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
     reps1, reps8, nver = (10, 3, 64) if a.quick else (20, 5, 408)
-    layers = [] if a.skip_layers else layer_study(30 if not a.quick else 10)
+    if a.verify_examples:
+        nver = a.verify_examples
+    if a.layers_from:
+        layers = [json.loads(line) for line in a.layers_from.read_text().splitlines() if line.startswith("{")]
+    else:
+        layers = [] if a.skip_layers else layer_study(30 if not a.quick else 10)
     model_dir, model_desc = base_model()
     cfg = AutoConfig.from_pretrained(model_dir)
     variants = [("packed", "fp32"), ("structured", "fp32"), ("dense", "fp32"), ("packed", "int8-dynamic")]
