@@ -121,6 +121,7 @@ def run_ssh(spec: RunSpec, dest: str, identity: str | None = None, remote_python
         res = parse_runner_output(proc.stdout, f"ssh {sess.dest}")
         res["raw_stdout"] = proc.stdout[-4000:]
         res["device"] = str(sess.dest)
+        res["remote_dir"] = rdir
         if use_tool:
             tool = _native_tool(sess, spec, rdir, rmodel)
             if tool:

@@ -103,9 +103,8 @@ def test_profile_over_loopback_ssh_quotes_everything(sshd, tiny_onnx):
     assert args[:8] == ["-e", "cpu", "-m", "times", "-r", "5", "-x", "1"] and args[-1].endswith("/model.onnx")
     assert _pwned_files() == before, "a file name was interpreted by a shell"
     assert "ssh-ed25519" in Path(sshd["known_hosts"]).read_text()   # accept-new wrote the private known_hosts
-    leftovers = subprocess.run(["bash", "-c", "ls -d /tmp/edgeprune.* 2>/dev/null | wc -l"], capture_output=True,
-                               text=True).stdout.strip()
-    assert leftovers == "0", "the remote work directory was not removed"
+    assert res["remote_dir"].startswith("/tmp/edgeprune.")
+    assert not Path(res["remote_dir"]).exists(), "the remote work directory was not removed"
 
 
 def test_cli_ssh_writes_measured_device_result(sshd, tiny_onnx, tmp_path):
