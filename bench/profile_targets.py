@@ -226,8 +226,9 @@ def main() -> None:
                     "with whole attention heads and FFN neurons removed by magnitude (structured pruning)")
             else:
                 arts = find_bundles(fmt, variant)
-                if 2.0 not in arts or 5.0 not in arts:
-                    sources[f"{fmt}/{variant}"] = f"skipped: no {variant} 2x/5x {fmt} bundles under bench/work/"
+                if 2.0 not in arts and 5.0 not in arts or (fmt != "onnx" and 1.0 not in arts):
+                    sources[f"{fmt}/{variant}"] = (f"skipped: found {variant}/dense {fmt} bundles for "
+                                                   f"{sorted(arts) or 'no'} compression under bench/work/")
                     continue
                 arts = {r: snapshot(p) for r, p in arts.items()}
                 if 1.0 not in arts and fmt == "onnx":
