@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import re
 import sys
 import time
 from pathlib import Path
@@ -56,6 +57,9 @@ def find_bundles(fmt: str, mode: str = "packed") -> dict[float, Path]:
         if not from_bench and "minilm" not in str(man.get("model", "")).lower():
             continue
         r = _ratio(man)
+        if man.get("mode") != "dense" and (r is None or r == 1.0):  # compression not recorded: the folder name
+            m = re.search(r"_(\d+(?:\.\d+)?)x_", man_path.parent.name)
+            r = float(m.group(1)) if m else None
         if man.get("mode") not in (mode, "dense") or (man.get("mode") == "dense") != (r == 1.0):
             continue
         for want in RATIOS:
