@@ -60,6 +60,18 @@ def test_profile_onnx_contract(tiny_onnx, tmp_path):
     assert "Predicted next to measured" in md and "| host | measured |" in md
     assert (tmp_path / "p" / "profile.png").read_bytes()[:4] == b"\x89PNG"
 
+    # --calibrate: the measured run's fitted efficiency replaces the TOML prior for that target
+    cal = profile(tiny_onnx, seq_len=16, measure_host=False, calibrate=str(tmp_path / "p" / "profile.json"))
+    host_pred = next(r for r in cal["results"] if r["kind"] == "predicted" and r["target"] == "host")
+    assert host_pred["efficiency_source"] == "calibrated" and host_pred["efficiency"] == m["efficiency_fit"]
+    if m["efficiency_fit"] < 1.0:   # not clamped: the calibrated roofline reproduces the measured mean
+        assert host_pred["latency_ms"]["mean"] == pytest.approx(m["latency_ms"]["mean"], rel=1e-6)
+    else:
+        assert host_pred["latency_ms"]["mean"] >= m["latency_ms"]["mean"]
+    rpi4_pred = next(r for r in cal["results"] if r["kind"] == "predicted" and r["target"] == "rpi4")
+    assert rpi4_pred["efficiency_source"] == "prior"
+    assert not [r for r in cal["results"] if r["kind"] == "measured"]
+
 
 def test_tflite_xnnpack_on_and_off_in_separate_processes(tiny_tflite, tmp_path):
     rep = profile(tiny_tflite, seq_len=16, warmup=1, runs=3, predict=False)
