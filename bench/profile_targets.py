@@ -278,6 +278,10 @@ def markdown(res: dict[str, Any]) -> str:
              f"Wall time of the last invocation {res['wall_s']} s (per-artifact rows are cached).", ""]
     for key, src in res["artifact_sources"].items():
         lines.append(f"- **{key}**: {src}")
+    lines += ["", "Artifacts profiled (the dense row of a format is shared by its pruned variants):", ""]
+    for fmt, variant, comp, art in sorted({(r["format"], r.get("variant", "-"), r["compression"], r["artifact"])
+                                          for r in runs}):
+        lines.append(f"- {fmt} {variant} {comp:g}x: `{art}`")
     lines += ["", "*Measured* = this host, own process per artifact, 1 thread (ORT intra-op spinning off; LiteRT with "
               "XNNPACK), mean of the timed runs. *Emulated* = instructions per inference of the single inference "
               "thread under qemu-aarch64 7.2 (`-cpu cortex-a72` = Pi 4, `cortex-a76` = Pi 5) with the real aarch64 "
