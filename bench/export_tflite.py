@@ -31,6 +31,10 @@ def base_model() -> tuple[str, str]:
     tuned = ROOT / "bench" / "work" / "dense" / "mrpc" / "model"
     if (tuned / "config.json").is_file():
         return str(tuned), "MiniLM-L6 fine-tuned on MRPC (bench/work/dense/mrpc/model)"
+    partial = WORK / "base_model"  # a copy of the dense-baseline fine-tune's checkpoint-100 (~0.9 epoch)
+    if (partial / "config.json").is_file():
+        return str(partial), ("MiniLM-L6 partly fine-tuned on MRPC (checkpoint-100 = 0.87 epoch of the dense "
+                              "baseline run, copied to bench/work/tflite/base_model; the final model was not ready)")
     return "minilm-l6", "MiniLM-L6 (pretrained encoder, untrained MRPC head: the fine-tuned model was not available)"
 
 
@@ -44,6 +48,7 @@ def make_run(model_src: str, compression: float, block: str, balanced: bool, out
     from edgeprune.prune.masks import magnitude_scores, prune_groups
     from edgeprune.rundir import save_masks
 
+    torch.manual_seed(0)  # a fresh head (when the source has none) is the same in every run
     model, tok = load_model(model_src, num_labels=2)
     if out.exists():
         shutil.rmtree(out)
@@ -71,7 +76,7 @@ def make_run(model_src: str, compression: float, block: str, balanced: bool, out
     return info
 
 
-def export_one(run_dir: Path, dtype: str, mode: str, out: Path, sparsity: bool = False) -> dict:
+def export_one(run_dir: Path, dtype: str, mode: str, out: Path, sparsity: bool = False, verify: int = 408) -> dict:
     from edgeprune.errors import EdgepruneError
     from edgeprune.exporters.api import export
     from edgeprune.exporters.base import ExportConfig
@@ -80,7 +85,7 @@ def export_one(run_dir: Path, dtype: str, mode: str, out: Path, sparsity: bool =
     if out.exists():
         shutil.rmtree(out)
     cfg = ExportConfig(format="tflite", dtype=dtype, mode=mode, seq_len=128, data_dir=str(glue_dir()), task="mrpc",
-                       verify_examples=408, calib_examples=100, tflite_sparsity=sparsity)
+                       verify_examples=verify, calib_examples=100, tflite_sparsity=sparsity)
     t0 = time.perf_counter()
     try:
         res = export(run_dir, cfg, out)
@@ -98,9 +103,13 @@ def main() -> None:
     ap.add_argument("--dtypes", default=",".join(DTYPES))
     ap.add_argument("--block", default="128x1")
     ap.add_argument("--threads", default="1,2")
-    ap.add_argument("--extras", action=argparse.BooleanOptionalAction, default=True,
-                    help="also 5x mode=dense (zeros kept), with TFLite native sparsity, and the 1xall block")
+    ap.add_argument("--other-dtypes", default="fp32,int8-dynamic", help="dtypes at compressions other than 1x and 5x")
+    ap.add_argument("--verify-examples", type=int, default=408, help="MRPC dev examples (408 = all)")
+    ap.add_argument("--extras", action=argparse.BooleanOptionalAction, default=False,
+                    help="also 5x mode=dense with TFLite native sparsity, and the 1xall block")
     ap.add_argument("--quick", action="store_true", help="fp32 only, 1 and 5x (smoke run)")
+    ap.add_argument("--out-name", default="export_tflite",
+                    help="results file stem; export_tflite_*.json parts are merged into export_tflite.md")
     a = ap.parse_args()
     from edgeprune.bundle import tool_versions
     from edgeprune.exporters.litert_run import time_in_child
@@ -121,15 +130,14 @@ def main() -> None:
 
     def save() -> None:
         result["wall_s"] = time.perf_counter() - t_start
-        (RESULTS / "export_tflite.json").write_text(json.dumps(result, indent=1, default=float))
+        (RESULTS / f"{a.out_name}.json").write_text(json.dumps(result, indent=1, default=float))
 
     jobs = []  # (tag, compression, block, balanced, mode, dtype, sparsity)
     for c in comps:
-        for dt in dtypes:
+        for dt in (dtypes if c in (1.0, 5.0) else [d for d in dtypes if d in a.other_dtypes.split(",")]):
             jobs.append((c, a.block, True, "packed" if c > 1 else "dense", dt, False))
     if a.extras:
-        jobs += [(5.0, a.block, True, "dense", "fp32", False), (5.0, a.block, True, "dense", "fp32", True),
-                 (5.0, "1xall", False, "packed", "fp32", False)]
+        jobs += [(5.0, a.block, True, "dense", "fp32", True), (5.0, "1xall", False, "packed", "fp32", False)]
     runs_made: dict[tuple, dict] = {}
     dense_lat: dict[tuple, float] = {}
     dense_bytes: dict[str, int] = {}
@@ -142,7 +150,7 @@ def main() -> None:
         run = runs_made[key]
         tag = f"{block.replace('/', '_')}_{c:g}x_{mode}_{dt}" + ("_sparse" if sparsity else "")
         print(f"[{time.perf_counter() - t_start:6.0f}s] export {tag}", flush=True)
-        ex = export_one(run["dir"], dt, mode, WORK / "bundles" / tag, sparsity)
+        ex = export_one(run["dir"], dt, mode, WORK / "bundles" / tag, sparsity, a.verify_examples)
         ex.update(tag=tag, compression=c, block=block if c > 1 else None, mode=mode, dtype=dt,
                   sparsity_encoding="tflite-native" if sparsity else "none",
                   ideal_speedup=run["ideal_speedup"], ideal_linear_speedup=run["ideal_linear_speedup"])
@@ -165,7 +173,8 @@ def main() -> None:
                 result["runs"].append({
                     "model": "minilm-l6", "compression": c, "block": block if c > 1 else None, "mode": mode,
                     "dtype": dt, "threads": th, "xnnpack": xnn, "sparsity_encoding": ex["sparsity_encoding"],
-                    "latency_ms": lat.get("median_ms"), "latency_error": lat.get("error"),
+                    "latency_ms": lat.get("median_ms"), "latency_min_ms": lat.get("min_ms"),
+                    "latency_error": lat.get("error"),
                     "dense_latency_ms": dense_lat.get((dt, th, xnn)), "ideal_speedup": run["ideal_speedup"],
                     "ideal_linear_speedup": run["ideal_linear_speedup"],
                     "linear_mac_reduction": ex["structure"]["linear_mac_reduction"],
@@ -181,9 +190,9 @@ def main() -> None:
     (WORK / "lat.json").unlink(missing_ok=True)
     save()
     sys.path.insert(0, str(Path(__file__).parent))
-    from export_tflite_md import write_md
+    from export_tflite_md import main as write_md
 
-    write_md(result, RESULTS / "export_tflite.md")
+    write_md()
     print(f"done in {time.perf_counter() - t_start:.0f} s", flush=True)
 
 

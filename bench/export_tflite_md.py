@@ -69,7 +69,38 @@ def write_md(res: dict, path: Path) -> None:
     path.write_text("\n".join(L) + "\n")
 
 
-if __name__ == "__main__":
+def merge(parts: list[dict]) -> dict:
+    """Runs of several bench processes (export_tflite*.json) in one result; dense baselines filled from 1x."""
+    res = dict(parts[0])
+    runs = {(r["compression"], r.get("block"), r["mode"], r["dtype"], r["threads"], r["xnnpack"],
+             r.get("sparsity_encoding")): r for p in parts for r in p["runs"]}
+    res["runs"] = list(runs.values())
+    res["exports"] = list({e["tag"]: e for p in parts for e in p["exports"]}.values())
+    res["wall_s"] = max(p.get("wall_s", 0) for p in parts)
+    res["parts"] = max(len(parts), max(p.get("parts", 1) for p in parts))
+    dense = {(r["dtype"], r["threads"], r["xnnpack"]): r for r in res["runs"] if r["compression"] == 1}
+    for r in res["runs"]:
+        d = dense.get((r["dtype"], r["threads"], r["xnnpack"]))
+        if d and r.get("dense_latency_ms") is None:
+            r["dense_latency_ms"] = d["latency_ms"]
+        if d and r.get("dense_file_bytes") is None:
+            r["dense_file_bytes"] = d["file_bytes"]
+    key = lambda r: (r["compression"], r.get("block") or "", r["mode"], r["dtype"], r["xnnpack"], r["threads"])  # noqa: E731
+    res["runs"].sort(key=key)
+    return res
+
+
+def main() -> None:
     root = Path(__file__).resolve().parent / "results"
-    write_md(json.loads((root / "export_tflite.json").read_text()), root / "export_tflite.md")
+    parts = [json.loads(p.read_text()) for p in sorted(root.glob("export_tflite*.json"))]
+    merged = merge(parts)
+    if "--final" in sys.argv and len(parts) > 1:  # fold the parts into export_tflite.json
+        (root / "export_tflite.json").write_text(json.dumps(merged, indent=1, default=float))
+        for p in sorted(root.glob("export_tflite_*.json")):
+            p.unlink()
+    write_md(merged, root / "export_tflite.md")
+
+
+if __name__ == "__main__":
+    main()
     sys.exit(0)

@@ -23,6 +23,9 @@ from ..errors import ModelError
 from . import tf_linear as tl
 
 MASK_NEG = -1e4  # additive attention mask: exp(-1e4) == 0 in fp32 (HF adds finfo.min); fits in fp16
+# full int8: the masked scores share one int8 scale with the real ones, so -1e4 would leave ~40 per
+# step; -30 keeps the step small and leaks exp(-30) ~ 1e-13 of the mass to padded keys
+INT8_MASK_NEG = -30.0
 
 
 @dataclass
@@ -319,11 +322,10 @@ def input_names(weights: EncoderWeights) -> list[str]:
 
 
 def build_function(weights: EncoderWeights, plans: list[LayerPlan], seq_len: int, batch: int = 1,
-                   mask_style: str = "additive"):
+                   mask_neg: float = MASK_NEG):
     """A ``tf.function`` with a static [batch, seq_len] int32 signature returning {"logits": ...}.
 
-    ``mask_style="renorm"`` masks attention after the softmax (multiply by the mask, renormalise),
-    which keeps the huge additive constant out of full-int8 activation ranges.
+    Padded keys get ``mask_neg`` added to their attention scores (:data:`INT8_MASK_NEG` for full int8).
     """
     import tensorflow as tf
 
@@ -344,7 +346,7 @@ def build_function(weights: EncoderWeights, plans: list[LayerPlan], seq_len: int
             x = x + (tf.gather(w.token_type, token_type_ids) if token_type_ids is not None else w.token_type[0])
         x = tf.reshape(_layer_norm(tf, x, w.emb_ln), [batch * seq_len, hidden])
         maskf = tf.reshape(tf.cast(attention_mask, tf.float32), [batch, 1, 1, seq_len])
-        neg = (1.0 - maskf) * MASK_NEG
+        neg = (1.0 - maskf) * mask_neg
         for p in plans:
             def heads_first(t, d, p=p):
                 return tf.transpose(tf.reshape(t, [batch, seq_len, p.heads, d]), [0, 2, 1, 3])
@@ -353,11 +355,7 @@ def build_function(weights: EncoderWeights, plans: list[LayerPlan], seq_len: int
             k = heads_first(p.lins["k"](x), p.dqk)
             v = heads_first(p.lins["v"](x), p.dv)
             scores = tf.matmul(q, k, transpose_b=True)
-            if mask_style == "renorm":
-                probs = tf.nn.softmax(scores, axis=-1) * maskf
-                probs = probs / tf.reduce_sum(probs, axis=-1, keepdims=True)
-            else:
-                probs = tf.nn.softmax(scores + neg, axis=-1)
+            probs = tf.nn.softmax(scores + neg, axis=-1)
             ctx = tf.reshape(tf.transpose(tf.matmul(probs, v), [0, 2, 1, 3]), [batch * seq_len, p.heads * p.dv])
             x = _layer_norm(tf, p.lins["o"](ctx) + x, p.ln1)
             h = _act(tf, p.lins["ffn_in"](x), w.act)

@@ -222,7 +222,7 @@ class TFLiteExporter(Exporter):
         chooser = timer if c.mode == "packed" and masks else tg.choose_fewest_macs
         plans = tg.plan_model(weights, c.mode if masks else "dense", chooser)
         plan_s = time.perf_counter() - t0
-        fn = tg.build_function(weights, plans, seq, batch, "renorm" if c.dtype == "int8" else "additive")
+        fn = tg.build_function(weights, plans, seq, batch, tg.INT8_MASK_NEG if c.dtype == "int8" else tg.MASK_NEG)
 
         rep = None
         if c.dtype == "int8":
