@@ -10,7 +10,7 @@ def _f(x, fmt="{:.2f}", none="-"):
     return none if x is None else fmt.format(x)
 
 
-def write_md(res: dict, path: Path) -> None:
+def write_md(res: dict, path: Path, ab: dict | None = None) -> None:
     L = [f"# TFLite export benchmark: {res['model']}", "",
          f"Task MRPC, seq {res['seq_len']}, batch {res['batch']}; machine {res['machine']['platform']}, "
          f"{res['machine']['cpus']} vCPUs (shared with other jobs: latencies are noisy, about +-15%). "
@@ -22,17 +22,25 @@ def write_md(res: dict, path: Path) -> None:
          "(10 without XNNPACK) in a fresh process per number, ai-edge-litert Interpreter, inputs of all ones. "
          "`ideal` = encoder multiply-adds dense / pruned (linears by kept weights plus the attention matmuls).", "",
          "## Speed and size (XNNPACK on)", "",
-         "| compression | block | mode | dtype | threads | latency ms | dense ms | speedup | ideal | file MB | dense MB | size ratio |",
-         "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+         "| compression | block | mode | dtype | threads | latency ms (median) | min ms | dense ms | speedup | ideal | file MB | dense MB | size ratio |",
+         "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in res["runs"]:
         if not r["xnnpack"]:
             continue
         sp = r["dense_latency_ms"] / r["latency_ms"] if r["latency_ms"] and r["dense_latency_ms"] else None
         size = r["dense_file_bytes"] / r["file_bytes"] if r["dense_file_bytes"] else None
         L.append(f"| {r['compression']:g}x | {r['block'] or '-'} | {r['mode']}{' +native-sparse' if r['sparsity_encoding'] != 'none' else ''} "
-                 f"| {r['dtype']} | {r['threads']} | {_f(r['latency_ms'])} | {_f(r['dense_latency_ms'])} | "
-                 f"{_f(sp, '{:.2f}x')} | {r['ideal_speedup']:.2f}x | {r['file_bytes'] / 1e6:.2f} | "
+                 f"| {r['dtype']} | {r['threads']} | {_f(r['latency_ms'])} | {_f(r.get('latency_min_ms'))} | "
+                 f"{_f(r['dense_latency_ms'])} | {_f(sp, '{:.2f}x')} | {r['ideal_speedup']:.2f}x | {r['file_bytes'] / 1e6:.2f} | "
                  f"{_f(r['dense_file_bytes'] and r['dense_file_bytes'] / 1e6)} | {_f(size, '{:.2f}x')} |")
+    if ab and ab.get("pairs"):
+        L += ["", f"## Interleaved A/B (bench/export_tflite_ab.py): dense and pruned alternate, {ab['rounds']} rounds, "
+              f"{ab['threads']} thread, XNNPACK, min of 20 invokes per round", "",
+              "| dtype | compression | dense min ms | pruned min ms | speedup (min) | speedup (median of round mins) |",
+              "|---|---|---|---|---|---|"]
+        for p in ab["pairs"]:
+            L.append(f"| {p['dtype']} | {p['compression']:g}x | {p['dense_min_ms']:.2f} | {p['pruned_min_ms']:.2f} | "
+                     f"{p['speedup_min']:.2f}x | {p['speedup_median']:.2f}x |")
     L += ["", "## Without XNNPACK (builtin kernels only)", "",
           "| compression | block | mode | dtype | threads | latency ms | dense ms | speedup | ideal |", "|---|---|---|---|---|---|---|---|---|"]
     for r in res["runs"]:
@@ -92,13 +100,15 @@ def merge(parts: list[dict]) -> dict:
 
 def main() -> None:
     root = Path(__file__).resolve().parent / "results"
-    parts = [json.loads(p.read_text()) for p in sorted(root.glob("export_tflite*.json"))]
+    files = [root / "export_tflite.json"] + sorted(root.glob("export_tflite_part*.json"))
+    parts = [json.loads(p.read_text()) for p in files if p.is_file()]
     merged = merge(parts)
     if "--final" in sys.argv and len(parts) > 1:  # fold the parts into export_tflite.json
         (root / "export_tflite.json").write_text(json.dumps(merged, indent=1, default=float))
-        for p in sorted(root.glob("export_tflite_*.json")):
+        for p in sorted(root.glob("export_tflite_part*.json")):
             p.unlink()
-    write_md(merged, root / "export_tflite.md")
+    ab = root / "export_tflite_ab.json"
+    write_md(merged, root / "export_tflite.md", json.loads(ab.read_text()) if ab.is_file() else None)
 
 
 if __name__ == "__main__":
