@@ -145,14 +145,36 @@ def base_model() -> tuple[Path, str]:
             return cand, "MiniLM-L6 fine-tuned on MRPC (bench/work/dense/mrpc)"
     dst = WORK / "minilm_head"
     if not (dst / "config.json").is_file():
-        import torch
+        fit_head(dst, n=512)
+    return dst, ("pretrained MiniLM-L6 (minilm-l6), encoder frozen, 2-label head fitted by logistic regression on "
+                 "512 MRPC train examples (no fine-tuned model was available)")
 
-        from edgeprune.models import load_model, save_model
 
-        torch.manual_seed(0)
-        model, tok = load_model("minilm-l6", num_labels=2)
-        save_model(model, tok, dst)
-    return dst, "pretrained MiniLM-L6 (minilm-l6) with a seeded untrained 2-label head (no fine-tuned model found)"
+def fit_head(dst: Path, n: int) -> None:
+    """A usable MRPC classifier without fine-tuning: logistic regression on the frozen pooled output."""
+    import torch
+    from sklearn.linear_model import LogisticRegression
+
+    from edgeprune.exporters.onnx_verify import encode_examples, load_examples
+    from edgeprune.models import load_model, save_model
+    from edgeprune.testing import glue_dir
+
+    torch.manual_seed(0)
+    model, tok = load_model("minilm-l6", num_labels=2)
+    model.eval()
+    ex = load_examples("mrpc", glue_dir(), "train", n)
+    feeds = encode_examples(tok, ex, SEQ, ["input_ids", "attention_mask", "token_type_ids"])
+    feats = []
+    with torch.inference_mode():
+        for i in range(0, n, 32):
+            out = model.bert(**{k: torch.from_numpy(v[i:i + 32]) for k, v in feeds.items()})
+            feats.append(out.pooler_output.numpy())
+    clf = LogisticRegression(C=10.0, max_iter=2000).fit(np.concatenate(feats), [e.label for e in ex])
+    with torch.no_grad():
+        w = np.stack([-clf.coef_[0], clf.coef_[0]]) / 2
+        model.classifier.weight.copy_(torch.from_numpy(w).float())
+        model.classifier.bias.copy_(torch.tensor([-clf.intercept_[0] / 2, clf.intercept_[0] / 2]).float())
+    save_model(model, tok, dst)
 
 
 def make_run(model_dir: Path, comp: int, out: Path) -> dict:
@@ -189,6 +211,26 @@ def make_run(model_dir: Path, comp: int, out: Path) -> dict:
     return {"dense": dense, "kept": kept}
 
 
+def verify_artifact_for(src: Path, onnx_path: Path, c) -> dict:
+    """The verification record of an artifact whose export failed verification (exported again unverified)."""
+    import torch
+
+    from edgeprune.exporters.api import Exporter
+    from edgeprune.exporters.onnx_verify import verify_artifact
+    from edgeprune.models import load_model
+    from edgeprune.rundir import open_run
+
+    run = open_run(src)
+    model, tok = load_model(run.model_dir)
+    model.eval()
+    with torch.no_grad():
+        params = dict(model.named_parameters())
+        for k, m in run.masks.items():
+            params[k].mul_(m.to(params[k].dtype))
+    return verify_artifact(model, tok, onnx_path, c.task, c.data_dir, c.verify_examples, c.seq_len, c.dtype,
+                           Exporter.ATOL, Exporter.MAX_POINTS)
+
+
 def forward_flops(cfg, kept_ratio: float, seq: int = SEQ) -> float:
     """FLOPs of one sequence's forward: prunable linears (scaled by kept ratio) + attention + pooler/head."""
     h, f, L = cfg.hidden_size, cfg.intermediate_size, cfg.num_hidden_layers
@@ -196,6 +238,40 @@ def forward_flops(cfg, kept_ratio: float, seq: int = SEQ) -> float:
     attn = L * 2 * 2 * seq * seq * h
     head = 2 * h * h + 2 * h * cfg.num_labels
     return lin * kept_ratio + attn + head
+
+
+def retime_dense(reps1: int = 20, reps8: int = 5) -> None:
+    """Second measurement of every dense baseline; dense_latency_ms = min of both (conservative)."""
+    from edgeprune.io import read_json, write_json
+
+    path = RESULTS / "export_onnx.json"
+    r = read_json(path)
+    new: dict[tuple, float] = {}
+    for dtype in ("fp32", "int8-dynamic"):
+        art = WORK / f"bundle_1x_dense_{dtype}" / "model.onnx"
+        for b in (1, 8):
+            for t in (1, 2):
+                ms = timed(art, b, t, reps1 if b == 1 else reps8)
+                if ms is not None:
+                    new[(dtype, b, t)] = ms
+                print(f"dense {dtype} b{b} t{t}: {ms}", flush=True)
+    for x in r["runs"]:
+        if "error" in x:
+            continue
+        key = (x["dtype"], x["batch"], x["threads"])
+        if key in new and x["dense_latency_ms"] is not None:
+            x["dense_latency_first_ms"] = x["dense_latency_ms"]
+            x["dense_latency_ms"] = min(x["dense_latency_ms"], new[key])
+            if x["target_compression"] == 1:
+                x["latency_ms"] = x["dense_latency_ms"]
+            x["speedup"] = x["dense_latency_ms"] / x["latency_ms"]
+            x["fraction_of_ideal"] = round(x["speedup"] / x["ideal_speedup"], 3)
+    r["repetitions"]["dense_baseline"] = ("min of two measurements: one before and one after all other artifacts "
+                                          "(load drift on the shared machine)")
+    write_json(path, r)
+    from export_onnx_md import write_md
+
+    write_md(r, RESULTS / "export_onnx.md")
 
 
 def main() -> None:
@@ -206,14 +282,23 @@ def main() -> None:
     ap.add_argument("--layers-from", type=Path, default=None,
                     help="reuse a layer study (JSON lines written by an earlier run's log) instead of rerunning it")
     ap.add_argument("--verify-examples", type=int, default=None)
+    ap.add_argument("--retime-dense", action="store_true",
+                    help="re-time the dense baselines of an existing results JSON (after the other artifacts, so "
+                         "load drift during a long run does not favour either side) and keep the faster")
     a = ap.parse_args()
     if a.time:
         print(time_artifact(a.time[0], int(a.time[1]), int(a.time[2]), int(a.time[3]), a.time[4]))
+        return
+    if a.retime_dense:
+        retime_dense()
         return
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     from transformers import AutoConfig
 
     import edgeprune.exporters.onnx  # noqa: F401  (registers "onnx")
+    import dataclasses
+
+    from edgeprune.errors import NumericMismatchError
     from edgeprune.exporters.api import export
     from edgeprune.exporters.base import ExportConfig
     from edgeprune.testing import glue_dir
@@ -246,7 +331,12 @@ def main() -> None:
             try:
                 res = export(src, cfgx, out)
                 ver, rep = res.verification, res.report
-            except Exception as e:  # a failed verification is a result too
+            except NumericMismatchError as e:  # a failed verification is a result too: keep it, still time it
+                print(f"{comp}x {mode} {dtype}: {e}", flush=True)
+                res = export(src, dataclasses.replace(cfgx, verify=False), out)
+                rep = res.report
+                ver = verify_artifact_for(src, out / "model.onnx", cfgx)
+            except Exception as e:
                 print(f"{comp}x {mode} {dtype}: {type(e).__name__}: {e}", flush=True)
                 arts.append({"compression": comp, "mode": mode, "dtype": dtype, "error": f"{type(e).__name__}: {e}"})
                 continue
