@@ -167,7 +167,9 @@ def main() -> None:
             dense_bytes[dt] = ex["file_bytes"]
         for xnn in (True, False):
             for th in threads:
-                lat = time_in_child(Path(ex["artifact"]), WORK / "lat.json", th, xnn, runs=30 if xnn else 10)
+                lat_file = WORK / f"lat_{a.out_name}.json"  # one per process: parallel parts must not share it
+                lat_file.unlink(missing_ok=True)
+                lat = time_in_child(Path(ex["artifact"]), lat_file, th, xnn, runs=30 if xnn else 10)
                 if c == 1:
                     dense_lat[(dt, th, xnn)] = lat.get("median_ms", float("nan"))
                 result["runs"].append({
@@ -187,7 +189,7 @@ def main() -> None:
                 print(f"   threads {th} xnnpack {xnn}: {r['latency_ms']} ms"
                       + (f" ({sp:.2f}x vs dense)" if sp else ""), flush=True)
         save()
-    (WORK / "lat.json").unlink(missing_ok=True)
+    (WORK / f"lat_{a.out_name}.json").unlink(missing_ok=True)
     save()
     sys.path.insert(0, str(Path(__file__).parent))
     from export_tflite_md import main as write_md

@@ -102,6 +102,7 @@ def run_in_child(model_path: Path, inputs: dict[str, np.ndarray], work: Path, th
 def time_in_child(model_path: Path, out_json: Path, threads: int = 1, xnnpack: bool = True, runs: int = 30,
                   timeout: float = 900) -> dict[str, Any]:
     """Latency measured in a fresh process; {"error": ...} when the interpreter fails or crashes."""
+    Path(out_json).unlink(missing_ok=True)  # never read a stale result
     try:
         proc = _child(["time", str(model_path), str(out_json), "--threads", str(threads), "--runs", str(runs)]
                       + ([] if xnnpack else ["--no-xnnpack"]), timeout)
