@@ -83,6 +83,10 @@ def write_md(data: dict) -> None:
         lines.append(f"| {r['task']} | {r['metric']} | **{r['score']:.4f}** | {other} | "
                      f"{r['train_examples']} / {r['train_available']} | {r['epochs']:g} | {r['wall_s']:.0f} | "
                      f"{r['train_examples_per_s']:.1f} |")
+    missing = [k for k in PLAN if k not in {r["task_key"] for r in data["runs"]}]
+    if missing:
+        lines += ["", f"Not run yet (did not fit the time box; `python bench/dense_baselines.py` resumes with them): "
+                      f"{', '.join(get_task(k).name for k in missing)}."]
     lines += [
         "",
         "Honest caveats:",
@@ -104,10 +108,14 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", default=str(glue_dir()))
     ap.add_argument("--tasks", default=",".join(PLAN))
+    ap.add_argument("--md-only", action="store_true", help="Only rewrite the .md from the JSON.")
     ap.add_argument("--threads", type=int, default=1,
                     help="torch intra-op threads; 1 because the 2 cores are shared with other jobs, where 2 "
                          "threads spin on each other [1]")
     args = ap.parse_args(argv)
+    if args.md_only:
+        write_md(read_json(RESULTS / "dense_baselines.json"))
+        return
     import torch
 
     torch.set_num_threads(args.threads)
