@@ -17,6 +17,16 @@ def write_md(r: dict, path: Path) -> None:
          f"Machine: {r['machine']['processor']}, {r['machine']['cpus']} CPUs ({r['machine']['note']}). "
          f"Latency: {r['repetitions']['statistic']}, {r['repetitions']['batch1']} reps at batch 1, "
          f"{r['repetitions']['batch8']} at batch 8, intra-op spinning off. Whole run: {r['wall_s']} s.", "",
+         "## Summary at 5x (target: speedup >= 0.6 of ideal, file within 5% of ideal bytes)", ""]
+    for x in r["runs"]:
+        if "error" in x or x.get("target_compression") != 5 or x["dtype"] != "fp32" or x["mode"] == "dense":
+            continue
+        L.append(f"- {x['mode']} fp32, batch {x['batch']}, {x['threads']} thread(s): {_f(x['speedup'])}x vs dense "
+                 f"(ideal {x['ideal_speedup']:.2f}x, {_f(x['fraction_of_ideal'])} of ideal); file "
+                 f"{x['file_bytes'] / 1e6:.1f} MB = {x['file_over_ideal']:.3f} x ideal, dense file "
+                 f"{(x['dense_file_bytes'] or 0) / 1e6:.1f} MB; verified {x['verification_passed']} "
+                 f"(max abs diff {x['max_abs_diff']:.1e})")
+    L += ["",
          "## End to end", "",
          "| target | mode | dtype | batch | threads | latency ms | dense ms | speedup | ideal | of ideal | file MB | "
          "dense MB | ideal MB | file/ideal | max abs diff | F1 torch | F1 artifact | verified | fallback layers |",

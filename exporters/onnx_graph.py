@@ -116,6 +116,7 @@ def replace_markers(m, marked: dict[int, Any], opset: int):
         raise ExportError("no placeholder found in the exported graph; the marker symbolic was not used")
     del g.node[:]
     g.node.extend(new_nodes)
+    used |= fuse_transposed_chains(g)
     del g.value_info[:]
     keep = [o for o in m.opset_import if o.domain not in (MARKER_DOMAIN, ops.DOMAIN)]
     del m.opset_import[:]
@@ -126,3 +127,61 @@ def replace_markers(m, marked: dict[int, Any], opset: int):
     onnx.checker.check_model(m, full_check=True)
     m = onnx.shape_inference.infer_shapes(m, check_type=True, strict_mode=True, data_prop=True)
     return m
+
+
+ELEMENTWISE = {"Add", "Sub", "Mul", "Div", "Erf", "Tanh", "Sigmoid", "Relu", "Pow", "Sqrt", "Neg", "Identity"}
+
+
+def _scalar_names(g) -> set[str]:
+    out = {t.name for t in g.initializer if int(np.prod(t.dims)) == 1}
+    for n in g.node:
+        if n.op_type == "Constant":
+            for a in n.attribute:
+                if a.name == "value" and int(np.prod(a.t.dims)) == 1 or a.name in ("value_float", "value_int"):
+                    out.add(n.output[0])
+    return out
+
+
+def fuse_transposed_chains(g) -> set[str]:
+    """``A -> elementwise chain (e.g. GELU) -> B`` with A, B both BlockSparseMatMul: let A emit ``Y^T`` and B
+    read it, so the chain runs on the transposed activation and two transposes of the widest activation
+    (the FFN intermediate) disappear. Returns the op types introduced."""
+    scal = _scalar_names(g)
+    producer = {o: n for n in g.node for o in n.output}
+    consumers: dict[str, list] = {}
+    for n in g.node:
+        for i in n.input:
+            consumers.setdefault(i, []).append(n)
+    graph_outputs = {o.name for o in g.output}
+    introduced: set[str] = set()
+    for b in list(g.node):
+        if b.domain != ops.DOMAIN or b.op_type != ops.BSMM:
+            continue
+        chain, stack, a, ok = set(), [b.input[0]], None, True
+        while stack and ok:
+            name = stack.pop()
+            p = producer.get(name)
+            if p is None:
+                ok = False
+            elif p.domain == ops.DOMAIN and p.op_type == ops.BSMM and (a is None or a is p):
+                a = p
+            elif p.domain == "" and p.op_type in ELEMENTWISE:
+                if id(p) not in chain:
+                    chain.add(id(p))
+                    dyn = [i for i in p.input if i not in scal]
+                    ok = len(dyn) >= 1
+                    stack.extend(dyn)
+            else:
+                ok = False
+        if not ok or a is None or not chain:
+            continue
+        nodes = {id(n): n for n in g.node if id(n) in chain}
+        inner = [a.output[0]] + [n.output[0] for n in nodes.values()]
+        if any(o in graph_outputs for o in inner) or any(
+                c is not b and id(c) not in chain for o in inner for c in consumers.get(o, [])):
+            continue
+        a.op_type = ops.BSMM_OUT_T
+        b.op_type = ops.BSMM_IN_T
+        b.input.append(a.input[0])  # "like": same leading dims as A's input
+        introduced |= {ops.BSMM_OUT_T, ops.BSMM_IN_T}
+    return introduced

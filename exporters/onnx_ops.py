@@ -31,7 +31,9 @@ BSMM = "BlockSparseMatMul"
 BSMM_ROWMAP = "BlockSparseMatMulRowMap"
 PACKED_DENSE = "PackedDenseMatMul"
 BSMM_INT8 = "BlockSparseMatMulInt8"
-OP_TYPES = (BSMM, BSMM_ROWMAP, PACKED_DENSE, BSMM_INT8)
+BSMM_OUT_T = "BlockSparseMatMulOutT"  # X [..., in] -> Y^T [out, N]   (feeds an elementwise chain + BSMM_IN_T)
+BSMM_IN_T = "BlockSparseMatMulInT"  # X^T [in, N] (+ like [..., in']) -> Y [..., out]
+OP_TYPES = (BSMM, BSMM_ROWMAP, PACKED_DENSE, BSMM_INT8, BSMM_OUT_T, BSMM_IN_T)
 INT8_ZERO_POINT = 128  # values_q = round(values / scale) + 128, stored as uint8 (MatMulInteger's uint8 x uint8 path)
 
 
@@ -78,6 +80,50 @@ def _bsmm_function(row_map: bool) -> onnx.FunctionProto:
     return helper.make_function(DOMAIN, BSMM_ROWMAP if row_map else BSMM, inputs, ["Y"], n,
                                 [helper.make_opsetid("", BODY_OPSET)], doc_string=(
                                     "Y[..., :] = (X[..., col_idx[b]] @ values[b]^T per block row b) + bias"))
+
+
+def _bsmm_out_t_function() -> onnx.FunctionProto:
+    """Like BlockSparseMatMul but returns the transposed output ``[out, N]`` (bias added per row)."""
+    n = [
+        _c("neg1", [-1]), _c("ax1", [1]),
+        helper.make_node("Shape", ["X"], ["kdim"], start=-1),
+        helper.make_node("Concat", ["neg1", "kdim"], ["shp2"], axis=0),
+        helper.make_node("Reshape", ["X", "shp2"], ["X2"]),
+        helper.make_node("Transpose", ["X2"], ["Xt"], perm=[1, 0]),
+        helper.make_node("Cast", ["col_idx"], ["idx"], to=TensorProto.INT64),
+        helper.make_node("Gather", ["Xt", "idx"], ["G"], axis=0),
+        helper.make_node("MatMul", ["values", "G"], ["P"]),
+        helper.make_node("Shape", ["Xt"], ["ndim"], start=1),
+        helper.make_node("Concat", ["neg1", "ndim"], ["pshape"], axis=0),
+        helper.make_node("Reshape", ["P", "pshape"], ["Pr"]),
+        helper.make_node("Unsqueeze", ["bias", "ax1"], ["bcol"]),
+        helper.make_node("Add", ["Pr", "bcol"], ["Yt"]),
+    ]
+    return helper.make_function(DOMAIN, BSMM_OUT_T, ["X", "values", "col_idx", "bias"], ["Yt"], n,
+                                [helper.make_opsetid("", BODY_OPSET)],
+                                doc_string="Y^T [out, N] = BlockSparseMatMul(X)^T; no transpose back")
+
+
+def _bsmm_in_t_function() -> onnx.FunctionProto:
+    """Like BlockSparseMatMul but reads the transposed input ``X^T [in, N]``; ``like`` gives the leading dims."""
+    n = [
+        _c("neg1", [-1]),
+        helper.make_node("Shape", ["like"], ["lead"], end=-1),
+        helper.make_node("Cast", ["col_idx"], ["idx"], to=TensorProto.INT64),
+        helper.make_node("Gather", ["Xt", "idx"], ["G"], axis=0),
+        helper.make_node("MatMul", ["values", "G"], ["P"]),
+        helper.make_node("Shape", ["Xt"], ["ndim"], start=1),
+        helper.make_node("Concat", ["neg1", "ndim"], ["pshape"], axis=0),
+        helper.make_node("Reshape", ["P", "pshape"], ["Pr"]),
+        helper.make_node("Transpose", ["Pr"], ["Yt"], perm=[1, 0]),
+        helper.make_node("Add", ["Yt", "bias"], ["Yb"]),
+        helper.make_node("Shape", ["bias"], ["odim"]),
+        helper.make_node("Concat", ["lead", "odim"], ["oshape"], axis=0),
+        helper.make_node("Reshape", ["Yb", "oshape"], ["Y"]),
+    ]
+    return helper.make_function(DOMAIN, BSMM_IN_T, ["Xt", "values", "col_idx", "bias", "like"], ["Y"], n,
+                                [helper.make_opsetid("", BODY_OPSET)],
+                                doc_string="BlockSparseMatMul of X given as X^T [in, N]; output [*like[:-1], out]")
 
 
 def _bsmm_int8_function() -> onnx.FunctionProto:
@@ -165,7 +211,7 @@ def _packed_dense_function() -> onnx.FunctionProto:
 def functions(used: set[str] | None = None) -> list[onnx.FunctionProto]:
     """FunctionProtos of the ops in ``used`` (all when None), for ``ModelProto.functions``."""
     fs = {BSMM: _bsmm_function(False), BSMM_ROWMAP: _bsmm_function(True), PACKED_DENSE: _packed_dense_function(),
-          BSMM_INT8: _bsmm_int8_function()}
+          BSMM_INT8: _bsmm_int8_function(), BSMM_OUT_T: _bsmm_out_t_function(), BSMM_IN_T: _bsmm_in_t_function()}
     return [f for name, f in fs.items() if used is None or name in used]
 
 
@@ -222,7 +268,24 @@ class BlockSparseMatMulInt8(OpRun):
         return (y.reshape(*X.shape[:-1], -1).astype(np.float32),)
 
 
-REFERENCE_OPS = [BlockSparseMatMul, BlockSparseMatMulRowMap, PackedDenseMatMul, BlockSparseMatMulInt8]
+class BlockSparseMatMulOutT(OpRun):
+    op_domain = DOMAIN
+
+    def _run(self, X, values, col_idx, bias):  # type: ignore[override]
+        y = packed_matmul_arrays(X.reshape(-1, X.shape[-1]), values, col_idx, bias, None)
+        return (np.ascontiguousarray(y.T),)
+
+
+class BlockSparseMatMulInT(OpRun):
+    op_domain = DOMAIN
+
+    def _run(self, Xt, values, col_idx, bias, like):  # type: ignore[override]
+        y = packed_matmul_arrays(np.ascontiguousarray(Xt.T), values, col_idx, bias, None)
+        return (y.reshape(*like.shape[:-1], y.shape[-1]),)
+
+
+REFERENCE_OPS = [BlockSparseMatMul, BlockSparseMatMulRowMap, PackedDenseMatMul, BlockSparseMatMulInt8,
+                 BlockSparseMatMulOutT, BlockSparseMatMulInT]
 
 
 def reference_session(model: onnx.ModelProto):

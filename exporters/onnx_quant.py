@@ -70,6 +70,12 @@ def quantize_packed_nodes(model) -> int:
     from . import onnx_ops as ops
     from .packing import index_dtype
 
+    for node in model.graph.node:  # int8 works on the plain layout: undo the transposed-chain fusion
+        if node.domain == ops.DOMAIN and node.op_type in (ops.BSMM_OUT_T, ops.BSMM_IN_T):
+            if node.op_type == ops.BSMM_IN_T:
+                del node.input[4]
+            node.op_type = ops.BSMM
+            del model.graph.value_info[:]  # shapes of the chain changed back; re-inferred by the quantizer
     inits = {t.name: t for t in model.graph.initializer}
     n = 0
     for i, node in enumerate(model.graph.node):
