@@ -108,6 +108,8 @@ def test_balanced_masks_file_is_close_to_ideal(tiny_bert, tmp_path, glue):
     s = res.report["sizes"]
     assert s["prunable_stored_bytes"] == s["prunable_ideal_bytes"]  # balanced 32x1: no padding at all
     assert res.report["fallback_layers"] == []
+    # both FFN linears packed: the GELU between them runs on the transposed activation
+    assert edgeprune_nodes(res.artifact).count(ops.BSMM_OUT_T) == 2 and res.verification["passed"]
 
 
 def test_structured_mode_shrinks_ffn_units(tiny_bert, tmp_path, glue):

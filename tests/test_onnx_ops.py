@@ -121,3 +121,40 @@ def test_fp16_values_run_in_ort():
     y = ort_session(model.SerializeToString()).run(None, {"X": x})[0]
     assert y.dtype == np.float16
     np.testing.assert_allclose(y.astype(np.float32), x.astype(np.float32) @ (w * m).T + b, rtol=2e-2, atol=5e-2)
+
+
+def test_transposed_chain_ops_match_plain_ops():
+    """OutT -> elementwise GELU -> InT equals BlockSparseMatMul -> GELU -> BlockSparseMatMul (ORT and reference)."""
+    from onnx import helper, numpy_helper
+
+    from edgeprune.exporters.onnx_graph import fuse_transposed_chains
+
+    w1, m1, b1, p1 = _layer(21, out=96, inp=64)
+    w2, m2, b2, p2 = _layer(22, out=64, inp=96)
+    inits = []
+    for tag, p in (("a", p1), ("b", p2)):
+        inits += [numpy_helper.from_array(p.values, f"{tag}.v"), numpy_helper.from_array(p.col_idx, f"{tag}.c"),
+                  numpy_helper.from_array(p.bias, f"{tag}.b")]
+    inits += [numpy_helper.from_array(np.array(0.5, np.float32), "half"),
+              numpy_helper.from_array(np.array(1.0, np.float32), "one")]
+    nodes = [ops.make_node(ops.BSMM, "X", "a.v", "a.c", "a.b", None, "H", "a"),
+             helper.make_node("Mul", ["H", "half"], ["H2"]), helper.make_node("Erf", ["H2"], ["E"]),
+             helper.make_node("Add", ["E", "one"], ["E1"]), helper.make_node("Mul", ["H", "E1"], ["G"]),
+             ops.make_node(ops.BSMM, "G", "b.v", "b.c", "b.b", None, "Y", "b")]
+    g = helper.make_graph(nodes, "chain", [helper.make_tensor_value_info("X", onnx.TensorProto.FLOAT, ["B", 5, 64])],
+                          [helper.make_tensor_value_info("Y", onnx.TensorProto.FLOAT, ["B", 5, 64])], inits)
+    plain = ops.finalize_model(g, {ops.BSMM})
+    fused = onnx.ModelProto()
+    fused.CopyFrom(plain)
+    used = fuse_transposed_chains(fused.graph)
+    assert used == {ops.BSMM_OUT_T, ops.BSMM_IN_T}
+    del fused.functions[:]
+    fused.functions.extend(ops.functions({ops.BSMM, *used}))
+    onnx.checker.check_model(fused, full_check=True)
+    onnx.shape_inference.infer_shapes(fused, strict_mode=True, check_type=True)
+    x = np.random.default_rng(4).standard_normal((3, 5, 64)).astype(np.float32)
+    y_plain = ort_session(plain.SerializeToString()).run(None, {"X": x})[0]
+    y_fused = ort_session(fused.SerializeToString()).run(None, {"X": x})[0]
+    y_ref = ops.reference_session(fused).run(None, {"X": x})[0]
+    np.testing.assert_allclose(y_fused, y_plain, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(y_ref, y_plain, rtol=1e-4, atol=1e-4)
