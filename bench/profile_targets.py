@@ -285,7 +285,7 @@ def main() -> None:
     result = {"benchmark": "profile_targets", "seq_len": a.seq_len, "artifact_sources": sources,
               "machine": {"platform": platform.platform(), "python": sys.version.split()[0]},
               "tools": tool_versions(), "wall_s": round(time.time() - t_start, 1),
-              "targets": {n: t.summary() for n, t in targets.items()}, "runs": runs}
+              "targets": {n: t.summary() for n, t in targets.items()}, "host_remeasured": a.remeasure_host, "runs": runs}
     RESULTS.mkdir(parents=True, exist_ok=True)
     write_json(RESULTS / "profile_targets.json", result)
     (RESULTS / "profile_targets.md").write_text(markdown(result))
@@ -298,9 +298,9 @@ def markdown(res: dict[str, Any]) -> str:
              f"Machine: {res['machine']['platform']} (2 cores shared with other jobs), Python "
              f"{res['machine']['python']}, onnxruntime {res['tools'].get('onnxruntime')}, ai-edge-litert "
              f"{res['tools'].get('ai-edge-litert')}. Batch 1, seq_len {res['seq_len']}, fp32. "
-             f"Emulated and predicted rows are cached per artifact (bench/work/profile_targets/rows); host timings were "
-             f"re-measured for all artifacts in one window with --remeasure-host where noted below. Last invocation: "
-             f"{res['wall_s']} s.", ""]
+             "Emulated and predicted rows are cached per artifact (bench/work/profile_targets/rows). " +
+             ("Host timings of all artifacts were re-measured back to back in one window (--remeasure-host). "
+              if res.get("host_remeasured") else "") + f"Last invocation: {res['wall_s']} s.", ""]
     for key, src in res["artifact_sources"].items():
         lines.append(f"- **{key}**: {src}")
     lines += ["", "Artifacts profiled (the dense row of a format is shared by its pruned variants):", ""]
@@ -308,7 +308,7 @@ def markdown(res: dict[str, Any]) -> str:
                                           for r in runs}):
         lines.append(f"- {fmt} {variant} {comp:g}x: `{art}`")
     lines += ["", "*Measured* = this host, own process per artifact, 1 thread (ORT intra-op spinning off; LiteRT with "
-              "XNNPACK), mean of the timed runs. *Emulated* = instructions per inference of the single inference "
+              "XNNPACK), median (p50) of the timed runs in the tables, mean as `latency_ms` in the JSON. *Emulated* = instructions per inference of the single inference "
               "thread under qemu-aarch64 7.2 (`-cpu cortex-a72` = Pi 4, `cortex-a76` = Pi 5) with the real aarch64 "
               "wheels, outputs checked against the host: an instruction count, not a latency. *Predicted* = roofline "
               "from the artifact's FLOPs/bytes per op and targets/*.toml peaks with the prior efficiency 0.4 (not "

@@ -6,7 +6,6 @@ is ``shlex.quote``d; the artifact travels under a fixed name in a fresh ``mktemp
 """
 from __future__ import annotations
 
-import os
 import re
 import shlex
 import subprocess
