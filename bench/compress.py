@@ -40,9 +40,8 @@ RGL = "reweighted-group-lasso"
 
 RUN_SETS: dict[str, list[dict]] = {
     "paper": [dict(method=RGL, compression=5.0)],
-    "baselines": [dict(method="group-lasso", compression=5.0), dict(method="magnitude-block", compression=5.0),
-                  dict(method="magnitude-unstructured", compression=5.0),
-                  dict(method=RGL, compression=5.0, distill=True)],
+    "baselines": [dict(method=RGL, compression=5.0, distill=True), dict(method="magnitude-block", compression=5.0),
+                  dict(method="group-lasso", compression=5.0), dict(method="magnitude-unstructured", compression=5.0)],
     "sweep": [dict(method=RGL, compression=c) for c in (2.0, 3.0, 8.0)],
     "presets": [dict(method=RGL, compression=5.0, block_preset=p) for p in ("tflite", "paper", "rows")],
 }
