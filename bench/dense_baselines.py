@@ -78,7 +78,8 @@ def write_md(data: dict) -> None:
         "| task | metric | score | other dev metrics | train examples used / available | epochs | wall (s) | train ex/s |",
         "|---|---|---|---|---|---|---|---|",
     ]
-    for r in data["runs"]:
+    order = list(PLAN)
+    for r in sorted(data["runs"], key=lambda r: order.index(r["task_key"]) if r["task_key"] in order else 99):
         other = ", ".join(f"{k} {v:.4f}" for k, v in r["dev"].items() if k not in (r["metric"], "main"))
         lines.append(f"| {r['task']} | {r['metric']} | **{r['score']:.4f}** | {other} | "
                      f"{r['train_examples']} / {r['train_available']} | {r['epochs']:g} | {r['wall_s']:.0f} | "
@@ -123,36 +124,50 @@ def main(argv: list[str] | None = None) -> None:
     out_json = RESULTS / "dense_baselines.json"
     data = read_json(out_json) if out_json.is_file() else {"runs": []}
     data["machine"] = machine()
-    data["recipe"] = {k: v for k, v in BASE.to_dict().items() if k not in ("train_limit", "eval_limit")}
+    recipe = {k: v for k, v in BASE.to_dict().items() if k not in ("train_limit", "eval_limit")}
+    data["recipe"] = recipe
     done = {r["task_key"] for r in data["runs"]}
     for key in args.tasks.split(","):
         if key in done:
             print(f"[dense] {key}: already in {out_json}, skipped")
             continue
         cfg = PLAN[key]
-        spec = get_task(key)
+        spec = get_task(key)  # validates the name before any work
         run_dir = WORK / key
-        print(f"[dense] {key}: fine-tuning {MODEL} -> {run_dir} ({run_state(run_dir)})", flush=True)
-        t0 = time.time()
-        rep = finetune(MODEL, key, args.data, run_dir, cfg, resume=True)
-        wall = time.time() - t0
-        cfg_saved = read_json(run_dir / "config.json")
-        dev = {k: rep[k] for k in ("accuracy", "f1", "matthews_corr", "pearson", "spearman", "combined", "main")
-               if k in rep}
-        data["runs"].append({
-            "model": MODEL, "task": spec.name, "task_key": key, "metric": spec.metric, "score": rep["main"],
-            "dev": dev, "dev_examples": rep["num_examples"], "train_examples": rep["train"]["num_examples"],
-            "train_available": cfg_saved.get("num_train_available", None) or _count_train(key, args.data),
-            "train_limit": cfg.train_limit, "epochs": cfg.epochs, "steps": rep["train"]["global_step"],
-            "wall_s": round(wall, 1), "train_runtime_s": rep["train"]["runtime_s"],
-            "train_examples_per_s": rep["train"]["samples_per_s"], "resumed_from": rep["train"]["resumed_from"],
-            "config": cfg.to_dict(), "model_dir": str((run_dir / "model").relative_to(ROOT)),
-        })
+        entry_file = run_dir / "bench_entry.json"
+        if entry_file.is_file():  # finished earlier, but its entry was not merged into the results
+            entry = read_json(entry_file)
+        else:
+            print(f"[dense] {key}: fine-tuning {MODEL} -> {run_dir} ({run_state(run_dir)})", flush=True)
+            entry = run_task(key, cfg, run_dir, args.data)
+            write_json(entry_file, entry)
+        # re-read before appending: another process may have finished a task in the meantime
+        data = read_json(out_json) if out_json.is_file() else {"runs": []}
+        data["machine"], data["recipe"] = machine(), recipe
+        data["runs"] = [r for r in data["runs"] if r["task_key"] != key] + [entry]
         write_json(out_json, data)
         write_md(data)
-        print(f"[dense] {key}: {spec.metric} = {rep['main']:.4f} in {wall:.0f}s", flush=True)
-    write_json(out_json, data)
-    write_md(data)
+        print(f"[dense] {spec.name}: {entry['metric']} = {entry['score']:.4f} in {entry['wall_s']:.0f}s", flush=True)
+    if out_json.is_file():
+        write_md(read_json(out_json))
+
+
+def run_task(key: str, cfg: TrainConfig, run_dir: Path, data_dir: str) -> dict:
+    """Fine-tune (or resume) one task and return its results entry."""
+    spec = get_task(key)
+    t0 = time.time()
+    rep = finetune(MODEL, key, data_dir, run_dir, cfg, resume=True)
+    wall = time.time() - t0
+    dev = {k: rep[k] for k in ("accuracy", "f1", "matthews_corr", "pearson", "spearman", "combined", "main")
+           if k in rep}
+    return {
+        "model": MODEL, "task": spec.name, "task_key": key, "metric": spec.metric, "score": rep["main"],
+        "dev": dev, "dev_examples": rep["num_examples"], "train_examples": rep["train"]["num_examples"],
+        "train_available": _count_train(key, data_dir), "train_limit": cfg.train_limit, "epochs": cfg.epochs,
+        "steps": rep["train"]["global_step"], "wall_s": round(wall, 1), "train_runtime_s": rep["train"]["runtime_s"],
+        "train_examples_per_s": rep["train"]["samples_per_s"], "resumed_from": rep["train"]["resumed_from"],
+        "config": cfg.to_dict(), "model_dir": str((run_dir / "model").relative_to(ROOT)),
+    }
 
 
 def _count_train(key: str, data_dir: str) -> int:
