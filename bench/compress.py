@@ -111,6 +111,7 @@ def one_run(task: str, r: dict, args) -> dict:
         "compression_whole_encoder": rec["compression"]["whole_encoder"]["compression"],
         "compression_whole_model": rec["compression"]["whole_model"]["compression"],
         "metric": rec["metrics"]["metric"], "dense": dense, "pruned": pruned, "delta_points": 100 * (pruned - dense),
+        "pruned_before_retrain": (rec["metrics"].get("pruned_before_retrain") or {}).get("main"),
         "pruned_metrics": rec["metrics"]["pruned"], "phases_s": rec["phases"],
         "wall_s": round(sum(rec["phases"].values()), 1), "wall_s_this_call": round(wall, 1),
         "num_train_examples": rec["num_train_examples"], "num_eval_examples": rec["num_eval_examples"],
@@ -181,6 +182,23 @@ def measure_overhead(args, steps: int = 8) -> dict:
             "torch_threads": args.overhead_threads}
 
 
+def constant_baseline(task: str, data: Path) -> float | None:
+    """Main dev metric of always predicting the most frequent training label (a collapsed model scores this)."""
+    from collections import Counter
+
+    from edgeprune.data import compute_metrics, get_task, load_split
+
+    spec = get_task(task)
+    if spec.is_regression:
+        return 0.0  # a constant has no correlation
+    try:
+        top = Counter(e.label for e in load_split(spec, "train", data)).most_common(1)[0][0]
+        dev = [e.label for e in load_split(spec, "dev", data)]
+    except Exception:
+        return None
+    return compute_metrics(spec, [top] * len(dev), dev)["main"]
+
+
 def write_report(res: dict, notes: dict[str, str]) -> None:
     have = {r["id"] for r in res["runs"]}
     full = [run_id(t, r, (res.get("settings") or {}).get("block", "128x1")) for t in TASKS
@@ -209,13 +227,20 @@ def write_report(res: dict, notes: dict[str, str]) -> None:
               f"- default block {s.get('block')} (balanced column segments), uniform per-matrix sparsity, "
               "all 36 encoder linears; dev sets are full.", "",
               "## Runs present", "",
-              "| task | method | block | distill | compression | metric | dense | pruned | delta (pts) | train ex | "
-              "epochs reg+retrain | wall s |",
-              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+              "`constant` = the score of always predicting the majority training label: a pruned model at that "
+              "value has collapsed.", "",
+              "`before retrain` = right after hard pruning (shows how much of the model the regularized stage "
+              "saved); `-` = not measured (runs before this diagnostic was added).", "",
+              "| task | method | block | distill | compression | metric | dense | pruned | delta (pts) | before retrain |"
+              " constant | train ex | epochs reg+retrain | wall s |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    consts = {t: constant_baseline(t, Path(res.get("data_dir") or glue_dir())) for t in {r["task"] for r in runs}}
     for r in runs:
         lines.append(f"| {r['task']} | {r['method']} | {r['block']}{' bal' if r['balanced'] else ''} | "
                      f"{'yes' if r['distill'] else 'no'} | {r['compression']:.2f}x | {r['metric']} | "
-                     f"{r['dense']:.4f} | {r['pruned']:.4f} | {r['delta_points']:+.2f} | {r['num_train_examples']} | "
+                     f"{r['dense']:.4f} | {r['pruned']:.4f} | {r['delta_points']:+.2f} | "
+                     f"{'-' if r.get('pruned_before_retrain') is None else format(r['pruned_before_retrain'], '.4f')} | "
+                     f"{'-' if consts[r['task']] is None else format(consts[r['task']], '.4f')} | {r['num_train_examples']} | "
                      f"{r['settings']['epochs_reg']:g}+{r['settings']['epochs_retrain']:g} | {r['wall_s']:.0f} |")
     if base:
         lines += ["", "Dense baselines (bench/results/dense_baselines.json): " + ", ".join(

@@ -74,6 +74,7 @@ class CompressConfig:
     seed: int = 42
     save_steps: int | None = None
     keep_checkpoints: bool = False
+    eval_after_prune: bool = True  # dev metrics right after hard pruning, before retraining (diagnostic)
     extra: dict[str, Any] = field(default_factory=dict, compare=False)  # free-form notes (benchmark settings)
 
     def __post_init__(self) -> None:
@@ -409,6 +410,16 @@ def compress(cfg: CompressConfig, resume: bool = False,
     achieved = sum(m.numel() for m in masks.values()) / max(sum(int(m.sum()) for m in masks.values()), 1)
     _say(f"[3/4] hard-pruned {len(masks)} matrices to {achieved:.3f}x (target {cfg.compression:g}x, "
          f"block {cfg.resolved_block()[0]}, {cfg.scope}{', balanced' if cfg.resolved_block()[1] else ''})")
+    prune_metrics = None
+    if cfg.eval_after_prune:
+        if (state / "prune.json").is_file():
+            prune_metrics = read_json(state / "prune.json").get("metrics_before_retrain")
+        else:
+            prune_metrics = evaluate((model, tok), spec, cfg.data_dir, max_seq_len=cfg.max_seq_len,
+                                     limit=cfg.eval_limit)
+            if _is_main():
+                write_json(state / "prune.json", {"compression": achieved, "metrics_before_retrain": prune_metrics})
+            _say(f"      before retraining: {spec.metric} {prune_metrics['main']:.4f}")
     mark("prune", t0)
 
     # --- phase 4: masked retraining (+ optional distillation)
@@ -478,7 +489,8 @@ def compress(cfg: CompressConfig, resume: bool = False,
         "distill": cfg.distill,
         "target_compression": cfg.compression,
         "compression": figs,
-        "metrics": {"dense": dense_metrics, "pruned": pruned_metrics, "metric": spec.metric},
+        "metrics": {"dense": dense_metrics, "pruned": pruned_metrics, "pruned_before_retrain": prune_metrics,
+                    "metric": spec.metric},
         "layers": recs,
         "phases": phases,
         "config": cfg.to_dict(),

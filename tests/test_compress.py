@@ -69,7 +69,7 @@ def test_cli_end_to_end_matches_rundir_contract(finetuned, glue, tmp_path):
         # balanced: every 16-row block row keeps the same number of columns
         per_row = m.reshape(m.shape[0] // 16, 16, m.shape[1])[:, 0, :].sum(dim=1)
         assert len(set(per_row.tolist())) == 1
-    for key in ("dense", "pruned"):
+    for key in ("dense", "pruned", "pruned_before_retrain"):
         assert 0 <= info["metrics"][key]["main"] <= 1
     assert (out / "kept_ratios.png").stat().st_size > 1000
     assert model.config.edgeprune_task == "mrpc"
