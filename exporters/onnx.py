@@ -276,6 +276,9 @@ class OnnxExporter(Exporter):
             masks = shrink_ffn(export_model, masks)
         plans = self.plan(export_model, masks, orig_shapes)
         onnx_model, input_names = export_graph(export_model, tok, plans, c.seq_len, c.batch, OPSET)
+        for node in onnx_model.graph.node:  # record the final op (the transposed-chain fusion renames some)
+            if node.name in plans and plans[node.name].packed is not None:
+                plans[node.name].op = node.op_type
         onnx_model, sim_note = _simplify(onnx_model)
         fp32_path = out_dir / ARTIFACT
         import onnx
