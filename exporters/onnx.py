@@ -17,7 +17,7 @@ from ..errors import ConfigError, ExportError
 from ..rundir import PrunedRun
 from . import register_exporter
 from .api import Exporter
-from .packing import PackedLinear, analyze_mask, index_dtype, pack_linear
+from .packing import PackedLinear, analyze_mask, pack_linear
 
 MARKER_DOMAIN = "edgeprune_marker"
 ARTIFACT = "model.onnx"
@@ -377,4 +377,4 @@ def size_accounting(path: Path, plans: dict[str, LayerPlan], dtype: str) -> dict
     }
 
 
-__all__ = ["OnnxExporter", "LayerPlan", "choose_op", "shrink_ffn", "size_accounting", "index_dtype"]
+__all__ = ["OnnxExporter", "LayerPlan", "choose_op", "shrink_ffn", "size_accounting"]

@@ -122,4 +122,4 @@ def _restore_functions(path: Path, src) -> None:
     onnx.save(m, str(path))
 
 
-__all__ = ["convert_dtype", "np"]
+__all__ = ["convert_dtype", "quantize_packed_nodes"]
