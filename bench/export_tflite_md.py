@@ -13,7 +13,7 @@ def _f(x, fmt="{:.2f}", none="-"):
 def write_md(res: dict, path: Path, ab: dict | None = None) -> None:
     L = [f"# TFLite export benchmark: {res['model']}", "",
          f"Task MRPC, seq {res['seq_len']}, batch {res['batch']}; machine {res['machine']['platform']}, "
-         f"{res['machine']['cpus']} vCPUs (shared with other jobs: latencies are noisy, about +-15%). "
+         f"{res['machine']['cpus']} vCPUs (shared with other helpers' jobs, load average 5-10 during the run: single latencies swung by up to several x). "
          f"Wall time {res.get('wall_s', 0) / 60:.1f} min. Versions: "
          + ", ".join(f"{k} {v}" for k, v in res["versions"].items()) + ".", "",
          f"Masks: one-shot block-magnitude pruning (edgeprune.prune, uniform per layer) with block `{res['block']}` "
@@ -21,6 +21,20 @@ def write_md(res: dict, path: Path, ab: dict | None = None) -> None:
          "checked here is that the artifact reproduces the pruned PyTorch model. Latency: median of 30 invokes "
          "(10 without XNNPACK) in a fresh process per number, ai-edge-litert Interpreter, inputs of all ones. "
          "`ideal` = encoder multiply-adds dense / pruned (linears by kept weights plus the attention matmuls).", "",
+         "## How to read this", "",
+         "* The fair speed comparison is the **interleaved A/B** table: the per-run table below took each number "
+         "minutes apart while other jobs loaded the 2 shared cores, so its dense baselines and speedups swing widely.",
+         "* The graph formulation of each pruned linear is chosen by timing the candidates with XNNPACK (LiteRT's "
+         "default delegate on Android and the Pi). Without XNNPACK the reference GATHER / TRANSPOSE / BATCH_MATMUL "
+         "kernels are slow, so fp32 packed graphs can be slower than dense there (see that table).",
+         "* int8-dynamic: the timer keeps dense FULLY_CONNECTED (int8 kernels) for many layers because the "
+         "batched-matmul formulations time slower than the int8 FC; file size still drops from the exact removal of "
+         "whole heads, head dimensions and FFN units.",
+         "* Full int8 (calibrated on 100 MRPC train examples) of the dense model misses the 1-point gate and is "
+         "refused by verification (nothing is written); see the verification table.",
+         "* The masks are one-shot magnitude pruning without retraining, so the pruned PyTorch models lose accuracy "
+         "(their F1 is what predicting the majority class gives); recovering it is compress's job. The artifacts "
+         "reproduce the pruned PyTorch model, which is what this benchmark verifies.", "",
          "## Speed and size (XNNPACK on)", "",
          "| compression | block | mode | dtype | threads | latency ms (median) | min ms | dense ms | speedup | ideal | file MB | dense MB | size ratio |",
          "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
