@@ -11,6 +11,7 @@ accuracy-vs-compression plot are rewritten from the JSON after every run.
 
 Run sets: ``paper`` = reweighted group Lasso at 5x; ``baselines`` = group-lasso, magnitude-block,
 magnitude-unstructured and reweighted + distillation at 5x; ``sweep`` = reweighted at 2x, 3x, 8x;
+``low`` = magnitude-block at 2x (the baseline beside the 2x point of the sweep);
 ``presets`` = reweighted at 5x with the tflite (allx1), paper (16x16) and rows (1xall) block presets
 (the ``ort`` preset is the default 128x1).
 """
@@ -43,6 +44,7 @@ RUN_SETS: dict[str, list[dict]] = {
     "baselines": [dict(method=RGL, compression=5.0, distill=True), dict(method="magnitude-block", compression=5.0),
                   dict(method="group-lasso", compression=5.0), dict(method="magnitude-unstructured", compression=5.0)],
     "sweep": [dict(method=RGL, compression=c) for c in (2.0, 3.0, 8.0)],
+    "low": [dict(method="magnitude-block", compression=2.0)],
     "presets": [dict(method=RGL, compression=5.0, block_preset=p) for p in ("tflite", "paper", "rows")],
 }
 
@@ -202,7 +204,7 @@ def constant_baseline(task: str, data: Path) -> float | None:
 def write_report(res: dict, notes: dict[str, str]) -> None:
     have = {r["id"] for r in res["runs"]}
     full = [run_id(t, r, (res.get("settings") or {}).get("block", "128x1")) for t in TASKS
-            for s in ("paper", "baselines", "sweep", "presets") for r in RUN_SETS[s]]
+            for s in ("paper", "baselines", "sweep", "low", "presets") for r in RUN_SETS[s]]
     missing = [f"{rid}" + (f" ({notes[rid]})" if rid in notes else " (not run yet)") for rid in full if rid not in have]
     runs = sorted(res["runs"], key=lambda r: (TASKS.index(r["task"]) if r["task"] in TASKS else 99, r["method"],
                                               r["target"], r["distill"]))
