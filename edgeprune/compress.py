@@ -35,6 +35,7 @@ from .rundir import COMPRESSION_JSON, MASKS_FILE, MODEL_DIR
 
 METHODS = ("reweighted-group-lasso", "group-lasso", "magnitude-block", "magnitude-unstructured")
 REGULARIZED = ("reweighted-group-lasso", "group-lasso")
+SCORES = ("weight", "activation")
 DEFAULT_BLOCK = "128x1"
 STATE = "compress_state"
 PLOT = "kept_ratios.png"
@@ -74,6 +75,8 @@ class CompressConfig:
     seed: int = 42
     save_steps: int | None = None
     keep_checkpoints: bool = False
+    score: str = "weight"  # weight: the paper's group norm; activation: norm of W * input RMS (calibrated)
+    calib_examples: int = 64
     eval_after_prune: bool = True  # dev metrics right after hard pruning, before retraining (diagnostic)
     extra: dict[str, Any] = field(default_factory=dict, compare=False)  # free-form notes (benchmark settings)
 
@@ -101,6 +104,8 @@ class CompressConfig:
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and v >= 0):
                 raise ConfigError(f"invalid {name}={v!r}: must be >= 0 epochs")
+        if self.score not in SCORES:
+            raise ConfigError(f"unknown --score {self.score!r}; choose one of: {', '.join(SCORES)}")
         if not 0 <= self.distill_alpha <= 1:
             raise ConfigError(f"invalid distill_alpha={self.distill_alpha}: must be in [0, 1]")
         if self.reweight_every is not None and self.reweight_every < 1:
@@ -280,13 +285,45 @@ def _prunable(model, cfg: CompressConfig):
     return params, tilings, roles, layers
 
 
-def _hard_prune(cfg: CompressConfig, params, tilings):
+def _hard_prune(cfg: CompressConfig, params, tilings, input_rms=None):
     from .prune.masks import magnitude_scores, prune_groups
 
     _, balanced = cfg.resolved_block()
     weights = {n: p.detach() for n, p in params.items()}
-    return prune_groups(magnitude_scores(weights, tilings), tilings, 1.0 / cfg.compression, scope=cfg.scope,
-                        balanced=balanced)
+    return prune_groups(magnitude_scores(weights, tilings, input_rms), tilings, 1.0 / cfg.compression,
+                        scope=cfg.scope, balanced=balanced)
+
+
+def input_rms(model, tok, params: dict[str, Any], examples, max_seq_len: int, batch_size: int = 16):
+    """RMS of every input feature of each pruned linear over ``examples`` (forward hooks, eval mode)."""
+    import torch
+
+    mods = dict(model.named_modules())
+    acc: dict[str, Any] = {}
+    count: dict[str, int] = {}
+    hooks = []
+    for n in params:
+        def hook(_mod, inp, _out, n=n):
+            x = inp[0].detach().float().reshape(-1, inp[0].shape[-1])
+            acc[n] = acc.get(n, 0) + (x * x).sum(0)
+            count[n] = count.get(n, 0) + x.shape[0]
+        hooks.append(mods[n.removesuffix(".weight")].register_forward_hook(hook))
+    was = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    try:
+        with torch.no_grad():
+            for i in range(0, len(examples), batch_size):
+                chunk = examples[i:i + batch_size]
+                pairs = chunk[0].text_b is not None
+                b = tok([e.text_a for e in chunk], [e.text_b for e in chunk] if pairs else None, truncation=True,
+                        max_length=max_seq_len, padding=True, return_tensors="pt")
+                model(**{k: v.to(device) for k, v in b.items()})
+    finally:
+        for h in hooks:
+            h.remove()
+        model.train(was)
+    return {n: (acc[n] / count[n]).sqrt().cpu() for n in params}
 
 
 # ----------------------------------------------------------------------------------------- pipeline
@@ -392,7 +429,9 @@ def compress(cfg: CompressConfig, resume: bool = False,
     t0 = time.perf_counter()
     params, tilings, roles, layers = _prunable(model, cfg)
     masks_path = state / MASKS_FILE
-    res = _hard_prune(cfg, params, tilings)
+    rms = input_rms(model, tok, params, train[:cfg.calib_examples], cfg.max_seq_len) \
+        if cfg.score == "activation" and not masks_path.is_file() else None
+    res = _hard_prune(cfg, params, tilings, rms)
     if masks_path.is_file():  # resumed: the masks chosen before are authoritative
         from .rundir import load_masks
 

@@ -110,3 +110,16 @@ def test_parse_target(text, want):
 def test_parse_target_rejects(bad):
     with pytest.raises(ConfigError):
         parse_target(bad)
+
+
+def test_activation_aware_scores_by_hand():
+    w = torch.tensor([[1.0, 0.1],
+                      [1.0, 0.1]])
+    t = tiling_for(w.shape, parse_block("2x1"))
+    plain = magnitude_scores({"w": w}, {"w": t})["w"]
+    assert plain[0, 0] > plain[0, 1]
+    # input feature 1 is 100x larger: its small weights now matter more (0.1 * 100 = 10 > 1 * 1)
+    act = magnitude_scores({"w": w}, {"w": t}, {"w": torch.tensor([1.0, 100.0])})["w"]
+    torch.testing.assert_close(act, torch.tensor([[1.0, 10.0]]))
+    res = prune_groups({"w": act}, {"w": t}, 0.5)
+    assert res.group_masks["w"].tolist() == [[False, True]]

@@ -26,6 +26,10 @@ _METHODS = ["reweighted-group-lasso", "group-lasso", "magnitude-block", "magnitu
 @click.option("--method", type=click.Choice(_METHODS), default=None, help="Pruning method [reweighted-group-lasso].")
 @click.option("--scope", type=click.Choice(["uniform", "global"]), default=None,
               help="Same kept fraction in every matrix, or one global ranking [uniform].")
+@click.option("--score", type=click.Choice(["weight", "activation"]), default=None,
+              help="Hard-pruning rank: group norm of W (the paper) or of W x input RMS on --calib-examples "
+                   "training examples [weight].")
+@click.option("--calib-examples", type=int, default=None, help="Examples for --score activation [64].")
 @click.option("--layers", default=None, help="Which linears: all, attention, ffn, qkv, roles (q,k,v,attn_out,"
               "ffn_in,ffn_out) or regexes over module names [all].")
 @click.option("--distill", is_flag=True, default=None, help="Distil the dense model's logits during retraining.")

@@ -146,8 +146,15 @@ def _unreachable(name: str, t: Tiling, balanced: bool, keep_ratio: float, min_co
             "choose a lower target or a smaller block")
 
 
-def magnitude_scores(weights: dict[str, torch.Tensor], tilings: dict[str, Tiling]) -> dict[str, torch.Tensor]:
-    return {n: group_scores(w, tilings[n]) for n, w in weights.items()}
+def magnitude_scores(weights: dict[str, torch.Tensor], tilings: dict[str, Tiling],
+                     input_rms: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+    """Group RMS of ``W`` (the paper's rule) or, with ``input_rms`` (per input feature, ``[in]``), of
+    ``W * diag(input_rms)``: activation-aware, so that small weights reading large activations
+    (outlier features behind LayerNorm gains) are not mistaken for unimportant ones."""
+    if input_rms is None:
+        return {n: group_scores(w, tilings[n]) for n, w in weights.items()}
+    return {n: group_scores(w.detach().float() * input_rms[n].to(w.device).float()[None, :], tilings[n])
+            for n, w in weights.items()}
 
 
 def keep_ratio_for(compression: float) -> float:
