@@ -253,3 +253,24 @@ def test_layer_presets_for_each_arch(arch, layers, count, request):
     assert figs["prunable_encoder"]["compression"] == pytest.approx(4.0)
     assert figs["prunable_encoder"]["dense"] == sum(p.numel() for p in params.values())
     assert figs["whole_model"]["dense"] == sum(p.numel() for p in model.parameters())
+
+
+def test_activation_score_calibration(tiny_bert, glue):
+    from edgeprune.compress import _hard_prune, _prunable, input_rms
+    from edgeprune.data import load_split
+    from edgeprune.models import load_model
+
+    model, tok = load_model(tiny_bert)
+    cfg = CompressConfig(model=str(tiny_bert), task="mrpc", data_dir=str(glue), out="unused", block="16x1",
+                         compression=4.0, score="activation")
+    params, tilings, _, _ = _prunable(model, cfg)
+    before = {n: p.detach().clone() for n, p in params.items()}
+    rms = input_rms(model, tok, params, load_split("mrpc", "train", glue, limit=8), 48, batch_size=4)
+    assert set(rms) == set(params)
+    for n, r in rms.items():
+        assert r.shape == (params[n].shape[1],) and (r > 0).all()
+    res = _hard_prune(cfg, params, tilings, rms)
+    assert res.compression == pytest.approx(4.0)
+    assert all(torch.equal(before[n], p.detach()) for n, p in params.items())  # calibration changes nothing
+    with pytest.raises(ConfigError, match="unknown --score"):
+        CompressConfig(model="x", task="mrpc", data_dir=None, out="o", score="fisher")
