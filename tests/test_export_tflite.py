@@ -144,9 +144,14 @@ def test_bundle_alone_reproduces_pytorch(bundles, runs, arch):
     np.testing.assert_allclose(got, ref, atol=1e-4, rtol=0)
 
 
-def test_packed_is_smaller_and_uses_structure(bundles):
+def test_packed_is_smaller_and_uses_structure(bundles, runs):
+    from edgeprune.rundir import load_masks
+
     packed, dense = bundles[("bert", "fp32", "packed")], bundles[("bert", "fp32", "dense")]
-    assert packed.artifact.stat().st_size < 0.7 * dense.artifact.stat().st_size
+    # the embeddings are not pruned, so compare the bytes saved with the fp32 bytes of the pruned weights
+    pruned_bytes = 4 * sum(int((m == 0).sum()) for m in load_masks(runs["bert"] / "masks.safetensors").values())
+    saved = dense.artifact.stat().st_size - packed.artifact.stat().st_size
+    assert saved >= 0.8 * pruned_bytes
     assert packed.report["structure"]["linear_mac_reduction"] > 2.0
     assert set(packed.report["structure"]["formulations"]) - {"dense"}
     assert dense.report["structure"]["formulations"] == {"dense": 12}
