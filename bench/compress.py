@@ -12,6 +12,7 @@ accuracy-vs-compression plot are rewritten from the JSON after every run.
 Run sets: ``paper`` = reweighted group Lasso at 5x; ``baselines`` = group-lasso, magnitude-block,
 magnitude-unstructured and reweighted + distillation at 5x; ``sweep`` = reweighted at 2x, 3x, 8x;
 ``low`` = magnitude-block at 2x (the baseline beside the 2x point of the sweep);
+``act`` = reweighted and magnitude-block at 5x with the activation-aware hard-pruning score;
 ``presets`` = reweighted at 5x with the tflite (allx1), paper (16x16) and rows (1xall) block presets
 (the ``ort`` preset is the default 128x1).
 """
@@ -45,6 +46,8 @@ RUN_SETS: dict[str, list[dict]] = {
                   dict(method="group-lasso", compression=5.0), dict(method="magnitude-unstructured", compression=5.0)],
     "sweep": [dict(method=RGL, compression=c) for c in (2.0, 3.0, 8.0)],
     "low": [dict(method="magnitude-block", compression=2.0)],
+    "act": [dict(method=RGL, compression=5.0, score="activation"),
+            dict(method="magnitude-block", compression=5.0, score="activation")],
     "presets": [dict(method=RGL, compression=5.0, block_preset=p) for p in ("tflite", "paper", "rows")],
 }
 
@@ -67,7 +70,8 @@ def machine() -> dict:
 
 def run_id(task: str, r: dict, block: str) -> str:
     b = r.get("block_preset") or block
-    return (f"{task}-{r['method']}-{r['compression']:g}x-{b.replace('/', 'd')}" + ("-distill" if r.get("distill") else ""))
+    return (f"{task}-{r['method']}-{r['compression']:g}x-{b.replace('/', 'd')}" + ("-distill" if r.get("distill") else "")
+            + ("-act" if r.get("score", "weight") != "weight" else ""))
 
 
 def load_results() -> dict:
@@ -98,7 +102,8 @@ def one_run(task: str, r: dict, args) -> dict:
                          block_preset=r.get("block_preset"), method=r["method"], distill=bool(r.get("distill")),
                          penalty=args.penalty, reweight_every=args.reweight_every, epochs_reg=args.epochs_reg,
                          epochs_retrain=args.epochs_retrain, lr=args.lr, batch_size=args.batch_size,
-                         train_limit=args.train_limit, save_steps=args.save_steps, seed=42)
+                         train_limit=args.train_limit, save_steps=args.save_steps, seed=42,
+                         score=r.get("score", "weight"))
     t0 = time.perf_counter()
     resume = (WORK / rid / "compress_state").is_dir()
     rec = compress(cfg, resume=resume)
@@ -108,6 +113,7 @@ def one_run(task: str, r: dict, args) -> dict:
     return {
         "id": rid, "model": MODEL, "task": task, "method": r["method"], "block": rec["block_str"],
         "block_json": rec["block"], "balanced": rec["balanced"], "distill": bool(r.get("distill")),
+        "score": r.get("score", "weight"),
         "target": r["compression"],
         "compression": rec["compression"]["prunable_encoder"]["compression"],
         "compression_whole_encoder": rec["compression"]["whole_encoder"]["compression"],
@@ -233,7 +239,7 @@ def one_shot(args, task: str = "mrpc") -> list[dict]:
 def write_report(res: dict, notes: dict[str, str]) -> None:
     have = {r["id"] for r in res["runs"]}
     full = [run_id(t, r, (res.get("settings") or {}).get("block", "128x1")) for t in TASKS
-            for s in ("paper", "baselines", "sweep", "low", "presets") for r in RUN_SETS[s]]
+            for s in ("paper", "baselines", "sweep", "low", "act", "presets") for r in RUN_SETS[s]]
     missing = [f"{rid}" + (f" ({notes[rid]})" if rid in notes else " (not run yet)") for rid in full if rid not in have]
     runs = sorted(res["runs"], key=lambda r: (TASKS.index(r["task"]) if r["task"] in TASKS else 99, r["method"],
                                               r["target"], r["distill"]))
@@ -262,13 +268,15 @@ def write_report(res: dict, notes: dict[str, str]) -> None:
               "value has collapsed.", "",
               "`before retrain` = right after hard pruning (shows how much of the model the regularized stage "
               "saved); `-` = not measured (runs before this diagnostic was added).", "",
+              "`distill` column: `act` marks runs hard-pruned with `--score activation`.", "",
               "| task | method | block | distill | compression | metric | dense | pruned | delta (pts) | before retrain |"
               " constant | train ex | epochs reg+retrain | wall s |",
               "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     consts = {t: constant_baseline(t, Path(res.get("data_dir") or glue_dir())) for t in {r["task"] for r in runs}}
     for r in runs:
         lines.append(f"| {r['task']} | {r['method']} | {r['block']}{' bal' if r['balanced'] else ''} | "
-                     f"{'yes' if r['distill'] else 'no'} | {r['compression']:.2f}x | {r['metric']} | "
+                     f"{'yes' if r['distill'] else 'no'}{' act' if r.get('score') == 'activation' else ''} | "
+                     f"{r['compression']:.2f}x | {r['metric']} | "
                      f"{r['dense']:.4f} | {r['pruned']:.4f} | {r['delta_points']:+.2f} | "
                      f"{'-' if r.get('pruned_before_retrain') is None else format(r['pruned_before_retrain'], '.4f')} | "
                      f"{'-' if consts[r['task']] is None else format(consts[r['task']], '.4f')} | {r['num_train_examples']} | "
@@ -278,7 +286,7 @@ def write_report(res: dict, notes: dict[str, str]) -> None:
             f"{t} {b.get('score', b.get('main', float('nan'))):.4f}" for t, b in base.items()
             if isinstance(b.get('score', b.get('main')), (int, float)))]
     at5 = [r for r in runs if r["method"] == RGL and r["target"] == 5.0 and not r["distill"]
-           and r["block"] == s.get("block")]
+           and r["block"] == s.get("block") and r.get("score", "weight") == "weight"]
     if at5:
         avg = statistics.mean(r["delta_points"] for r in at5)
         lines += ["", f"Reweighted group Lasso at 5x: mean delta {avg:+.2f} points over {len(at5)} task(s) "
