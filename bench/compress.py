@@ -281,6 +281,12 @@ def write_report(res: dict, notes: dict[str, str]) -> None:
                      f"{'-' if r.get('pruned_before_retrain') is None else format(r['pruned_before_retrain'], '.4f')} | "
                      f"{'-' if consts[r['task']] is None else format(consts[r['task']], '.4f')} | {r['num_train_examples']} | "
                      f"{r['settings']['epochs_reg']:g}+{r['settings']['epochs_retrain']:g} | {r['wall_s']:.0f} |")
+    collapsed = [r["id"] for r in runs if consts.get(r["task"]) is not None and abs(r["pruned"] - consts[r["task"]]) < 1e-9]
+    if runs:
+        lines += ["", f"{len(collapsed)} of {len(runs)} runs ended exactly at the majority-label constant (collapsed): "
+                      "at this budget (a few dozen optimizer steps per phase, against the paper's 3+ epochs on full "
+                      "training sets) the comparison between methods is only meaningful for runs that did not "
+                      "collapse."]
     if base:
         lines += ["", "Dense baselines (bench/results/dense_baselines.json): " + ", ".join(
             f"{t} {b.get('score', b.get('main', float('nan'))):.4f}" for t, b in base.items()
