@@ -326,10 +326,10 @@ def write_report(res: dict, notes: dict[str, str]) -> None:
                          f"{v.get('activation', float('nan')):.4f} |")
     lines += ["", "Plot: `bench/results/compress.png` (pruned metric vs compression, per task; dashed = dense).", ""]
     (RESULTS / f"{NAME}.md").write_text("\n".join(lines))
-    plot(runs)
+    plot(runs, consts if runs else {})
 
 
-def plot(runs: list[dict]) -> None:
+def plot(runs: list[dict], consts: dict[str, float | None]) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -343,13 +343,16 @@ def plot(runs: list[dict]) -> None:
     for ax, t in zip(axes[0], tasks):
         rs = [r for r in runs if r["task"] == t]
         ax.axhline(rs[0]["dense"], ls="--", color="gray", label="dense")
+        if consts.get(t) is not None:
+            ax.axhline(consts[t], ls=":", color="red", label="majority label (collapsed)")
         main = sorted((r for r in rs if r["method"] == RGL and not r["distill"]), key=lambda r: r["compression"])
         if main:
             ax.plot([r["compression"] for r in main], [r["pruned"] for r in main], "-o", label=RGL)
         for r in rs:
             if r in main:
                 continue
-            lab = r["method"] + (" +distill" if r["distill"] else "") + (f" {r['block']}" if r["method"] == RGL else "")
+            lab = (r["method"] + (" +distill" if r["distill"] else "") + (" act" if r.get("score") == "activation" else "")
+                   + f" {r['target']:g}x")
             ax.plot([r["compression"]], [r["pruned"]], markers.get(r["method"], "x"), label=lab,
                     mfc="none" if r["distill"] else None)
         ax.set_title(f"{t} ({rs[0]['metric']})")
