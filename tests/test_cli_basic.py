@@ -73,14 +73,23 @@ def test_demo_stages_run_on_a_tiny_model(tiny_bert: Path, tmp_path: Path, capsys
 
     short = replace(demo.demo_train_config(), epochs=1.0)  # the stages, not the schedule, are under test here
     monkeypatch.setattr(demo, "demo_train_config", lambda: short)
+    real_cc = demo.demo_compress_config
+    monkeypatch.setattr(demo, "demo_compress_config",
+                        lambda *a: replace(real_cc(*a), epochs_reg=0.5, epochs_retrain=0.5))
     code, out, err = run_cli(["demo", "--model", tiny_bert, "--out", tmp_path / "demo"], capsys)
     assert code == 0, err
     report = read_json(tmp_path / "demo" / "demo_report.json")
-    assert [s["name"] for s in report["stages"]] == ["finetune", "evaluate"]
-    ev = report["stages"][1]
-    assert ev["dev"]["num_examples"] == 60 and len(ev["examples"]) == 4
+    assert [s["name"] for s in report["stages"]] == ["finetune", "evaluate", "compress", "export", "profile", "check"]
+    st = {s["name"]: s for s in report["stages"]}
+    assert st["evaluate"]["dev"]["num_examples"] == 60 and len(st["evaluate"]["examples"]) == 4
     assert "dev accuracy" in out
-    assert report["stages"][0]["train"]["global_step"] == 12  # 192 sentences / batch 16
+    assert st["finetune"]["train"]["global_step"] == 12  # 192 sentences / batch 16
+    assert st["compress"]["compression"]["prunable_encoder"]["compression"] == pytest.approx(2.0, rel=0.05)
+    assert st["export"]["verification"]["passed"] is True
+    assert st["export"]["file_bytes"] < st["export"]["dense_file_bytes"]
+    assert {(r["target"], r["kind"]) for r in st["profile"]["results"]} >= {("host", "measured"), ("rpi4", "predicted")}
+    assert st["check"]["passed"] is True
+    assert (tmp_path / "demo" / "bundle" / "manifest.json").is_file()
 
 
 @pytest.mark.parametrize("argv,needles", [

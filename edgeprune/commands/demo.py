@@ -40,6 +40,15 @@ def demo_train_config():
                        seed=42, logging_steps=6, save_steps=10_000, save_total_limit=1)
 
 
+def demo_compress_config(finetuned: Path, data: Path, out: Path):
+    from ..compress import CompressConfig
+
+    return CompressConfig(model=str(finetuned), task="sst2", data_dir=str(data), out=str(out),
+                          compression=2.0, block_preset="ort", method="reweighted-group-lasso", distill=True,
+                          epochs_finetune=0.0, epochs_reg=2.0, epochs_retrain=2.0, lr=5e-5, batch_size=16,
+                          max_seq_len=64, seed=42)
+
+
 def stage_finetune(ctx: dict[str, Any]) -> dict[str, Any]:
     from ..training import finetune
 
@@ -67,9 +76,66 @@ def stage_evaluate(ctx: dict[str, Any]) -> dict[str, Any]:
     return {"dev": {k: metrics[k] for k in ("accuracy", "main", "num_examples")}, "examples": shown}
 
 
+def stage_compress(ctx: dict[str, Any]) -> dict[str, Any]:
+    """2x with the paper's method, onnxruntime-friendly blocks, distillation from the dense model."""
+    from ..compress import compress
+
+    run = ctx["out"] / "compress"
+    rec = compress(demo_compress_config(ctx["finetuned"], ctx["data"], run))
+    ctx["compressed"] = run
+    return {"run_dir": str(run), "block": rec.get("block"), "compression": rec.get("compression"),
+            "metrics": {k: (v or {}).get("main") for k, v in rec.get("metrics", {}).items() if isinstance(v, dict)}}
+
+
+def _export(run: Path, out: Path, mode: str, data: Path):
+    from ..exporters.api import export
+    from ..exporters.base import ExportConfig
+
+    cfg = ExportConfig(format="onnx", dtype="fp32", mode=mode, seq_len=64, data_dir=str(data), task="sst2",
+                       verify_examples=60)
+    return export(run, cfg, out)
+
+
+def stage_export(ctx: dict[str, Any]) -> dict[str, Any]:
+    """The pruned model as a packed ONNX bundle, and the dense model beside it as the baseline."""
+    from ..training import model_dir_of
+
+    dense = _export(model_dir_of(ctx["finetuned"]), ctx["out"] / "bundle-dense", "dense", ctx["data"])
+    packed = _export(ctx["compressed"], ctx["out"] / "bundle", "packed", ctx["data"])
+    ctx["bundle"], ctx["dense_artifact"] = packed.bundle_dir, dense.artifact
+    return {"bundle": str(packed.bundle_dir), "file_bytes": packed.artifact.stat().st_size,
+            "dense_file_bytes": dense.artifact.stat().st_size,
+            "verification": {k: packed.verification.get(k) for k in ("passed", "max_abs_diff", "metric_torch",
+                                                                      "metric_artifact")}}
+
+
+def stage_profile(ctx: dict[str, Any]) -> dict[str, Any]:
+    """Host latency of pruned vs dense, and roofline predictions for every target in targets/."""
+    from ..profiling import profile
+
+    rep = profile(ctx["bundle"], out=ctx["bundle"], baseline=str(ctx["dense_artifact"]), runs=20, warmup=3)
+    rows = [{"target": r["target"], "kind": r["kind"], "latency_ms": round(r["latency_ms"].get("p50",
+                                                                              r["latency_ms"].get("mean")), 3)}
+            for r in rep.get("results", []) if r.get("latency_ms")]
+    return {"profile": str(ctx["bundle"] / "profile.json"), "results": rows, "comparison": rep.get("comparison")}
+
+
+def stage_check(ctx: dict[str, Any]) -> dict[str, Any]:
+    """A CI gate: the pruned bundle must be smaller than the dense file and keep its verified accuracy."""
+    from ..budget import check
+
+    dense_bytes = ctx["dense_artifact"].stat().st_size
+    res = check(ctx["bundle"], overrides={"max_size": f"{dense_bytes}B", "min_accuracy": "0.5"}, search=False)
+    return {"passed": res.passed, "exit_code": res.exit_code, "checks": res.to_dict().get("results")}
+
+
 STAGES: list[tuple[str, Stage]] = [
     ("finetune", stage_finetune),
     ("evaluate", stage_evaluate),
+    ("compress", stage_compress),
+    ("export", stage_export),
+    ("profile", stage_profile),
+    ("check", stage_check),
 ]
 
 
@@ -97,7 +163,7 @@ def run_demo(out: Path, model: str = "minilm-l6", stages: list[tuple[str, Stage]
               help="Folder for the demo's runs and demo_report.json (replaced on each run).")
 @click.option("--model", default="minilm-l6", show_default=True, help="Model folder or alias to start from.")
 def command(out_dir: Path, model: str) -> None:
-    """Fine-tune MiniLM-L6 on the embedded sentence set and evaluate it, offline."""
+    """Fine-tune MiniLM-L6 on the embedded sentence set, prune it 2x, export, profile and gate it, offline."""
     report = run_demo(out_dir, model, echo=click.echo)
     for st in report["stages"]:
         click.echo(f"{st['name']:>10}: {st['seconds']:.1f}s")
@@ -106,4 +172,18 @@ def command(out_dir: Path, model: str) -> None:
         click.echo(f"dev accuracy {ev['dev']['accuracy']:.3f} on {ev['dev']['num_examples']} held-out sentences")
         for e in ev["examples"]:
             click.echo(f"  {e['label']:>8} ({e['p_positive']:.2f})  {e['sentence']}")
+    by_name = {st["name"]: st for st in report["stages"]}
+    if "compress" in by_name:
+        c = by_name["compress"]
+        click.echo(f"compress: block {c['block']}, prunable-encoder compression "
+                   f"{(c['compression'] or {}).get('prunable_encoder', {})}; dev metrics {c['metrics']}")
+    if "export" in by_name:
+        e = by_name["export"]
+        click.echo(f"export: {e['bundle']} {e['file_bytes'] / 1e6:.1f} MB (dense {e['dense_file_bytes'] / 1e6:.1f} MB), "
+                   f"verification {e['verification']}")
+    if "profile" in by_name:
+        for r in by_name["profile"]["results"]:
+            click.echo(f"profile: {r['target']:>6} {r['kind']:>9} {r['latency_ms']:.2f} ms")
+    if "check" in by_name:
+        click.echo(f"check: {'all budgets hold' if by_name['check']['passed'] else 'a budget failed'}")
     click.echo(f"report: {out_dir / 'demo_report.json'}")
