@@ -45,6 +45,9 @@ def demo_compress_config(finetuned: Path, data: Path, out: Path):
 
     return CompressConfig(model=str(finetuned), task="sst2", data_dir=str(data), out=str(out),
                           compression=2.0, block_preset="ort", method="reweighted-group-lasso", distill=True,
+                          # MiniLM reads large-activation features through small weights: rank groups by
+                          # |W| x input RMS (measured on this demo: 0.90 vs 0.57 dev accuracy with the weight norm)
+                          score="activation",
                           epochs_finetune=0.0, epochs_reg=2.0, epochs_retrain=2.0, lr=5e-5, batch_size=16,
                           max_seq_len=64, seed=42)
 
@@ -77,7 +80,7 @@ def stage_evaluate(ctx: dict[str, Any]) -> dict[str, Any]:
 
 
 def stage_compress(ctx: dict[str, Any]) -> dict[str, Any]:
-    """2x with the paper's method, onnxruntime-friendly blocks, distillation from the dense model."""
+    """2x with the paper's method, onnxruntime-friendly blocks, activation-aware ranking, distillation."""
     from ..compress import compress
 
     run = ctx["out"] / "compress"
