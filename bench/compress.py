@@ -49,6 +49,8 @@ RUN_SETS: dict[str, list[dict]] = {
     "act": [dict(method=RGL, compression=5.0, score="activation"),
             dict(method="magnitude-block", compression=5.0, score="activation")],
     "presets": [dict(method=RGL, compression=5.0, block_preset=p) for p in ("tflite", "paper", "rows")],
+    # the demo's recipe (activation-aware ranking + distillation) at 2x, meant for a full train set
+    "act2": [dict(method=RGL, compression=2.0, score="activation", distill=True)],
 }
 
 
@@ -239,7 +241,7 @@ def one_shot(args, task: str = "mrpc") -> list[dict]:
 def write_report(res: dict, notes: dict[str, str]) -> None:
     have = {r["id"] for r in res["runs"]}
     full = [run_id(t, r, (res.get("settings") or {}).get("block", "128x1")) for t in TASKS
-            for s in ("paper", "baselines", "sweep", "low", "act", "presets") for r in RUN_SETS[s]]
+            for s in ("paper", "baselines", "sweep", "low", "act", "presets", "act2") for r in RUN_SETS[s]]
     missing = [f"{rid}" + (f" ({notes[rid]})" if rid in notes else " (not run yet)") for rid in full if rid not in have]
     runs = sorted(res["runs"], key=lambda r: (TASKS.index(r["task"]) if r["task"] in TASKS else 99, r["method"],
                                               r["target"], r["distill"]))
