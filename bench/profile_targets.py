@@ -125,22 +125,9 @@ def self_export(ratio: float, seq_len: int) -> Path:
                 layer.intermediate.dense = _rows(fin, nidx)
                 layer.output.dense = _cols(fout, nidx)
 
-    class Logits(torch.nn.Module):
-        def __init__(self, m: torch.nn.Module):
-            super().__init__()
-            self.m = m
+    from edgeprune.profiling.testmodels import export_logits_onnx
 
-        def forward(self, input_ids, attention_mask, token_type_ids):  # type: ignore[no-untyped-def]
-            return self.m(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids).logits
-
-    ids = torch.ones(1, seq_len, dtype=torch.long)
-    names = ["input_ids", "attention_mask", "token_type_ids"]
-    tmp = out.with_suffix(".tmp.onnx")
-    torch.onnx.export(Logits(model), (ids, ids, torch.zeros_like(ids)), str(tmp), input_names=names,
-                      output_names=["logits"], opset_version=17, dynamo=False,
-                      dynamic_axes={k: {0: "batch", 1: "seq"} for k in names})
-    tmp.replace(out)
-    return out
+    return export_logits_onnx(model, out, seq_len)
 
 
 def _rows(lin: Any, idx: Any) -> Any:

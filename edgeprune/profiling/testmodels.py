@@ -25,6 +25,16 @@ def export_tiny_bert_onnx(out: str | os.PathLike[str], work: str | os.PathLike[s
     torch.manual_seed(0)
     model = AutoModelForSequenceClassification.from_config(cfg).eval()
 
+    return export_logits_onnx(model, out, seq_len)
+
+
+def export_logits_onnx(model, out: str | os.PathLike[str], seq_len: int) -> Path:
+    """A BERT-style classifier (three int64 inputs) to ONNX with dynamic batch and sequence, logits only.
+
+    Written to a temporary name and renamed, so an interrupted export leaves nothing behind.
+    """
+    import torch
+
     class Logits(torch.nn.Module):
         def __init__(self, m: torch.nn.Module):
             super().__init__()
@@ -35,9 +45,11 @@ def export_tiny_bert_onnx(out: str | os.PathLike[str], work: str | os.PathLike[s
 
     ids = torch.ones(1, seq_len, dtype=torch.long)
     out = Path(out)
-    torch.onnx.export(Logits(model), (ids, ids, torch.zeros_like(ids)), str(out), input_names=list(INPUTS),
+    tmp = out.with_suffix(".tmp.onnx")
+    torch.onnx.export(Logits(model), (ids, ids, torch.zeros_like(ids)), str(tmp), input_names=list(INPUTS),
                       output_names=["logits"], opset_version=17, dynamo=False,
                       dynamic_axes={k: {0: "batch", 1: "seq"} for k in INPUTS})
+    tmp.replace(out)
     return out
 
 
