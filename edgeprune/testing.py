@@ -21,9 +21,10 @@ def glue_dir() -> Path:
     env = os.environ.get("EDGEPRUNE_GLUE")
     if env:
         return Path(env)
-    if SHARED_GLUE.is_dir():
-        return SHARED_GLUE
-    return Path.cwd().resolve().parent / "shared" / "data" / "glue"
+    # ../shared beside the checkout (editable installs), beside the working directory, or this workplace's copy
+    candidates = [SHARED_GLUE, Path.cwd().resolve().parent / "shared" / "data" / "glue",
+                  Path("/work/shared/data/glue")]
+    return next((c for c in candidates if c.is_dir()), candidates[0])
 
 
 def _corpus(max_lines: int = 2000) -> list[str]:
