@@ -51,6 +51,8 @@ RUN_SETS: dict[str, list[dict]] = {
     "presets": [dict(method=RGL, compression=5.0, block_preset=p) for p in ("tflite", "paper", "rows")],
     # the demo's recipe (activation-aware ranking + distillation) at 2x, meant for a full train set
     "act2": [dict(method=RGL, compression=2.0, score="activation", distill=True)],
+    # the same on a whole train set (run with --train-limit N for the task's size); its own id
+    "act2full": [dict(method=RGL, compression=2.0, score="activation", distill=True, tag="full")],
 }
 
 
@@ -73,7 +75,7 @@ def machine() -> dict:
 def run_id(task: str, r: dict, block: str) -> str:
     b = r.get("block_preset") or block
     return (f"{task}-{r['method']}-{r['compression']:g}x-{b.replace('/', 'd')}" + ("-distill" if r.get("distill") else "")
-            + ("-act" if r.get("score", "weight") != "weight" else ""))
+            + ("-act" if r.get("score", "weight") != "weight" else "") + (f"-{r['tag']}" if r.get("tag") else ""))
 
 
 def load_results() -> dict:
