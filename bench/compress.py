@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
 import sys
 import time
@@ -57,19 +56,11 @@ RUN_SETS: dict[str, list[dict]] = {
 
 
 def machine() -> dict:
-    import torch
-    import transformers
+    """The same machine record as the dense baselines it is compared with."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from dense_baselines import machine as dense_machine
 
-    cpu = platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-            "python": platform.python_version(), "torch": torch.__version__, "transformers": transformers.__version__}
+    return dense_machine()
 
 
 def run_id(task: str, r: dict, block: str) -> str:
