@@ -42,6 +42,21 @@ def _c(name: str, values: list[int]) -> onnx.NodeProto:
                                                                             values))
 
 
+def _rows_by_row_map(src: str, width: str, out: str, like: str | None = "values") -> list[onnx.NodeProto]:
+    """``out = concat(src, zero row)[row_map]``: computed rows go to their output rows, pruned rows read zeros.
+
+    Needs the constant ``one`` ([1]) in the body; ``like`` gives the zero row the values' dtype.
+    """
+    zero = "zr32" if like else "zrow"
+    n = [helper.make_node("Concat", ["one", width], ["zrshape"], axis=0),
+         helper.make_node("ConstantOfShape", ["zrshape"], [zero])]
+    if like:
+        n.append(helper.make_node("CastLike", [zero, like], ["zrow"]))
+    return n + [helper.make_node("Concat", [src, "zrow"], [f"{src}_z"], axis=0),
+                helper.make_node("Cast", ["row_map"], ["rm"], to=TensorProto.INT64),
+                helper.make_node("Gather", [f"{src}_z", "rm"], [out], axis=0)]
+
+
 def _bsmm_function(row_map: bool) -> onnx.FunctionProto:
     inputs = ["X", "values", "col_idx", "bias"] + (["row_map"] if row_map else [])
     n = [
@@ -60,15 +75,7 @@ def _bsmm_function(row_map: bool) -> onnx.FunctionProto:
     ]
     last = "Pr"
     if row_map:
-        n += [
-            _c("one", [1]),
-            helper.make_node("Concat", ["one", "ndim"], ["zshape"], axis=0),
-            helper.make_node("ConstantOfShape", ["zshape"], ["z32"]),
-            helper.make_node("CastLike", ["z32", "values"], ["zrow"]),
-            helper.make_node("Concat", ["Pr", "zrow"], ["Pz"], axis=0),
-            helper.make_node("Cast", ["row_map"], ["rm"], to=TensorProto.INT64),
-            helper.make_node("Gather", ["Pz", "rm"], ["Pm"], axis=0),  # [out, N]
-        ]
+        n += [_c("one", [1])] + _rows_by_row_map("Pr", "ndim", "Pm")  # [out, N]
         last = "Pm"
     n += [
         helper.make_node("Transpose", [last], ["Yt"], perm=[1, 0]),  # [N, out]
@@ -147,11 +154,7 @@ def _bsmm_int8_function() -> onnx.FunctionProto:
         helper.make_node("Shape", ["Xt"], ["ndim"], start=1),
         helper.make_node("Concat", ["neg1", "ndim"], ["pshape"], axis=0),
         helper.make_node("Reshape", ["P", "pshape"], ["Pr"]),
-        helper.make_node("Concat", ["one", "ndim"], ["zshape"], axis=0),
-        helper.make_node("ConstantOfShape", ["zshape"], ["zrow"]),
-        helper.make_node("Concat", ["Pr", "zrow"], ["Pz"], axis=0),
-        helper.make_node("Cast", ["row_map"], ["rm"], to=TensorProto.INT64),
-        helper.make_node("Gather", ["Pz", "rm"], ["Pm"], axis=0),
+        *_rows_by_row_map("Pr", "ndim", "Pm", like=None),  # float products: the zero row is float already
         helper.make_node("Transpose", ["Pm"], ["Yt"], perm=[1, 0]),
         helper.make_node("Add", ["Yt", "bias"], ["Yb"]),
         helper.make_node("Shape", ["bias"], ["odim"]),
@@ -193,12 +196,7 @@ def _packed_dense_function() -> onnx.FunctionProto:
         helper.make_node("ScatterElements", ["Z", "idxE", "values"], ["Wc"], axis=2),  # [nb, R, in]
         helper.make_node("Concat", ["neg1", "kdim"], ["wshape"], axis=0),
         helper.make_node("Reshape", ["Wc", "wshape"], ["Wc2"]),
-        helper.make_node("Concat", ["one", "kdim"], ["zrshape"], axis=0),
-        helper.make_node("ConstantOfShape", ["zrshape"], ["zr32"]),
-        helper.make_node("CastLike", ["zr32", "values"], ["zrow"]),
-        helper.make_node("Concat", ["Wc2", "zrow"], ["Wz"], axis=0),
-        helper.make_node("Cast", ["row_map"], ["rm"], to=TensorProto.INT64),
-        helper.make_node("Gather", ["Wz", "rm"], ["W"], axis=0),  # [out, in]
+        *_rows_by_row_map("Wc2", "kdim", "W"),  # [out, in]
         helper.make_node("Transpose", ["W"], ["Wt"], perm=[1, 0]),
         helper.make_node("MatMul", ["X", "Wt"], ["XW"]),
         helper.make_node("Add", ["XW", "bias"], ["Y"]),
