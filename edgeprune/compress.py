@@ -78,6 +78,8 @@ class CompressConfig:
     score: str = "weight"  # weight: the paper's group norm; activation: norm of W * input RMS (calibrated)
     calib_examples: int = 64
     eval_after_prune: bool = True  # dev metrics right after hard pruning, before retraining (diagnostic)
+    regularized_from: str | None = None  # reuse the regularized stage of this earlier run (same settings)
+    keep_regularized: bool = False  # keep compress_state/regularize/model so later runs can reuse it
     extra: dict[str, Any] = field(default_factory=dict, compare=False)  # free-form notes (benchmark settings)
 
     def __post_init__(self) -> None:
@@ -108,6 +110,9 @@ class CompressConfig:
             raise ConfigError(f"unknown --score {self.score!r}; choose one of: {', '.join(SCORES)}")
         if not 0 <= self.distill_alpha <= 1:
             raise ConfigError(f"invalid distill_alpha={self.distill_alpha}: must be in [0, 1]")
+        if self.regularized_from is not None and self.method not in REGULARIZED:
+            raise ConfigError(f"--regularized-from only applies to {' and '.join(REGULARIZED)}; "
+                              f"--method {self.method} has no regularized stage")
         if self.reweight_every is not None and self.reweight_every < 1:
             raise ConfigError("--reweight-every must be a positive number of steps")
         for name in ("batch_size", "max_seq_len"):
@@ -152,7 +157,7 @@ class CompressConfig:
 
 def _resume_key(cfg: CompressConfig) -> dict[str, Any]:
     d = cfg.to_dict()
-    for k in ("out", "extra", "keep_checkpoints", "data_dir"):
+    for k in ("out", "extra", "keep_checkpoints", "data_dir", "keep_regularized"):
         d.pop(k)
     return d
 
@@ -256,6 +261,32 @@ def _prepare(cfg: CompressConfig, resume: bool) -> Path:
     return state
 
 
+# settings the regularized stage depends on: a reused stage must agree on all of them
+REG_KEYS = ("model", "task", "method", "block", "block_preset", "balanced", "layers", "penalty", "eps",
+            "reweight_every", "milestones", "epochs_reg", "lr", "batch_size", "max_seq_len", "train_limit", "seed")
+
+
+def reusable_regularized(cfg: CompressConfig) -> tuple[Path, float]:
+    """(regularized model folder, its stage's wall seconds) of ``cfg.regularized_from``, checked to match ``cfg``.
+
+    The regularizer does not depend on the target, so one regularized stage serves a whole sweep of
+    targets (as the authors pruned one regularized model at several ratios)."""
+    src = Path(str(cfg.regularized_from))
+    reg = src / STATE / "regularize"
+    model = reg / MODEL_DIR
+    if not ((reg / "done.json").is_file() and (model / "config.json").is_file()):
+        raise ConfigError(f"--regularized-from {src}: no finished regularized stage kept there (it needs "
+                          f"{model}; run that compress with --keep-regularized)")
+    old = read_json(src / STATE / "config.json")
+    new = cfg.to_dict()
+    diff = [f"{k}: {old.get(k)!r} vs {new[k]!r}" for k in REG_KEYS if old.get(k) != new[k]]
+    if diff:
+        raise ConfigError(f"--regularized-from {src} was regularized with other settings ({'; '.join(diff)}); "
+                          "use the same ones or drop --regularized-from")
+    phases = read_json(src / STATE / "phases.json") if (src / STATE / "phases.json").is_file() else {}
+    return model, float(phases.get("regularize", 0.0))
+
+
 def _last_ckpt(phase_dir: Path) -> str | None:
     from transformers.trainer_utils import get_last_checkpoint
 
@@ -357,6 +388,7 @@ def compress(cfg: CompressConfig, resume: bool = False,
     params, tilings, _, _ = _prunable(probe, cfg)
     _hard_prune(cfg, params, tilings)  # raises on an unreachable target before hours of training
     del probe, params
+    reused = reusable_regularized(cfg) if cfg.regularized_from is not None else None
     if not is_ft and cfg.epochs_finetune <= 0:
         raise ConfigError(f"{cfg.model} is not fine-tuned on {spec.name}; give --epochs-finetune > 0")
     state = _prepare(cfg, resume)
@@ -395,7 +427,11 @@ def compress(cfg: CompressConfig, resume: bool = False,
     set_seed(cfg.seed)
     reg_dir = state / "regularize"
     model, tok = load_model(dense_dir, num_labels=spec.num_labels)
-    if cfg.method in REGULARIZED and cfg.epochs_reg > 0:
+    if reused is not None:
+        _say(f"[2/4] reusing the regularized stage of {cfg.regularized_from}")
+        model, tok = load_model(reused[0], num_labels=spec.num_labels)
+        phases["regularize_reused"] = reused[1]
+    elif cfg.method in REGULARIZED and cfg.epochs_reg > 0:
         t0 = time.perf_counter()
         if (reg_dir / "done.json").is_file():
             _say("[2/4] group-Lasso training already done")
@@ -532,6 +568,7 @@ def compress(cfg: CompressConfig, resume: bool = False,
                     "metric": spec.metric},
         "layers": recs,
         "phases": phases,
+        "regularized_from": cfg.regularized_from,
         "config": cfg.to_dict(),
         "num_train_examples": len(train),
         "num_eval_examples": len(dev),
@@ -544,7 +581,7 @@ def compress(cfg: CompressConfig, resume: bool = False,
             import shutil
 
             for d in (state / "finetune" / "checkpoints", reg_dir / "checkpoints", rt_dir / "checkpoints",
-                      reg_dir / MODEL_DIR):
+                      *(() if cfg.keep_regularized else (reg_dir / MODEL_DIR,))):
                 shutil.rmtree(d, ignore_errors=True)
     _say(f"done: {spec.metric} dense {dense_metrics.get('main', float('nan')):.4f} -> pruned "
          f"{pruned_metrics.get('main', float('nan')):.4f} at {figs['prunable_encoder']['compression']:.2f}x "

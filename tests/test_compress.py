@@ -274,3 +274,37 @@ def test_activation_score_calibration(tiny_bert, glue):
     assert all(torch.equal(before[n], p.detach()) for n, p in params.items())  # calibration changes nothing
     with pytest.raises(ConfigError, match="unknown --score"):
         CompressConfig(model="x", task="mrpc", data_dir=None, out="o", score="fisher")
+
+
+def test_regularized_stage_is_reused_across_targets(finetuned, glue, tmp_path):
+    """One regularized stage serves several targets: the second run prunes the first run's kept regularized model."""
+    from edgeprune.compress import _hard_prune, _prunable
+    from edgeprune.models import load_model
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    common = ["compress", "--model", str(finetuned), "--task", "mrpc", "--data", str(glue), "--block", "16x1",
+              "--epochs-reg", "1", "--epochs-retrain", "0", *FAST]
+    code, msg, _ = _cli([*common, "--target", "2x", "--keep-regularized", "--out", str(a)])
+    assert code == 0, msg
+    reg_model = a / "compress_state" / "regularize" / "model"
+    assert (reg_model / "config.json").is_file()
+    code, msg, _ = _cli([*common, "--target", "4x", "--regularized-from", str(a), "--out", str(b)])
+    assert code == 0, msg
+    info = read_json(b / "compression.json")
+    assert info["regularized_from"] == str(a)
+    assert "regularize" not in info["phases"] and info["phases"]["regularize_reused"] == \
+        read_json(a / "compression.json")["phases"]["regularize"]
+    # b's masks are the 4x hard prune of a's regularized weights
+    model, _ = load_model(reg_model)
+    cfg = CompressConfig.from_dict(read_json(b / "compress_state" / "config.json"))
+    params, tilings, _, _ = _prunable(model, cfg)
+    want = _hard_prune(cfg, params, tilings).masks
+    got = open_run(b).masks
+    assert all(torch.equal(want[n].bool(), got[n].bool()) for n in want)
+    # a stage trained with other settings is refused in one line
+    code, msg, _ = _cli([*common, "--target", "4x", "--penalty", "1e-3", "--regularized-from", str(a),
+                         "--out", str(tmp_path / "c")])
+    assert code == 2 and "penalty" in msg and "\n" not in msg
+    code, msg, _ = _cli([*common, "--target", "4x", "--method", "magnitude-block", "--regularized-from", str(a),
+                         "--out", str(tmp_path / "d")])
+    assert code == 2 and "no regularized stage" in msg

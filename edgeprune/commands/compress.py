@@ -47,6 +47,11 @@ _METHODS = ["reweighted-group-lasso", "group-lasso", "magnitude-block", "magnitu
 @click.option("--save-steps", type=int, default=None, help="Checkpoint every N steps [every epoch].")
 @click.option("--seed", type=int, default=None, help="Random seed [42].")
 @click.option("--keep-checkpoints", is_flag=True, default=None, help="Keep the phases' Trainer checkpoints.")
+@click.option("--regularized-from", type=click.Path(path_type=Path), default=None,
+              help="Reuse the regularized stage of this earlier compress run (same settings, kept with "
+                   "--keep-regularized): one group-Lasso training serves several --target values.")
+@click.option("--keep-regularized", is_flag=True, default=None,
+              help="Keep the regularized model so later runs can pass this run to --regularized-from.")
 @click.option("--resume", is_flag=True, help="Continue an interrupted run in --out from its last checkpoint.")
 def command(out_dir: Path, resume: bool, target: str | None, sparsity: float | None, data_dir: Path | None,
             **flags: object) -> None:
@@ -76,6 +81,8 @@ def command(out_dir: Path, resume: bool, target: str | None, sparsity: float | N
         if not d.get(need):
             raise ConfigError(f"--{need} is required")
     d["model"] = str(d["model"])
+    if d.get("regularized_from") is not None:
+        d["regularized_from"] = str(d["regularized_from"])
     cfg = CompressConfig.from_dict(d)
     rec = compress(cfg, resume=resume)
     import os
