@@ -1,8 +1,9 @@
 """ONNX exporter: pruned linears become ``ai.edgeprune`` ops over packed initializers, verified in onnxruntime.
 
-Path: load the checkpoint, apply its masks, (structured) physically shrink what is pruned whole, replace each
-pruned ``nn.Linear`` by a marker whose TorchScript symbolic is a placeholder node, export with the legacy
-exporter, then swap every placeholder for the packed op chosen for that layer (see :func:`choose_op`).
+Path: load the checkpoint, apply its masks, (structured) physically shrink what is pruned whole (attention heads,
+FFN units), replace each pruned ``nn.Linear`` by a marker whose TorchScript symbolic is a placeholder node,
+export with the legacy exporter, then swap every placeholder for the packed op chosen for that layer (see
+:func:`choose_op`).
 """
 from __future__ import annotations
 
@@ -43,11 +44,15 @@ class LayerPlan:
     op: str  # "dense", "shrunk" or an ai.edgeprune op type
     packed: PackedLinear | None = None
     est_speedup: float = 1.0
+    heads: tuple[int, int] | None = None  # attention linears: (heads, live heads after the structural shrink)
 
     def record(self) -> dict[str, Any]:
         r = {"layer": self.name, "shape": list(self.orig_shape), "exported_shape": list(self.shape),
              "kept_ratio": round(self.kept / float(np.prod(self.orig_shape)), 4), "structure": self.kind,
              "op": self.op, "est_speedup": round(self.est_speedup, 2)}
+        if self.heads is not None:
+            r.update({"heads": self.heads[0], "heads_kept": self.heads[1],
+                      "heads_removed": self.heads[0] - self.heads[1]})
         if self.packed is not None:
             r.update({"blocks": self.packed.nb, "block_rows": self.packed.block_rows, "k": self.packed.k,
                       "row_map": self.packed.row_map is not None,
@@ -118,6 +123,103 @@ def _classifier_wrapper(model, input_names: list[str]):
     return Wrapper().eval()  # the exporter restores the wrapper's mode afterwards: it must be eval
 
 
+def _roles_by_layer(model) -> tuple[dict[str, Any], dict[int, dict[str, str]]]:
+    """(module name -> prunable linear, layer index -> role -> module name): what the shrinks walk over."""
+    from ..arch import get_arch, prunable_linears
+
+    arch = get_arch(model.config.model_type)
+    lin = prunable_linears(model)
+    by_layer: dict[int, dict[str, str]] = {}
+    for name in lin:
+        by_layer.setdefault(arch.layer_of(name), {})[arch.role_of(name)] = name
+    return lin, by_layer
+
+
+def _full_or(mask, lin):
+    """The bool mask of ``lin`` (all kept when the layer has none)."""
+    import torch
+
+    return mask.bool() if mask is not None else torch.ones_like(lin.weight, dtype=torch.bool)
+
+
+def dead_heads(m_v, m_out, head_size: int):
+    """(v_dead, out_dead) bool ``[heads]``: heads whose value rows / attention-output columns are all pruned.
+
+    Either makes the head removable; pruned Q/K rows only change the attention pattern, never remove a head.
+    """
+    heads = m_v.shape[0] // head_size
+    return ~m_v.reshape(heads, -1).any(dim=1), ~m_out.t().reshape(heads, -1).any(dim=1)
+
+
+def _set_head_count(attn, heads: int) -> None:
+    """The attention module's head attributes (BERT/RoBERTa ``num_attention_heads``/``all_head_size``,
+    DistilBERT ``n_heads``); the forward reshapes with ``-1`` heads, these keep the module self-consistent."""
+    for attr in ("num_attention_heads", "n_heads"):
+        if hasattr(attn, attr):
+            setattr(attn, attr, heads)
+    if hasattr(attn, "all_head_size"):
+        attn.all_head_size = heads * attn.attention_head_size
+
+
+def shrink_heads(model, masks: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Structured mode: drop attention heads that are dead (see :func:`dead_heads`); exact.
+
+    A head whose value rows are all pruned outputs its value bias at every position (softmax weights sum to
+    1), so ``W_out[:, head] @ b_v[head]`` is folded into the attention-output bias. A layer whose heads all
+    die keeps head 0 with zero Q/K/V/output weights (and masks): the reshapes need one head, it adds nothing.
+    Returns the masks of the shrunk layers (others unchanged) and one record per layer that lost heads.
+    """
+    import torch
+    from transformers.pytorch_utils import prune_linear_layer
+
+    lin, by_layer = _roles_by_layer(model)
+    masks = dict(masks)
+    records = []
+    for layer, roles in sorted(by_layer.items()):
+        names = [roles.get(r) for r in ("q", "k", "v", "attn_out")]
+        if None in names or all(masks.get(f"{n}.weight") is None for n in names):
+            continue
+        attn = model.get_submodule(names[0].rpartition(".")[0])
+        d = int(attn.attention_head_size)
+        m = [_full_or(masks.get(f"{n}.weight"), lin[n]) for n in names]
+        v_dead, o_dead = dead_heads(m[2], m[3], d)
+        dead, fold = v_dead | o_dead, v_dead & ~o_dead  # fold: the value bias still reaches the output
+        if not bool(dead.any()):
+            continue
+        heads = int(dead.numel())
+        keep = ~dead
+        placeholder = not bool(keep.any())
+        if placeholder:
+            keep[0] = True
+        dims = torch.arange(heads * d).reshape(heads, d)[keep].flatten()
+        fold_dims = torch.arange(heads * d).reshape(heads, d)[fold].flatten()
+        v, o = lin[names[2]], lin[names[3]]
+        with torch.no_grad():
+            new = [prune_linear_layer(lin[n], dims, dim=0) for n in names[:3]]
+            new.append(prune_linear_layer(o, dims, dim=1))
+            if v.bias is not None and fold_dims.numel():
+                new[3].bias += (o.weight[:, fold_dims] * m[3][:, fold_dims]) @ v.bias[fold_dims]
+            if placeholder:
+                for n_lin in new[:3]:
+                    n_lin.weight.zero_()
+                    if n_lin.bias is not None:
+                        n_lin.bias.zero_()
+                new[3].weight.zero_()
+        m = [mi[dims] for mi in m[:3]] + [m[3][:, dims]]
+        if placeholder:
+            m = [torch.zeros_like(mi) for mi in m]
+        for n, n_lin, mi in zip(names, new, m):
+            _set_module(model, n, n_lin)
+            masks[f"{n}.weight"] = mi.to(torch.uint8)
+        kept = int(keep.sum())
+        _set_head_count(attn, kept)
+        records.append({"layer": layer, "heads": heads, "heads_kept": 0 if placeholder else kept,
+                        "exported_heads": kept, "dead_by_value": int(v_dead.sum()),
+                        "dead_by_output": int(o_dead.sum()), "v_bias_folded": int(fold.sum()),
+                        "placeholder_head": placeholder})
+    return masks, records
+
+
 def shrink_ffn(model, masks: dict[str, Any]) -> dict[str, Any]:
     """Structured mode: drop FFN intermediate units pruned whole; fold constant units into the next bias.
 
@@ -127,13 +229,7 @@ def shrink_ffn(model, masks: dict[str, Any]) -> dict[str, Any]:
     """
     import torch
 
-    from ..arch import get_arch, prunable_linears
-
-    arch = get_arch(model.config.model_type)
-    lin = prunable_linears(model)
-    by_layer: dict[int, dict[str, str]] = {}
-    for name in lin:
-        by_layer.setdefault(arch.layer_of(name), {})[arch.role_of(name)] = name
+    lin, by_layer = _roles_by_layer(model)
     masks = dict(masks)
     for roles in by_layer.values():
         fi, fo = roles.get("ffn_in"), roles.get("ffn_out")
@@ -172,6 +268,22 @@ def shrink_ffn(model, masks: dict[str, Any]) -> dict[str, Any]:
         masks[f"{fi}.weight"] = mi[keep].to(torch.uint8)
         masks[f"{fo}.weight"] = mo[:, keep].to(torch.uint8)
     return masks
+
+
+def head_counts(model, orig_shapes: dict[str, tuple[int, int]], records: list[dict[str, Any]]
+                ) -> dict[str, tuple[int, int]]:
+    """(heads, live heads) for every Q/K/V/attention-output linear, so each layer plan says what was removed."""
+    _, by_layer = _roles_by_layer(model)
+    live = {r["layer"]: r["heads_kept"] for r in records}
+    out = {}
+    for layer, roles in by_layer.items():
+        if "q" not in roles:
+            continue
+        names = [roles[r] for r in ("q", "k", "v", "attn_out") if r in roles]
+        d = int(model.get_submodule(roles["q"].rpartition(".")[0]).attention_head_size)
+        heads = orig_shapes[roles["q"]][0] // d
+        out.update({n: (heads, live.get(layer, heads)) for n in names})
+    return out
 
 
 def _ffn_activation(model, ffn_in_name: str):
@@ -272,9 +384,13 @@ class OnnxExporter(Exporter):
         orig_shapes = {n: (m.out_features, m.in_features) for n, m in prunable_linears(model).items()}
         ref_model = model
         export_model = copy.deepcopy(model) if c.mode != "dense" else model
+        head_records: list[dict[str, Any]] = []
         if c.mode == "structured":
+            masks, head_records = shrink_heads(export_model, masks)
             masks = shrink_ffn(export_model, masks)
         plans = self.plan(export_model, masks, orig_shapes)
+        for name, h in head_counts(export_model, orig_shapes, head_records).items():
+            plans[name].heads = h
         onnx_model, input_names = export_graph(export_model, tok, plans, c.seq_len, c.batch, OPSET)
         for node in onnx_model.graph.node:  # record the final op (the transposed-chain fusion renames some)
             if node.name in plans and plans[node.name].packed is not None:
@@ -303,6 +419,7 @@ class OnnxExporter(Exporter):
             "verification": ver,
             "sizes": sizes,
             "layers": layers,
+            "attention_heads": head_records,  # structured mode: encoder layers that lost heads
             "fallback_layers": fallback,
             "inputs": input_names,
             "notes": [n for n in notes if n],
@@ -377,4 +494,5 @@ def size_accounting(path: Path, plans: dict[str, LayerPlan], dtype: str) -> dict
     }
 
 
-__all__ = ["OnnxExporter", "LayerPlan", "choose_op", "shrink_ffn", "size_accounting"]
+__all__ = ["OnnxExporter", "LayerPlan", "choose_op", "dead_heads", "head_counts", "shrink_ffn", "shrink_heads",
+           "size_accounting"]
