@@ -137,6 +137,34 @@ def test_reduced_precision_exports(dtype, tiny_bert, tmp_path, glue):
     assert res.artifact.stat().st_size < fp32.artifact.stat().st_size
 
 
+@pytest.mark.parametrize("mode", ["packed", "structured"])
+def test_static_int8_export_calibrated_on_glue(mode, tiny_bert, tmp_path, glue):
+    """--dtype int8: packed layers as BlockSparseMatMulInt8, the other MatMuls/Gemms as calibrated QDQ."""
+    import json
+
+    from edgeprune.exporters.onnx_verify import encode_examples, load_examples, ort_session
+    from edgeprune.models import load_tokenizer
+
+    run = make_run(tiny_bert, tmp_path / "run", seed=2, whole_units=True)
+    res = export(run, cfg(glue, dtype="int8", mode=mode, seq_len=16, calib_examples=16), tmp_path / "bundle")
+    model = onnx.load(str(res.artifact))
+    onnx.checker.check_model(model, full_check=True)
+    ops_used = [(n.domain, n.op_type) for n in model.graph.node]
+    assert ("", "QuantizeLinear") in ops_used and ("", "DequantizeLinear") in ops_used
+    assert ops.BSMM_INT8 in edgeprune_nodes(res.artifact)
+    assert any(t.data_type == onnx.TensorProto.INT8 for t in model.graph.initializer)  # QDQ weights
+    assert any(n.endswith(".values_q") for n in (t.name for t in model.graph.initializer))  # packed uint8 values
+    assert any("int8 static" in n and "calibrated on 16 mrpc train examples" in n for n in res.report["notes"])
+    feeds = encode_examples(load_tokenizer(tiny_bert), load_examples("mrpc", glue, "dev", 3), 16,
+                            [i.name for i in model.graph.input])
+    logits = ort_session(res.artifact).run(["logits"], feeds)[0]
+    assert logits.shape == (3, 2) and np.isfinite(logits).all()
+    ver = json.loads((res.bundle_dir / "verification.json").read_text())
+    assert ver["passed"] and ver["dtype"] == "int8" and ver["num_examples"] == 32 and ver["seq_len"] == 16
+    assert ver["metric"] == "f1" and {"metric_torch", "metric_artifact", "metric_diff_points"} <= ver.keys()
+    assert ver["metric_diff_points"] <= 0.5 and np.isfinite(ver["max_abs_diff"])
+
+
 def test_failed_verification_leaves_nothing(tiny_bert, tmp_path, glue, monkeypatch):
     from edgeprune.exporters.onnx import OnnxExporter
 
