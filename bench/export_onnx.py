@@ -320,11 +320,11 @@ def main() -> None:
     for comp in (1, 2, 3, 5, 8):
         if comp == 1:
             src, counts = model_dir, None
-            vs = [("dense", "fp32"), ("dense", "int8-dynamic")]
+            vs = [("dense", "fp32"), ("dense", "int8-dynamic"), ("dense", "int8")]
         else:
             src = WORK / f"run_{comp}x"
             counts = make_run(model_dir, comp, src)
-            vs = variants
+            vs = variants + ([("packed", "int8")] if comp == 5 else [])  # static, calibrated: at 5x only
         for mode, dtype in vs:
             out = WORK / f"bundle_{comp}x_{mode}_{dtype}"
             cfgx = ExportConfig(format="onnx", mode=mode, dtype=dtype, seq_len=SEQ, data_dir=str(glue_dir()),

@@ -26,6 +26,7 @@ class ExportConfig:
     calib_examples: int = 64
     verify: bool = True
     tflite_sparsity: bool = False  # tflite only: also apply TFLite's native sparse weight encoding
+    int8_embeddings: bool = True  # onnx int8: store the (unpruned) embedding tables as int8 too
 
     def __post_init__(self) -> None:
         if self.dtype not in DTYPES:

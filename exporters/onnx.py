@@ -403,7 +403,7 @@ class OnnxExporter(Exporter):
         notes = [sim_note]
         if c.dtype != "fp32":
             notes.append(convert_dtype(fp32_path, fp32_path, c.dtype, tok, task, data_dir, c.seq_len, c.calib_examples,
-                                       input_names))
+                                       input_names, quantize_embeddings=c.int8_embeddings))
         ref_model.eval()
         if c.verify:
             ver = verify_artifact(ref_model, tok, fp32_path, task, data_dir, c.verify_examples, c.seq_len, c.dtype,

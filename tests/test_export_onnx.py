@@ -133,6 +133,11 @@ def test_reduced_precision_exports(dtype, tiny_bert, tmp_path, glue):
     onnx.checker.check_model(onnx.load(str(res.artifact)), full_check=True)
     if dtype == "int8-dynamic":
         assert ops.BSMM_INT8 in edgeprune_nodes(res.artifact)
+        m = onnx.load(str(res.artifact))
+        inits = {t.name: t for t in m.graph.initializer}
+        word = [n for n in m.graph.node if n.op_type == "Gather" and any("word_embeddings" in i for i in n.input)]
+        assert word and all(inits[n.input[0]].data_type in (onnx.TensorProto.INT8, onnx.TensorProto.UINT8)
+                            for n in word)  # the embedding table is stored as int8 too
     fp32 = export(run, cfg(glue), tmp_path / "fp32")
     assert res.artifact.stat().st_size < fp32.artifact.stat().st_size
 

@@ -33,10 +33,12 @@ def _seq_len(value: str) -> int | None:
 @click.option("--no-verify", is_flag=True, help="Skip the comparison against PyTorch (not recommended).")
 @click.option("--tflite-sparsity", is_flag=True,
               help="TFLite only: also apply the converter's native sparse encoding (smaller file, never faster).")
+@click.option("--int8-embeddings/--float-embeddings", default=True, show_default=True,
+              help="ONNX int8: also store the embedding tables as int8 (they are over half of a pruned file).")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True, help="Bundle folder to write.")
 def command(run_dir: Path, fmt: str, dtype: str, mode: str, seq_len: str, batch: int | None, data_dir: Path | None,
             task: str | None, verify_examples: int, calib_examples: int, no_verify: bool, tflite_sparsity: bool,
-            out_dir: Path) -> None:
+            int8_embeddings: bool, out_dir: Path) -> None:
     """Export RUN_DIR (a compress run, or a model folder with --mode dense) into a verified bundle at --out."""
     from ..exporters.api import export
     from ..exporters.base import ExportConfig
@@ -44,7 +46,7 @@ def command(run_dir: Path, fmt: str, dtype: str, mode: str, seq_len: str, batch:
     config = ExportConfig(format=fmt, dtype=dtype, mode=mode, seq_len=_seq_len(seq_len), batch=batch,
                           data_dir=str(data_dir) if data_dir else None, task=task, verify_examples=verify_examples,
                           calib_examples=calib_examples, verify=not no_verify,
-                          tflite_sparsity=tflite_sparsity)
+                          tflite_sparsity=tflite_sparsity, int8_embeddings=int8_embeddings)
     res = export(run_dir, config, out_dir)
     v, rep = res.verification, res.report
     sizes = rep.get("sizes", {})
