@@ -57,25 +57,31 @@ def _rows_by_row_map(src: str, width: str, out: str, like: str | None = "values"
                 helper.make_node("Gather", [f"{src}_z", "rm"], [out], axis=0)]
 
 
+def _computed_rows_shape(values: str = "values") -> list[onnx.NodeProto]:
+    """``pshape = [nb*R, -1]`` from ``Shape(values)``: constant inputs only, so onnxruntime folds it at load
+    (a Shape/Concat pair on the activation cost ~30 us per layer at run time)."""
+    return [helper.make_node("Shape", [values], ["nbr"], end=2),
+            helper.make_node("ReduceProd", ["nbr"], ["nbxr"], keepdims=1),
+            helper.make_node("Concat", ["nbxr", "neg1"], ["pshape"], axis=0)]
+
+
 def _bsmm_function(row_map: bool) -> onnx.FunctionProto:
     inputs = ["X", "values", "col_idx", "bias"] + (["row_map"] if row_map else [])
     n = [
         _c("neg1", [-1]),
         helper.make_node("Shape", ["X"], ["lead"], end=-1),
-        helper.make_node("Shape", ["X"], ["kdim"], start=-1),
-        helper.make_node("Concat", ["neg1", "kdim"], ["shp2"], axis=0),
-        helper.make_node("Reshape", ["X", "shp2"], ["X2"]),  # [N, in]
+        helper.make_node("Flatten", ["X"], ["X2"], axis=-1),  # [N, in]: one op, no shape arithmetic at run time
         helper.make_node("Transpose", ["X2"], ["Xt"], perm=[1, 0]),  # [in, N]
         helper.make_node("Cast", ["col_idx"], ["idx"], to=TensorProto.INT64),
         helper.make_node("Gather", ["Xt", "idx"], ["G"], axis=0),  # [nb, k, N]: contiguous row copies
         helper.make_node("MatMul", ["values", "G"], ["P"]),  # [nb, R, N]
-        helper.make_node("Shape", ["Xt"], ["ndim"], start=1),
-        helper.make_node("Concat", ["neg1", "ndim"], ["pshape"], axis=0),
+        *_computed_rows_shape(),  # [nb*R, -1] from the values initializer: folded at session load
         helper.make_node("Reshape", ["P", "pshape"], ["Pr"]),  # [nb*R, N] = Y^T in computed-row order
     ]
     last = "Pr"
     if row_map:
-        n += [_c("one", [1])] + _rows_by_row_map("Pr", "ndim", "Pm")  # [out, N]
+        n += [_c("one", [1]), helper.make_node("Shape", ["Xt"], ["ndim"], start=1)]
+        n += _rows_by_row_map("Pr", "ndim", "Pm")  # [out, N]
         last = "Pm"
     n += [
         helper.make_node("Transpose", [last], ["Yt"], perm=[1, 0]),  # [N, out]
@@ -93,15 +99,12 @@ def _bsmm_out_t_function() -> onnx.FunctionProto:
     """Like BlockSparseMatMul but returns the transposed output ``[out, N]`` (bias added per row)."""
     n = [
         _c("neg1", [-1]), _c("ax1", [1]),
-        helper.make_node("Shape", ["X"], ["kdim"], start=-1),
-        helper.make_node("Concat", ["neg1", "kdim"], ["shp2"], axis=0),
-        helper.make_node("Reshape", ["X", "shp2"], ["X2"]),
+        helper.make_node("Flatten", ["X"], ["X2"], axis=-1),
         helper.make_node("Transpose", ["X2"], ["Xt"], perm=[1, 0]),
         helper.make_node("Cast", ["col_idx"], ["idx"], to=TensorProto.INT64),
         helper.make_node("Gather", ["Xt", "idx"], ["G"], axis=0),
         helper.make_node("MatMul", ["values", "G"], ["P"]),
-        helper.make_node("Shape", ["Xt"], ["ndim"], start=1),
-        helper.make_node("Concat", ["neg1", "ndim"], ["pshape"], axis=0),
+        *_computed_rows_shape(),  # [nb*R, -1] from the values initializer: folded at session load
         helper.make_node("Reshape", ["P", "pshape"], ["Pr"]),
         helper.make_node("Unsqueeze", ["bias", "ax1"], ["bcol"]),
         helper.make_node("Add", ["Pr", "bcol"], ["Yt"]),
@@ -119,8 +122,7 @@ def _bsmm_in_t_function() -> onnx.FunctionProto:
         helper.make_node("Cast", ["col_idx"], ["idx"], to=TensorProto.INT64),
         helper.make_node("Gather", ["Xt", "idx"], ["G"], axis=0),
         helper.make_node("MatMul", ["values", "G"], ["P"]),
-        helper.make_node("Shape", ["Xt"], ["ndim"], start=1),
-        helper.make_node("Concat", ["neg1", "ndim"], ["pshape"], axis=0),
+        *_computed_rows_shape(),  # [nb*R, -1] from the values initializer: folded at session load
         helper.make_node("Reshape", ["P", "pshape"], ["Pr"]),
         helper.make_node("Transpose", ["Pr"], ["Yt"], perm=[1, 0]),
         helper.make_node("Add", ["Yt", "bias"], ["Yb"]),
@@ -138,9 +140,7 @@ def _bsmm_int8_function() -> onnx.FunctionProto:
     n = [
         _c("neg1", [-1]), _c("one", [1]),
         helper.make_node("Shape", ["X"], ["lead"], end=-1),
-        helper.make_node("Shape", ["X"], ["kdim"], start=-1),
-        helper.make_node("Concat", ["neg1", "kdim"], ["shp2"], axis=0),
-        helper.make_node("Reshape", ["X", "shp2"], ["X2"]),
+        helper.make_node("Flatten", ["X"], ["X2"], axis=-1),
         helper.make_node("Transpose", ["X2"], ["Xt"], perm=[1, 0]),
         helper.make_node("Cast", ["col_idx"], ["idx"], to=TensorProto.INT64),
         helper.make_node("Gather", ["Xt", "idx"], ["G"], axis=0),  # [nb, k, N]
@@ -151,9 +151,9 @@ def _bsmm_int8_function() -> onnx.FunctionProto:
         helper.make_node("Cast", ["P32"], ["Pf"], to=TensorProto.FLOAT),
         helper.make_node("Mul", ["scale", "Gs"], ["s2"]),
         helper.make_node("Mul", ["Pf", "s2"], ["P"]),
-        helper.make_node("Shape", ["Xt"], ["ndim"], start=1),
-        helper.make_node("Concat", ["neg1", "ndim"], ["pshape"], axis=0),
+        *_computed_rows_shape("values_q"),
         helper.make_node("Reshape", ["P", "pshape"], ["Pr"]),
+        helper.make_node("Shape", ["Xt"], ["ndim"], start=1),
         *_rows_by_row_map("Pr", "ndim", "Pm", like=None),  # float products: the zero row is float already
         helper.make_node("Transpose", ["Pm"], ["Yt"], perm=[1, 0]),
         helper.make_node("Add", ["Yt", "bias"], ["Yb"]),
