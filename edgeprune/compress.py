@@ -66,6 +66,7 @@ class CompressConfig:
     distill: bool = False
     distill_alpha: float = 0.5
     distill_temperature: float = 2.0
+    distill_hidden: float = 0.0  # weight of the per-layer hidden-state MSE to the teacher (0 = logits only)
     lr: float = 2e-5
     finetune_lr: float = 5e-5
     batch_size: int = 32
@@ -108,6 +109,10 @@ class CompressConfig:
                 raise ConfigError(f"invalid {name}={v!r}: must be >= 0 epochs")
         if self.score not in SCORES:
             raise ConfigError(f"unknown --score {self.score!r}; choose one of: {', '.join(SCORES)}")
+        if not (isinstance(self.distill_hidden, (int, float)) and self.distill_hidden >= 0):
+            raise ConfigError(f"invalid distill_hidden={self.distill_hidden!r}: must be >= 0")
+        if self.distill_hidden > 0 and not self.distill:
+            raise ConfigError("--distill-hidden needs --distill (it distils from the dense teacher)")
         if not 0 <= self.distill_alpha <= 1:
             raise ConfigError(f"invalid distill_alpha={self.distill_alpha}: must be in [0, 1]")
         if self.regularized_from is not None and self.method not in REGULARIZED:
@@ -517,7 +522,7 @@ def compress(cfg: CompressConfig, resume: bool = False,
         trainer = make_trainer(model, tok, spec, train, dev, _train_cfg(cfg, max(epochs, 1e-9), cfg.lr), rt_dir,
                                trainer_cls=PruneTrainer, callbacks=[mask_cb, *cbs.get("retrain", ())],
                                teacher=teacher, distill_alpha=cfg.distill_alpha,
-                               distill_temperature=cfg.distill_temperature)
+                               distill_temperature=cfg.distill_temperature, distill_hidden=cfg.distill_hidden)
         if epochs > 0:
             trainer.train(resume_from_checkpoint=_last_ckpt(rt_dir) if resume else None)
         mask_cb.apply()

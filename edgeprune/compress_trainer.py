@@ -39,16 +39,35 @@ def distill_loss(student: torch.Tensor, teacher: torch.Tensor, temperature: floa
                     reduction="batchmean") * (t * t)
 
 
+def hidden_distill_loss(student: tuple, teacher: tuple, mask: torch.Tensor | None) -> torch.Tensor:
+    """Mean over layers of the MSE between student and teacher hidden states at real (unpadded) tokens.
+
+    Every layer gets a target (TinyBERT-style), which is far more signal per example than the logits
+    alone: what a short masked retraining needs to repair a structured cut."""
+    losses = []
+    for s, t in zip(student[1:], teacher[1:]):  # [0] = embeddings, never pruned
+        d = (s.float() - t.float()).pow(2).mean(-1)
+        if mask is not None:
+            m = mask.to(d.dtype)
+            losses.append((d * m).sum() / m.sum().clamp_min(1))
+        else:
+            losses.append(d.mean())
+    return torch.stack(losses).mean()
+
+
 class PruneTrainer(Trainer):
     """Trainer whose training loss is ``(1-a) task + a KD + R(W)``."""
 
     def __init__(self, *args: Any, regularizer: GroupLassoRegularizer | None = None, teacher=None,
-                 distill_alpha: float = 0.5, distill_temperature: float = 2.0, **kwargs: Any):
+                 distill_alpha: float = 0.5, distill_temperature: float = 2.0, distill_hidden: float = 0.0,
+                 **kwargs: Any):
         super().__init__(*args, **kwargs)
         self.regularizer = regularizer
         self.teacher = teacher
         self.distill_alpha = distill_alpha
         self.distill_temperature = distill_temperature
+        self.distill_hidden = distill_hidden
+        self._last_hid: torch.Tensor | None = None
         self._last_reg: torch.Tensor | None = None
         self._last_kd: torch.Tensor | None = None
         if teacher is not None:
@@ -58,15 +77,22 @@ class PruneTrainer(Trainer):
             teacher.to(self.args.device)
 
     def compute_loss(self, model, inputs, return_outputs: bool = False, num_items_in_batch=None):
+        hidden = model.training and self.teacher is not None and self.distill_hidden > 0
+        if hidden:
+            inputs = {**inputs, "output_hidden_states": True}
         loss, outputs = super().compute_loss(model, inputs, return_outputs=True, num_items_in_batch=num_items_in_batch)
         if model.training:
             if self.teacher is not None:
                 with torch.no_grad():
-                    t_logits = self.teacher(**{k: v for k, v in inputs.items() if k != "labels"}).logits
-                kd = distill_loss(outputs.logits, t_logits, self.distill_temperature,
+                    t_out = self.teacher(**{k: v for k, v in inputs.items() if k != "labels"})
+                kd = distill_loss(outputs.logits, t_out.logits, self.distill_temperature,
                                   regression=outputs.logits.shape[-1] == 1)
                 loss = (1 - self.distill_alpha) * loss + self.distill_alpha * kd
                 self._last_kd = kd.detach()
+                if hidden:
+                    hid = hidden_distill_loss(outputs.hidden_states, t_out.hidden_states, inputs.get("attention_mask"))
+                    loss = loss + self.distill_hidden * hid
+                    self._last_hid = hid.detach()
             if self.regularizer is not None:
                 reg = self.regularizer()
                 loss = loss + reg.to(loss.device)
@@ -79,6 +105,8 @@ class PruneTrainer(Trainer):
                 logs["reg"] = round(float(self._last_reg), 6)
             if self._last_kd is not None:
                 logs["kd"] = round(float(self._last_kd), 6)
+            if self._last_hid is not None:
+                logs["hid"] = round(float(self._last_hid), 6)
         super().log(logs, *args, **kwargs)
 
 

@@ -308,3 +308,33 @@ def test_regularized_stage_is_reused_across_targets(finetuned, glue, tmp_path):
     code, msg, _ = _cli([*common, "--target", "4x", "--method", "magnitude-block", "--regularized-from", str(a),
                          "--out", str(tmp_path / "d")])
     assert code == 2 and "no regularized stage" in msg
+
+
+def test_hidden_distill_loss_hand_computed():
+    from edgeprune.compress_trainer import hidden_distill_loss
+
+    emb = torch.zeros(1, 2, 2)
+    s1 = torch.tensor([[[1.0, 1.0], [5.0, 5.0]]])  # second token is padding
+    t1 = torch.tensor([[[0.0, 1.0], [0.0, 0.0]]])
+    s2 = torch.tensor([[[2.0, 0.0], [9.0, 9.0]]])
+    t2 = torch.tensor([[[0.0, 0.0], [0.0, 0.0]]])
+    mask = torch.tensor([[1, 0]])
+    # layer 1: mean((1-0)^2, 0) = 0.5; layer 2: mean(4, 0) = 2; embeddings ignored, padding ignored
+    got = hidden_distill_loss((emb, s1, s2), (emb + 7, t1, t2), mask)
+    assert float(got) == pytest.approx((0.5 + 2.0) / 2)
+    with pytest.raises(ConfigError, match="needs --distill"):
+        CompressConfig(model="x", task="mrpc", data_dir=None, out="o", distill_hidden=1.0)
+
+
+def test_hidden_distillation_changes_retraining(finetuned, glue, tmp_path):
+    """Same seed and data: only the hidden-state term differs, so the retrained weights must differ."""
+    outs = {}
+    for w in ("0", "10"):
+        code, msg, _ = _cli(["compress", "--model", str(finetuned), "--task", "mrpc", "--data", str(glue), "--target",
+                             "2x", "--block", "16x1", "--method", "magnitude-block", "--epochs-reg", "0",
+                             "--epochs-retrain", "1", "--distill", "--distill-hidden", w, "--out",
+                             str(tmp_path / w), *FAST])
+        assert code == 0, msg
+        assert read_json(tmp_path / w / "compression.json")["config"]["distill_hidden"] == float(w)
+        outs[w] = _weights(tmp_path / w)
+    assert any(not torch.equal(outs["0"][k], outs["10"][k]) for k in outs["0"])

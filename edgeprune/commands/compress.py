@@ -33,6 +33,8 @@ _METHODS = ["reweighted-group-lasso", "group-lasso", "magnitude-block", "magnitu
 @click.option("--layers", default=None, help="Which linears: all, attention, ffn, qkv, roles (q,k,v,attn_out,"
               "ffn_in,ffn_out) or regexes over module names [all].")
 @click.option("--distill", is_flag=True, default=None, help="Distil the dense model's logits during retraining.")
+@click.option("--distill-hidden", type=float, default=None,
+              help="With --distill: weight of a per-layer hidden-state MSE to the dense teacher [0 = logits only].")
 @click.option("--penalty", type=float, default=None, help="Group-Lasso lambda per matrix [1e-4].")
 @click.option("--reweight-every", type=int, default=None,
               help="Also recompute the reweighting coefficients every N steps [paper: epochs 4, 8, 12, 16 only].")
