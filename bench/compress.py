@@ -125,6 +125,7 @@ def one_run(task: str, r: dict, args) -> dict:
         "metric": rec["metrics"]["metric"], "dense": dense, "pruned": pruned, "delta_points": 100 * (pruned - dense),
         "pruned_before_retrain": (rec["metrics"].get("pruned_before_retrain") or {}).get("main"),
         "pruned_metrics": rec["metrics"]["pruned"], "phases_s": rec["phases"], "regularized_from": reuse and src_id,
+        "torch_threads": __import__("torch").get_num_threads(),  # 2 cores: one 2-thread run or two 1-thread runs
         "wall_s": round(sum(rec["phases"].values()), 1),  # a reused regularized stage counts in full "wall_s_this_call": round(wall, 1),
         "num_train_examples": rec["num_train_examples"], "num_eval_examples": rec["num_eval_examples"],
         "settings": settings, "run_dir": str((WORK / rid).relative_to(ROOT)),
@@ -257,7 +258,8 @@ def write_report(res: dict, notes: dict[str, str]) -> None:
              "## Settings (small, honest; NOT the paper's schedule)", ""]
     s = res.get("settings") or {}
     lines += [f"- dense model: `bench/work/dense/<task>` from `bench/dense_baselines.py` (its own recipe);",
-              f"- regularized / masked training: train subset = first {s.get('train_limit')} examples, "
+              f"- regularized / masked training: train subset = the first N examples of each task (N per run in the "
+              f"`train ex` column), "
               f"{s.get('epochs_reg')} epoch(s) group-Lasso + {s.get('epochs_retrain')} epoch(s) masked retraining, "
               f"lr {s.get('lr')}, batch {s.get('batch_size')}, max len 128, lambda {s.get('penalty')}, "
               f"reweighting: start of stage" + (f" and every {s['reweight_every']} steps"

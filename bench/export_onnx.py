@@ -55,6 +55,63 @@ def time_artifact(path: str, batch: int, threads: int, reps: int, feed_kind: str
     return f"{np.min(ts) * 1e3} {np.median(ts) * 1e3}"
 
 
+def op_profile(path: str, batch: int, threads: int, runs: int = 20) -> str:
+    """onnxruntime's own profiler: kernel time per op type, ms per run (JSON on stdout)."""
+    import collections
+
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.enable_profiling = True
+    so.intra_op_num_threads = threads
+    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    s = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
+    feeds = {}
+    for i in s.get_inputs():
+        x = np.ones((batch, SEQ), np.int64)
+        if i.name == "input_ids":
+            x = np.random.default_rng(0).integers(5, 900, (batch, SEQ)).astype(np.int64)
+        elif i.name == "token_type_ids":
+            x[:] = 0
+        feeds[i.name] = x
+    for _ in range(3):
+        s.run(None, feeds)
+    s.end_profiling()  # drop the warm-up
+    s = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
+    for _ in range(runs):
+        s.run(None, feeds)
+    f = s.end_profiling()
+    events = json.loads(Path(f).read_text())
+    Path(f).unlink()
+    agg: dict[str, float] = collections.Counter()
+    for e in events:
+        if e.get("cat") == "Node" and e.get("name", "").endswith("_kernel_time"):
+            agg[e["args"]["op_name"]] += e["dur"] / 1e3 / runs
+    return json.dumps(dict(agg))
+
+
+def profiled(path: Path, batch: int, threads: int) -> dict[str, float]:
+    r = subprocess.run([sys.executable, __file__, "--profile", str(path), str(batch), str(threads)],
+                       capture_output=True, text=True)
+    try:
+        return json.loads(r.stdout.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        print(f"profiling failed for {path}: {r.stderr[-400:]}", file=sys.stderr)
+        return {}
+
+
+def amdahl(dense_ops: dict[str, float], compression: float) -> dict:
+    """Where the dense time goes, and the end-to-end speedup a perfect packed kernel could reach.
+
+    The prunable linears are the dense graph's Gemm nodes (attention products are MatMul/FusedMatMul);
+    everything else (LayerNorm, softmax, GELU, attention products, masks) runs unchanged in the pruned model."""
+    total = sum(dense_ops.values())
+    lin = dense_ops.get("Gemm", 0.0)
+    bound = total / (total - lin + lin / compression) if total else None
+    return {"dense_kernel_ms": round(total, 3), "dense_linear_ms": round(lin, 3),
+            "dense_other_ms": round(total - lin, 3), "bound_speedup": bound and round(bound, 3)}
+
+
 def timed2(path: Path, batch: int, threads: int, reps: int, kind: str = "model") -> tuple[float | None, float | None]:
     """(min, median) latency in ms, measured in a fresh process."""
     cmd = [sys.executable, __file__, "--time", str(path), str(batch), str(threads), str(reps), kind]
@@ -277,6 +334,7 @@ def retime_dense(reps1: int = 20, reps8: int = 5) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--time", nargs=5)
+    ap.add_argument("--profile", nargs=3)
     ap.add_argument("--quick", action="store_true", help="fewer repetitions and examples (smoke run)")
     ap.add_argument("--skip-layers", action="store_true")
     ap.add_argument("--layers-from", type=Path, default=None,
@@ -288,6 +346,9 @@ def main() -> None:
     a = ap.parse_args()
     if a.time:
         print(time_artifact(a.time[0], int(a.time[1]), int(a.time[2]), int(a.time[3]), a.time[4]))
+        return
+    if a.profile:
+        print(op_profile(a.profile[0], int(a.profile[1]), int(a.profile[2])))
         return
     if a.retime_dense:
         retime_dense()
@@ -393,6 +454,19 @@ def main() -> None:
                 "metric_pruned_torch": ver["metric_torch"], "metric_artifact": ver["metric_artifact"],
                 "verification_passed": ver["passed"], "fallback_layers": len(art["fallback_layers"]),
                 "ops": art["ops"]})
+    # where the time goes (1 thread): the ceiling that the unpruned parts put on any packed kernel
+    profiles = []
+    for art in timed_arts:
+        if art["dtype"] == "fp32" and (art["compression"] == 1 or (art["compression"] == 5 and art["mode"] != "dense")):
+            for b in (1, 8):
+                ops = profiled(Path(art["path"]), b, 1)
+                profiles.append({"compression": art["compression"], "mode": art["mode"], "batch": b, "threads": 1,
+                                 "ops_ms": {k: round(v, 3) for k, v in sorted(ops.items(), key=lambda kv: -kv[1])}})
+    for pr in profiles:
+        if pr["compression"] == 1:
+            for comp in (2, 3, 5, 8):
+                ideal = forward_flops(cfg, 1.0) / forward_flops(cfg, 1.0 / comp)
+                pr.setdefault("bounds", {})[f"{comp}x"] = {**amdahl(pr["ops_ms"], comp), "ideal_speedup": round(ideal, 3)}
     import onnxruntime
     import torch
 
@@ -406,7 +480,7 @@ def main() -> None:
         "repetitions": {"batch1": reps1, "batch8": reps8, "rounds": rounds,
                         "statistic": f"min over {rounds} interleaved rounds of best-of-N runs, each artifact in a "
                                      "fresh process per round (median of the best round also in the JSON)"},
-        "wall_s": round(time.time() - t0, 1), "layer_study": layers, "runs": runs,
+        "wall_s": round(time.time() - t0, 1), "layer_study": layers, "runs": runs, "op_profiles": profiles,
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
     from edgeprune.io import write_json

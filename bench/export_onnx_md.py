@@ -42,6 +42,23 @@ def write_md(r: dict, path: Path) -> None:
                  f"{_f((x['dense_file_bytes'] or 0) / 1e6)} | {x['ideal_bytes'] / 1e6:.2f} | {x['file_over_ideal']:.3f} | "
                  f"{x['max_abs_diff']:.1e} | {x['metric_pruned_torch']:.4f} | {x['metric_artifact']:.4f} | "
                  f"{x['verification_passed']} | {x['fallback_layers']} |")
+    profs = r.get("op_profiles") or []
+    if profs:
+        L += ["", "## Where the time goes (onnxruntime profiler, 1 thread, kernel ms per run)", "",
+              "The dense graph's prunable linears are its `Gemm` nodes; everything else (SkipLayerNormalization, "
+              "attention products, softmax, GELU, mask `Where`) runs unchanged after pruning. `bound` = the "
+              "end-to-end speedup a perfect packed kernel (linear time / compression, zero overhead) would reach: "
+              "the ceiling on `of ideal` for any formulation that leaves the rest of the graph alone.", ""]
+        for pr in profs:
+            if pr["compression"] == 1:
+                for comp, bd in pr.get("bounds", {}).items():
+                    L.append(f"- batch {pr['batch']}, {comp}: dense kernels {bd['dense_kernel_ms']:.2f} ms = linears "
+                             f"{bd['dense_linear_ms']:.2f} + rest {bd['dense_other_ms']:.2f}; bound {bd['bound_speedup']:.2f}x "
+                             f"vs FLOP ideal {bd['ideal_speedup']:.2f}x ({bd['bound_speedup'] / bd['ideal_speedup']:.2f} of ideal)")
+        L += ["", "| artifact | batch | top ops (ms per run) |", "|---|---|---|"]
+        for pr in profs:
+            top = ", ".join(f"{k} {v:.2f}" for k, v in list(pr["ops_ms"].items())[:8])
+            L.append(f"| {pr['compression']}x {pr['mode']} | {pr['batch']} | {top} |")
     if r.get("layer_study"):
         L += ["", "## Layer study: which block shapes pay off in onnxruntime", "",
               "One linear, 128 activation rows, 1 thread, each session in its own process. `gather` = the "
