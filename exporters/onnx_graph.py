@@ -34,6 +34,13 @@ def export_graph(model, tokenizer, plans: dict[str, Any], seq_len: int | None, b
 
     MarkedLinear = _marker_cls()
     marked: dict[int, Any] = {}
+    # Eager attention traces to MatMul/Softmax/MatMul; SDPA adds IsNaN/Where mask handling that cost ~1 ms per
+    # MiniLM forward in onnxruntime (measured, every mode alike) and is not part of the model's math.
+    if hasattr(model, "set_attn_implementation"):
+        try:
+            model.set_attn_implementation("eager")
+        except Exception:  # noqa: BLE001  (an architecture without an eager path keeps its own)
+            pass
     for i, (name, plan) in enumerate(plans.items()):
         if plan.packed is not None:
             lin = model.get_submodule(name)
