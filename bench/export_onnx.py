@@ -196,10 +196,12 @@ def layer_study(reps: int) -> list[dict]:
 
 
 # ---------------------------------------------------------------- end to end --------------------------
-def base_model() -> tuple[Path, str]:
-    for cand in (ROOT / "bench/work/dense/mrpc/model", ROOT / "bench/work/dense/mrpc"):
+def base_model(task: str = "mrpc") -> tuple[Path, str]:
+    for cand in (ROOT / f"bench/work/dense/{task}/model", ROOT / f"bench/work/dense/{task}"):
         if (cand / "config.json").is_file() and any(cand.glob("*.safetensors")):
-            return cand, "MiniLM-L6 fine-tuned on MRPC (bench/work/dense/mrpc)"
+            return cand, f"MiniLM-L6 fine-tuned on {task} (bench/work/dense/{task})"
+    if task != "mrpc":
+        raise SystemExit(f"no fine-tuned dense model for {task} in bench/work/dense/{task}; run bench/dense_baselines.py")
     dst = WORK / "minilm_head"
     if not (dst / "config.json").is_file():
         fit_head(dst, n=512)
@@ -340,6 +342,10 @@ def main() -> None:
     ap.add_argument("--layers-from", type=Path, default=None,
                     help="reuse a layer study (JSON lines written by an earlier run's log) instead of rerunning it")
     ap.add_argument("--verify-examples", type=int, default=None)
+    ap.add_argument("--task", default="mrpc", help="GLUE task of the dense model and of verification")
+    ap.add_argument("--from-compress", action="store_true",
+                    help="take the pruned models from bench/compress.py's reweighted-group-lasso runs of --task "
+                         "(retrained, so verification compares a working classifier); magnitude masks otherwise")
     ap.add_argument("--retime-dense", action="store_true",
                     help="re-time the dense baselines of an existing results JSON (after the other artifacts, so "
                          "load drift during a long run does not favour either side) and keep the faster")
@@ -374,7 +380,8 @@ def main() -> None:
         layers = [json.loads(line) for line in a.layers_from.read_text().splitlines() if line.startswith("{")]
     else:
         layers = [] if a.skip_layers else layer_study(30 if not a.quick else 10)
-    model_dir, model_desc = base_model()
+    model_dir, model_desc = base_model(a.task)
+    sources: dict[int, str] = {}
     cfg = AutoConfig.from_pretrained(model_dir)
     variants = [("packed", "fp32"), ("structured", "fp32"), ("dense", "fp32"), ("packed", "int8-dynamic")]
     arts: list[dict] = []
@@ -383,13 +390,23 @@ def main() -> None:
             src, counts = model_dir, None
             vs = [("dense", "fp32"), ("dense", "int8-dynamic"), ("dense", "int8")]
         else:
-            src = WORK / f"run_{comp}x"
-            counts = make_run(model_dir, comp, src)
+            run_c = ROOT / "bench" / "work" / "compress" / f"{a.task}-reweighted-group-lasso-{comp}x-128x1"
+            if a.from_compress and (run_c / "compression.json").is_file():
+                from edgeprune.rundir import open_run
+
+                src = run_c
+                ms = open_run(run_c).masks
+                counts = {"dense": sum(m.numel() for m in ms.values()), "kept": sum(int(m.sum()) for m in ms.values())}
+                sources[comp] = f"compress run {run_c.relative_to(ROOT)} (reweighted group Lasso, retrained)"
+            else:
+                src = WORK / f"run_{comp}x"
+                counts = make_run(model_dir, comp, src)
+                sources[comp] = "128x1 balanced magnitude masks, no retraining"
             vs = variants + ([("packed", "int8")] if comp == 5 else [])  # static, calibrated: at 5x only
         for mode, dtype in vs:
             out = WORK / f"bundle_{comp}x_{mode}_{dtype}"
             cfgx = ExportConfig(format="onnx", mode=mode, dtype=dtype, seq_len=SEQ, data_dir=str(glue_dir()),
-                                task="mrpc", verify_examples=nver, calib_examples=32)
+                                task=a.task, verify_examples=nver, calib_examples=32)
             try:
                 res = export(src, cfgx, out)
                 ver, rep = res.verification, res.report
@@ -471,8 +488,9 @@ def main() -> None:
     import torch
 
     result = {
-        "benchmark": "export_onnx", "model": model_desc, "seq_len": SEQ, "verify_examples": nver,
-        "pruning": "128x1 column segments in 128-row blocks, balanced, magnitude (no retraining)",
+        "benchmark": "export_onnx", "model": model_desc, "seq_len": SEQ, "verify_examples": nver, "task": a.task,
+        "pruning": "128x1 column segments in 128-row blocks, balanced; " + "; ".join(
+            f"{c}x: {d}" for c, d in sorted(sources.items())),
         "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
                     "cpus": os.cpu_count(), "note": "2 vCPU VM shared with other jobs: latencies are noisy"},
         "versions": {"onnxruntime": onnxruntime.__version__, "torch": torch.__version__,

@@ -13,7 +13,8 @@ def _f(x, fmt=".2f"):
 def write_md(r: dict, path: Path) -> None:
     L = [f"# ONNX export benchmark: block-pruned MiniLM-L6 in stock onnxruntime {r['versions']['onnxruntime']}", "",
          f"Model: {r['model']}. Pruning: {r['pruning']}. Sequence length {r['seq_len']}; verification on "
-         f"{r['verify_examples']} MRPC dev examples against the pruned PyTorch model.",
+         f"{r['verify_examples']} {r.get('task', 'mrpc').upper()} dev examples (at most; the set's size bounds it) "
+         "against the pruned PyTorch model.",
          f"Machine: {r['machine']['processor']}, {r['machine']['cpus']} CPUs ({r['machine']['note']}). "
          f"Latency: {r['repetitions']['statistic']}, {r['repetitions']['batch1']} reps at batch 1, "
          f"{r['repetitions']['batch8']} at batch 8, intra-op spinning off. Whole run: {r['wall_s']} s.", "",
@@ -29,7 +30,7 @@ def write_md(r: dict, path: Path) -> None:
     L += ["",
          "## End to end", "",
          "| target | mode | dtype | batch | threads | latency ms | dense ms | speedup | ideal | of ideal | file MB | "
-         "dense MB | ideal MB | file/ideal | max abs diff | F1 torch | F1 artifact | verified | fallback layers |",
+         "dense MB | ideal MB | file/ideal | max abs diff | metric torch | metric artifact | verified | fallback layers |",
          "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for x in r["runs"]:
         if "error" in x:
