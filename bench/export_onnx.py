@@ -390,14 +390,18 @@ def main() -> None:
             src, counts = model_dir, None
             vs = [("dense", "fp32"), ("dense", "int8-dynamic"), ("dense", "int8")]
         else:
-            run_c = ROOT / "bench" / "work" / "compress" / f"{a.task}-reweighted-group-lasso-{comp}x-128x1"
+            base_c = ROOT / "bench" / "work" / "compress" / f"{a.task}-reweighted-group-lasso-{comp}x-128x1"
+            # prefer our recipe's run (activation rank + distillation: a classifier that did not collapse, so
+            # "equal metric" in verification means something), else the paper's
+            run_c = next((c for c in (Path(f"{base_c}-distill-act"), base_c) if (c / "compression.json").is_file()),
+                         base_c)
             if a.from_compress and (run_c / "compression.json").is_file():
                 from edgeprune.rundir import open_run
 
                 src = run_c
                 ms = open_run(run_c).masks
                 counts = {"dense": sum(m.numel() for m in ms.values()), "kept": sum(int(m.sum()) for m in ms.values())}
-                sources[comp] = f"compress run {run_c.relative_to(ROOT)} (reweighted group Lasso, retrained)"
+                sources[comp] = f"compress run {run_c.name} (reweighted group Lasso, retrained)"
             else:
                 src = WORK / f"run_{comp}x"
                 counts = make_run(model_dir, comp, src)
