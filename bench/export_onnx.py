@@ -342,6 +342,7 @@ def main() -> None:
     ap.add_argument("--layers-from", type=Path, default=None,
                     help="reuse a layer study (JSON lines written by an earlier run's log) instead of rerunning it")
     ap.add_argument("--verify-examples", type=int, default=None)
+    ap.add_argument("--rounds", type=int, default=None, help="interleaved timing rounds [3; 1 with --quick]")
     ap.add_argument("--task", default="mrpc", help="GLUE task of the dense model and of verification")
     ap.add_argument("--from-compress", action="store_true",
                     help="take the pruned models from bench/compress.py's reweighted-group-lasso runs of --task "
@@ -373,7 +374,7 @@ def main() -> None:
     WORK.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
     reps1, reps8, nver = (10, 3, 64) if a.quick else (10, 3, 408)
-    rounds = 1 if a.quick else 3
+    rounds = a.rounds or (1 if a.quick else 3)
     if a.verify_examples:
         nver = a.verify_examples
     if a.layers_from:
