@@ -312,6 +312,30 @@ def write_report(res: dict, notes: dict[str, str]) -> None:
         avg = statistics.mean(r["delta_points"] for r in at5)
         lines += ["", f"Reweighted group Lasso at 5x: mean delta {avg:+.2f} points over {len(at5)} task(s) "
                       f"({', '.join(r['task'] for r in at5)}); issue target: >= -1.0 over all five tasks."]
+    cols = [("paper: " + RGL, lambda r: r["method"] == RGL and not r["distill"] and r.get("score") != "activation"),
+            ("ours: + activation rank + distill", lambda r: r["method"] == RGL and r["distill"]
+             and r.get("score") == "activation"),
+            ("group-lasso", lambda r: r["method"] == "group-lasso"),
+            ("magnitude-block", lambda r: r["method"] == "magnitude-block" and not r["distill"]),
+            ("magnitude-unstructured", lambda r: r["method"] == "magnitude-unstructured")]
+    at5all = [r for r in runs if r["target"] == 5.0]
+    if at5all:
+        lines += ["", "## Side by side at 5x (pruned metric; delta to dense in points)", "",
+                  "| task | dense | " + " | ".join(c for c, _ in cols) + " |", "|---|---|" + "---|" * len(cols)]
+        means: dict[str, list[float]] = {c: [] for c, _ in cols}
+        for t in TASKS:
+            rs = [r for r in at5all if r["task"] == t]
+            if not rs:
+                continue
+            cells = []
+            for c, f in cols:
+                m = [r for r in rs if f(r)]
+                cells.append(f"{m[0]['pruned']:.4f} ({m[0]['delta_points']:+.1f})" if m else "-")
+                if m:
+                    means[c].append(m[0]["delta_points"])
+            lines.append(f"| {t} | {rs[0]['dense']:.4f} | " + " | ".join(cells) + " |")
+        lines.append("| mean delta | | " + " | ".join(
+            f"{statistics.mean(v):+.1f} ({len(v)} tasks)" if v else "-" for v in means.values()) + " |")
     lines += ["", "## Runs not present", ""] + ([f"- {m}" for m in missing] or ["- none"])
     ov = res.get("overhead")
     if ov:
