@@ -50,9 +50,12 @@ def export(run_dir: str | os.PathLike[str], config: ExportConfig, out: str | os.
         write_json(tmp / VERIFICATION_JSON, verification)
         write_json(tmp / REPORT_JSON, {k: v for k, v in report.items() if k != "manifest"})
         if config.verify and not verification.get("passed", False):
+            hint = ""
+            if config.format == "onnx" and config.dtype.startswith("int8") and config.int8_embeddings:
+                hint = " (try --float-embeddings: int8 embedding tables cost accuracy on some models)"
             raise NumericMismatchError(
                 f"{config.format} {config.dtype} artifact failed verification against PyTorch: "
-                f"{verification.get('reason', 'no verification record')}; nothing was written")
+                f"{verification.get('reason', 'no verification record')}; nothing was written{hint}")
         fields = {
             "format": config.format,
             "artifact": report["artifact"],
