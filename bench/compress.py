@@ -53,6 +53,9 @@ RUN_SETS: dict[str, list[dict]] = {
             dict(method="magnitude-block", compression=5.0, score="activation")],
     "distill": [dict(method=RGL, compression=5.0, distill=True)],
     "presets": [dict(method=RGL, compression=5.0, block_preset=p) for p in ("tflite", "paper", "rows")],
+    # the block presets with our recipe (the ort preset, 128x1, is the "baselines" set's distill-act run)
+    "presets_ours": [dict(method=RGL, compression=5.0, block_preset=p, distill=True, score="activation")
+                     for p in ("tflite", "paper", "rows")],
     "act2": [dict(method=RGL, compression=2.0, score="activation", distill=True)],
     # how the masked-retraining lr decides recovery in a short schedule (one retraining epoch, no regularizer)
     "lrprobe": [dict(method="magnitude-block", compression=5.0, score="activation", distill=True, lr=lr,
@@ -363,6 +366,23 @@ def write_report(res: dict, notes: dict[str, str]) -> None:
         for (t, b, c), v in by.items():
             lines.append(f"| {t} | {b} | {c:.2f}x | {v.get('weight', float('nan')):.4f} | "
                          f"{v.get('activation', float('nan')):.4f} |")
+    pres = [r for r in runs if r["target"] == 5.0 and r["distill"] and r.get("score") == "activation"
+            and r["method"] == RGL]
+    layer_speed = _layer_speedups()
+    if any(r["id"].split("-5x-")[1].split("-")[0] in ("tflite", "paper", "rows") for r in pres):
+        lines += ["", "## Block shapes at 5x: accuracy against speed", "",
+                  "Accuracy: our recipe (reweighted group Lasso + activation rank + distillation) with each "
+                  "`--block-preset`; speed: the same block shape at 5x in the onnxruntime layer study of "
+                  "`bench/results/export_onnx.md` (one linear, gather body vs dense MatMul, 1 thread).", "",
+                  "| task | preset | block | pruned | dense | speedup [384,384] | [1536,384] | [384,1536] |",
+                  "|---|---|---|---|---|---|---|---|"]
+        with_presets = {r["task"] for r in pres if any(f"-5x-{n}-" in r["id"] for n in ("tflite", "paper", "rows"))}
+        for r in sorted((r for r in pres if r["task"] in with_presets), key=lambda r: (r["task"], r["block"])):
+            sp = layer_speed.get(r["block"], {})
+            preset = next((n for n in ("tflite", "paper", "rows") if f"-5x-{n}-" in r["id"]), "ort")
+            lines.append(f"| {r['task']} | {preset} | {r['block']} | {r['pruned']:.4f} | {r['dense']:.4f} | "
+                         + " | ".join(f"{sp[k]:.2f}x" if k in sp else "-" for k in
+                                      ("[384, 384]", "[1536, 384]", "[384, 1536]")) + " |")
     if probe:
         p0 = probe[0]
         lines += ["", "## Learning-rate probe (masked retraining only)", "",
@@ -391,6 +411,18 @@ def write_report(res: dict, notes: dict[str, str]) -> None:
     lines += ["", "Plot: `bench/results/compress.png` (pruned metric vs compression, per task; dashed = dense).", ""]
     (RESULTS / f"{NAME}.md").write_text("\n".join(lines))
     plot(runs, consts if runs else {})
+
+
+def _layer_speedups() -> dict[str, dict[str, float]]:
+    """block -> layer shape -> gather speedup at 5x, from the ONNX export benchmark's layer study."""
+    path = RESULTS / "export_onnx.json"
+    if not path.is_file():
+        return {}
+    out: dict[str, dict[str, float]] = {}
+    for x in read_json(path).get("layer_study", []):
+        if x.get("compression") == 5 and x.get("gather_speedup"):
+            out.setdefault(x["block"], {})[str(x["shape"])] = x["gather_speedup"]
+    return out
 
 
 def plot(runs: list[dict], consts: dict[str, float | None]) -> None:
