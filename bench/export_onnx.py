@@ -61,8 +61,11 @@ def op_profile(path: str, batch: int, threads: int, runs: int = 20) -> str:
 
     import onnxruntime as ort
 
+    import tempfile
+
     so = ort.SessionOptions()
     so.enable_profiling = True
+    so.profile_file_prefix = str(Path(tempfile.gettempdir()) / "edgeprune_ort_profile")
     so.intra_op_num_threads = threads
     so.add_session_config_entry("session.intra_op.allow_spinning", "0")
     s = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
@@ -76,7 +79,7 @@ def op_profile(path: str, batch: int, threads: int, runs: int = 20) -> str:
         feeds[i.name] = x
     for _ in range(3):
         s.run(None, feeds)
-    s.end_profiling()  # drop the warm-up
+    Path(s.end_profiling()).unlink(missing_ok=True)  # drop the warm-up
     s = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
     for _ in range(runs):
         s.run(None, feeds)
