@@ -148,10 +148,14 @@ def test_packed_is_smaller_and_uses_structure(bundles, runs):
     from edgeprune.rundir import load_masks
 
     packed, dense = bundles[("bert", "fp32", "packed")], bundles[("bert", "fp32", "dense")]
-    # the embeddings are not pruned, so compare the bytes saved with the fp32 bytes of the pruned weights
+    # Formulations are chosen by timing, so which weights are stored varies from run to run: the file must
+    # shrink by (nearly) the fp32 bytes the chosen formulations drop, and those must be most of the pruned ones.
+    st = packed.report["structure"]
+    dropped_bytes = 4 * (st["dense_linear_macs_per_token"] - st["linear_macs_per_token"])
     pruned_bytes = 4 * sum(int((m == 0).sum()) for m in load_masks(runs["bert"] / "masks.safetensors").values())
     saved = dense.artifact.stat().st_size - packed.artifact.stat().st_size
-    assert saved >= 0.8 * pruned_bytes
+    assert saved >= 0.9 * dropped_bytes
+    assert dropped_bytes >= 0.5 * pruned_bytes
     assert packed.report["structure"]["linear_mac_reduction"] > 2.0
     assert set(packed.report["structure"]["formulations"]) - {"dense"}
     assert dense.report["structure"]["formulations"] == {"dense": 12}
