@@ -97,6 +97,8 @@ def dense_baselines() -> dict:
 
 
 def one_run(task: str, r: dict, args) -> dict:
+    import torch
+
     from edgeprune.compress import CompressConfig, compress
 
     rid = run_id(task, r, args.block)
@@ -136,7 +138,7 @@ def one_run(task: str, r: dict, args) -> dict:
         "metric": rec["metrics"]["metric"], "dense": dense, "pruned": pruned, "delta_points": 100 * (pruned - dense),
         "pruned_before_retrain": (rec["metrics"].get("pruned_before_retrain") or {}).get("main"),
         "pruned_metrics": rec["metrics"]["pruned"], "phases_s": rec["phases"], "regularized_from": reuse and src_id,
-        "torch_threads": __import__("torch").get_num_threads(),  # 2 cores: one 2-thread run or two 1-thread runs
+        "torch_threads": torch.get_num_threads(),  # 2 cores: one 2-thread run or two 1-thread runs
         "wall_s": round(sum(rec["phases"].values()), 1),  # a reused regularized stage counts in full "wall_s_this_call": round(wall, 1),
         "num_train_examples": rec["num_train_examples"], "num_eval_examples": rec["num_eval_examples"],
         "settings": settings, "run_dir": str((WORK / rid).relative_to(ROOT)),

@@ -30,22 +30,32 @@ SEQ = 128
 
 
 # ---------------------------------------------------------------- timing (child process) -------------
+WARMUP = 3
+
+
+def model_feeds(session, batch: int) -> dict[str, np.ndarray]:
+    """Seeded token ids, all-ones attention mask, zero token types: ``[batch, SEQ]`` int64 per model input."""
+    feeds = {}
+    for i in session.get_inputs():
+        x = np.ones((batch, SEQ), np.int64)
+        if i.name == "input_ids":
+            x = np.random.default_rng(0).integers(5, 900, (batch, SEQ)).astype(np.int64)
+        elif i.name == "token_type_ids":
+            x[:] = 0
+        feeds[i.name] = x
+    return feeds
+
+
 def time_artifact(path: str, batch: int, threads: int, reps: int, feed_kind: str) -> float:
     from edgeprune.exporters.onnx_verify import ort_session
 
     s = ort_session(path, threads=threads)
-    feeds = {}
-    for i in s.get_inputs():
-        shape = [batch if not isinstance(d, int) else d for d in i.shape]
-        if feed_kind == "layer":
-            feeds[i.name] = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
-        else:
-            shape = [batch, SEQ]
-            feeds[i.name] = (np.random.default_rng(0).integers(5, 900, shape) if i.name == "input_ids"
-                             else np.ones(shape)).astype(np.int64)
-            if i.name == "token_type_ids":
-                feeds[i.name][:] = 0
-    for _ in range(3):
+    if feed_kind == "layer":
+        feeds = {i.name: np.random.default_rng(0).standard_normal(
+            [batch if not isinstance(d, int) else d for d in i.shape]).astype(np.float32) for i in s.get_inputs()}
+    else:
+        feeds = model_feeds(s, batch)
+    for _ in range(WARMUP):
         s.run(None, feeds)
     ts = []
     for _ in range(reps):
@@ -58,10 +68,9 @@ def time_artifact(path: str, batch: int, threads: int, reps: int, feed_kind: str
 def op_profile(path: str, batch: int, threads: int, runs: int = 20) -> str:
     """onnxruntime's own profiler: kernel time per op type, ms per run (JSON on stdout)."""
     import collections
+    import tempfile
 
     import onnxruntime as ort
-
-    import tempfile
 
     so = ort.SessionOptions()
     so.enable_profiling = True
@@ -69,26 +78,18 @@ def op_profile(path: str, batch: int, threads: int, runs: int = 20) -> str:
     so.intra_op_num_threads = threads
     so.add_session_config_entry("session.intra_op.allow_spinning", "0")
     s = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
-    feeds = {}
-    for i in s.get_inputs():
-        x = np.ones((batch, SEQ), np.int64)
-        if i.name == "input_ids":
-            x = np.random.default_rng(0).integers(5, 900, (batch, SEQ)).astype(np.int64)
-        elif i.name == "token_type_ids":
-            x[:] = 0
-        feeds[i.name] = x
-    for _ in range(3):
-        s.run(None, feeds)
-    Path(s.end_profiling()).unlink(missing_ok=True)  # drop the warm-up
-    s = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
-    for _ in range(runs):
+    feeds = model_feeds(s, batch)
+    for _ in range(WARMUP + runs):
         s.run(None, feeds)
     f = s.end_profiling()
     events = json.loads(Path(f).read_text())
     Path(f).unlink()
+    # count only the runs after the warm-up: node events that start after the last warm-up run ended
+    run_ends = sorted(e["ts"] + e["dur"] for e in events if e.get("name") == "model_run")
+    start = run_ends[WARMUP - 1] if len(run_ends) >= WARMUP else 0
     agg: dict[str, float] = collections.Counter()
     for e in events:
-        if e.get("cat") == "Node" and e.get("name", "").endswith("_kernel_time"):
+        if e.get("cat") == "Node" and e.get("name", "").endswith("_kernel_time") and e["ts"] >= start:
             agg[e["args"]["op_name"]] += e["dur"] / 1e3 / runs
     return json.dumps(dict(agg))
 

@@ -241,6 +241,11 @@ def _metrics_from_eval(d: dict[str, Any]) -> dict[str, Any]:
     return {k.removeprefix("eval_"): v for k, v in d.items() if k.removeprefix("eval_") not in skip}
 
 
+def settings_diff(old: dict[str, Any], new: dict[str, Any], keys: Iterable[str]) -> list[str]:
+    """``'key: old -> new'`` for every one of ``keys`` whose saved value differs from the current one."""
+    return [f"{k}: {old.get(k)!r} -> {new[k]!r}" for k in keys if old.get(k) != new[k]]
+
+
 def _prepare(cfg: CompressConfig, resume: bool) -> Path:
     out = Path(cfg.out)
     check_writable_dir(out)
@@ -257,7 +262,7 @@ def _prepare(cfg: CompressConfig, resume: bool) -> Path:
         old = read_json(state / "config.json")
         old_key = _resume_key(CompressConfig.from_dict(old))
         new_key = _resume_key(cfg)
-        diff = [f"{k}: {old_key[k]!r} -> {new_key[k]!r}" for k in new_key if old_key.get(k) != new_key[k]]
+        diff = settings_diff(old_key, new_key, new_key)
         if diff:
             raise ConfigError(f"--resume needs the settings of the interrupted run ({'; '.join(diff)})")
     if _is_main():
@@ -282,9 +287,7 @@ def reusable_regularized(cfg: CompressConfig) -> tuple[Path, float]:
     if not ((reg / "done.json").is_file() and (model / "config.json").is_file()):
         raise ConfigError(f"--regularized-from {src}: no finished regularized stage kept there (it needs "
                           f"{model}; run that compress with --keep-regularized)")
-    old = read_json(src / STATE / "config.json")
-    new = cfg.to_dict()
-    diff = [f"{k}: {old.get(k)!r} vs {new[k]!r}" for k in REG_KEYS if old.get(k) != new[k]]
+    diff = settings_diff(read_json(src / STATE / "config.json"), cfg.to_dict(), REG_KEYS)
     if diff:
         raise ConfigError(f"--regularized-from {src} was regularized with other settings ({'; '.join(diff)}); "
                           "use the same ones or drop --regularized-from")

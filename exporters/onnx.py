@@ -237,8 +237,7 @@ def shrink_ffn(model, masks: dict[str, Any]) -> dict[str, Any]:
         if fi is None or fo is None or (mi is None and mo is None):
             continue
         l_in, l_out = lin[fi], lin[fo]
-        mi = mi.bool() if mi is not None else torch.ones_like(l_in.weight, dtype=torch.bool)
-        mo = mo.bool() if mo is not None else torch.ones_like(l_out.weight, dtype=torch.bool)
+        mi, mo = _full_or(mi, l_in), _full_or(mo, l_out)
         dead_in, dead_out = ~mi.any(dim=1), ~mo.any(dim=0)
         keep = ~(dead_in | dead_out)
         if bool(keep.all()):
