@@ -60,6 +60,14 @@ RUN_SETS: dict[str, list[dict]] = {
     # how the masked-retraining lr decides recovery in a short schedule (one retraining epoch, no regularizer)
     "lrprobe": [dict(method="magnitude-block", compression=5.0, score="activation", distill=True, lr=lr,
                      epochs_reg=0.0, epochs_retrain=1.0, tag=f"lr{lr:g}") for lr in (5e-5, 1e-4, 2e-4, 4e-4, 8e-4)],
+    # ours + gradual pruning (cubic ramp over the first half of masked retraining, Zhu & Gupta 2017) instead
+    # of the one-shot hard prune; the regularized stage is the paper run's, so the budget is the same 1+1 epochs
+    "gradual": [dict(method=RGL, compression=5.0, distill=True, score="activation", prune_schedule="gradual")],
+    # gradual magnitude pruning without a regularizer (2 retraining epochs, ramp over the first): the same budget
+    "gmp": [dict(method="magnitude-block", compression=5.0, distill=True, score="activation",
+                 prune_schedule="gradual")],
+    "gradual_sweep": [dict(method=RGL, compression=c, distill=True, score="activation", prune_schedule="gradual")
+                      for c in (2.0, 3.0, 8.0)],
 }
 # the run whose regularized stage every other reweighted run of the task reuses (the regularizer does not
 # depend on the target, the hard-pruning score or distillation, so one stage serves them all)
@@ -77,7 +85,9 @@ def machine() -> dict:
 def run_id(task: str, r: dict, block: str) -> str:
     b = r.get("block_preset") or block
     return (f"{task}-{r['method']}-{r['compression']:g}x-{b.replace('/', 'd')}" + ("-distill" if r.get("distill") else "")
-            + ("-act" if r.get("score", "weight") != "weight" else "") + (f"-{r['tag']}" if r.get("tag") else ""))
+            + ("-act" if r.get("score", "weight") != "weight" else "")
+            + ("-gradual" if r.get("prune_schedule", "oneshot") != "oneshot" else "")
+            + (f"-{r['tag']}" if r.get("tag") else ""))
 
 
 def load_results() -> dict:
@@ -120,7 +130,7 @@ def one_run(task: str, r: dict, args) -> dict:
                          epochs_retrain=e_rt, lr=lr, batch_size=args.batch_size,
                          train_limit=args.train_limit, save_steps=args.save_steps, seed=42,
                          score=r.get("score", "weight"), keep_regularized=rid == src_id,
-                         regularized_from=reuse)
+                         regularized_from=reuse, prune_schedule=r.get("prune_schedule", "oneshot"))
     t0 = time.perf_counter()
     resume = (WORK / rid / "compress_state").is_dir()
     rec = compress(cfg, resume=resume)
@@ -130,7 +140,7 @@ def one_run(task: str, r: dict, args) -> dict:
     return {
         "id": rid, "model": MODEL, "task": task, "method": r["method"], "block": rec["block_str"],
         "block_json": rec["block"], "balanced": rec["balanced"], "distill": bool(r.get("distill")),
-        "score": r.get("score", "weight"),
+        "score": r.get("score", "weight"), "prune_schedule": r.get("prune_schedule", "oneshot"),
         "target": r["compression"],
         "compression": rec["compression"]["prunable_encoder"]["compression"],
         "compression_whole_encoder": rec["compression"]["whole_encoder"]["compression"],

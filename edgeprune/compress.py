@@ -31,6 +31,7 @@ from .prune.blocks import BlockSpec, Side, parse_block
 from .prune.group_lasso import PAPER_EPS, PAPER_MILESTONES, PAPER_PENALTY
 from .prune.masks import SCOPES
 from .prune.presets import LAYER_PRESETS, block_preset
+from .prune.schedule import SCHEDULES
 from .rundir import COMPRESSION_JSON, MASKS_FILE, MODEL_DIR
 
 METHODS = ("reweighted-group-lasso", "group-lasso", "magnitude-block", "magnitude-unstructured")
@@ -81,6 +82,9 @@ class CompressConfig:
     eval_after_prune: bool = True  # dev metrics right after hard pruning, before retraining (diagnostic)
     regularized_from: str | None = None  # reuse the regularized stage of this earlier run (same settings)
     keep_regularized: bool = False  # keep compress_state/regularize/model so later runs can reuse it
+    prune_schedule: str = "oneshot"  # oneshot: the paper's single hard prune; gradual: cubic ramp in retraining
+    prune_ramp: float = 0.5  # gradual: fraction of the retraining steps over which masks tighten to the target
+    prune_every: int | None = None  # gradual: steps between mask updates (None: about 10 updates per ramp)
     extra: dict[str, Any] = field(default_factory=dict, compare=False)  # free-form notes (benchmark settings)
 
     def __post_init__(self) -> None:
@@ -118,6 +122,14 @@ class CompressConfig:
         if self.regularized_from is not None and self.method not in REGULARIZED:
             raise ConfigError(f"--regularized-from only applies to {' and '.join(REGULARIZED)}; "
                               f"--method {self.method} has no regularized stage")
+        if self.prune_schedule not in SCHEDULES:
+            raise ConfigError(f"unknown --prune-schedule {self.prune_schedule!r}; choose one of: {', '.join(SCHEDULES)}")
+        if not (isinstance(self.prune_ramp, (int, float)) and 0 < self.prune_ramp <= 1):
+            raise ConfigError(f"invalid --prune-ramp {self.prune_ramp!r}: a fraction of the retraining steps in (0, 1]")
+        if self.prune_every is not None and self.prune_every < 1:
+            raise ConfigError("--prune-every must be a positive number of steps")
+        if self.prune_schedule == "gradual" and self.retrain_epochs <= 0:
+            raise ConfigError("--prune-schedule gradual prunes during retraining; give --epochs-retrain > 0")
         if self.reweight_every is not None and self.reweight_every < 1:
             raise ConfigError("--reweight-every must be a positive number of steps")
         for name in ("batch_size", "max_seq_len"):
@@ -469,40 +481,45 @@ def compress(cfg: CompressConfig, resume: bool = False,
             del trainer
         mark("regularize", t0)
 
-    # --- phase 3: hard prune
+    # --- phase 3: hard prune (gradual: only the calibration; masks tighten during retraining)
     t0 = time.perf_counter()
+    gradual = cfg.prune_schedule == "gradual"
     params, tilings, roles, layers = _prunable(model, cfg)
     masks_path = state / MASKS_FILE
     rms = input_rms(model, tok, params, train[:cfg.calib_examples], cfg.max_seq_len) \
         if cfg.score == "activation" and not masks_path.is_file() else None
-    res = _hard_prune(cfg, params, tilings, rms)
+    prune_metrics = None
     if masks_path.is_file():  # resumed: the masks chosen before are authoritative
         from .rundir import load_masks
 
         saved = load_masks(masks_path)
         masks = {n: saved[n].bool() for n in params}
+    elif gradual:
+        masks = None
+        _say(f"[3/4] gradual pruning: masks tighten to {cfg.compression:g}x over the first {cfg.prune_ramp:g} "
+             f"of retraining (block {cfg.resolved_block()[0]}, {cfg.scope})")
     else:
-        masks = res.masks
+        masks = _hard_prune(cfg, params, tilings, rms).masks
         if _is_main():
             from .rundir import save_masks
 
             save_masks(masks, masks_path)
-    with torch.no_grad():
-        for n, m in masks.items():
-            params[n].mul_(m.to(params[n].dtype))
-    achieved = sum(m.numel() for m in masks.values()) / max(sum(int(m.sum()) for m in masks.values()), 1)
-    _say(f"[3/4] hard-pruned {len(masks)} matrices to {achieved:.3f}x (target {cfg.compression:g}x, "
-         f"block {cfg.resolved_block()[0]}, {cfg.scope}{', balanced' if cfg.resolved_block()[1] else ''})")
-    prune_metrics = None
-    if cfg.eval_after_prune:
-        if (state / "prune.json").is_file():
-            prune_metrics = read_json(state / "prune.json").get("metrics_before_retrain")
-        else:
-            prune_metrics = evaluate((model, tok), spec, cfg.data_dir, max_seq_len=cfg.max_seq_len,
-                                     limit=cfg.eval_limit)
-            if _is_main():
-                write_json(state / "prune.json", {"compression": achieved, "metrics_before_retrain": prune_metrics})
-            _say(f"      before retraining: {spec.metric} {prune_metrics['main']:.4f}")
+    if masks is not None:
+        with torch.no_grad():
+            for n, m in masks.items():
+                params[n].mul_(m.to(params[n].dtype))
+        achieved = sum(m.numel() for m in masks.values()) / max(sum(int(m.sum()) for m in masks.values()), 1)
+        _say(f"[3/4] hard-pruned {len(masks)} matrices to {achieved:.3f}x (target {cfg.compression:g}x, "
+             f"block {cfg.resolved_block()[0]}, {cfg.scope}{', balanced' if cfg.resolved_block()[1] else ''})")
+        if cfg.eval_after_prune:
+            if (state / "prune.json").is_file():
+                prune_metrics = read_json(state / "prune.json").get("metrics_before_retrain")
+            else:
+                prune_metrics = evaluate((model, tok), spec, cfg.data_dir, max_seq_len=cfg.max_seq_len,
+                                         limit=cfg.eval_limit)
+                if _is_main():
+                    write_json(state / "prune.json", {"compression": achieved, "metrics_before_retrain": prune_metrics})
+                _say(f"      before retraining: {spec.metric} {prune_metrics['main']:.4f}")
     mark("prune", t0)
 
     # --- phase 4: masked retraining (+ optional distillation)
@@ -515,20 +532,33 @@ def compress(cfg: CompressConfig, resume: bool = False,
         model, tok = load_model(final_dir, num_labels=spec.num_labels)
         pruned_metrics = read_json(rt_dir / "done.json")["metrics"]
     else:
-        from .compress_trainer import MaskCallback, PruneTrainer
+        from .compress_trainer import GradualMaskCallback, MaskCallback, PruneTrainer
 
         teacher = None
         if cfg.distill:
             teacher, _ = load_model(dense_dir, num_labels=spec.num_labels)
-        _say(f"[4/4] masked retraining ({epochs:g} epochs{', distilling from the dense model' if cfg.distill else ''})")
-        mask_cb = MaskCallback(params, masks)
+        _say(f"[4/4] masked retraining ({epochs:g} epochs{', distilling from the dense model' if cfg.distill else ''}"
+             f"{', pruning gradually' if masks is None else ''})")
+        last = _last_ckpt(rt_dir) if resume else None
+        if masks is None:
+            mask_cb = GradualMaskCallback(params, tilings, 1.0 / cfg.compression, cfg.scope, cfg.resolved_block()[1],
+                                          cfg.prune_ramp, cfg.prune_every, rms, resume_from=last)
+        else:
+            mask_cb = MaskCallback(params, masks)
         trainer = make_trainer(model, tok, spec, train, dev, _train_cfg(cfg, max(epochs, 1e-9), cfg.lr), rt_dir,
                                trainer_cls=PruneTrainer, callbacks=[mask_cb, *cbs.get("retrain", ())],
                                teacher=teacher, distill_alpha=cfg.distill_alpha,
                                distill_temperature=cfg.distill_temperature, distill_hidden=cfg.distill_hidden)
         if epochs > 0:
-            trainer.train(resume_from_checkpoint=_last_ckpt(rt_dir) if resume else None)
+            trainer.train(resume_from_checkpoint=last)
         mask_cb.apply()
+        if masks is None:
+            masks = {n: m.bool().cpu() for n, m in mask_cb.masks.items()}
+            if _is_main():
+                from .rundir import save_masks
+
+                save_masks(masks, masks_path)
+                write_json(state / "schedule.json", {"updates": mask_cb.history, "ramp_steps": mask_cb.ramp_steps})
         pruned_metrics = _metrics_from_eval(trainer.evaluate())
         model = trainer.model
         model.config.edgeprune_task = key
@@ -577,6 +607,8 @@ def compress(cfg: CompressConfig, resume: bool = False,
         "layers": recs,
         "phases": phases,
         "regularized_from": cfg.regularized_from,
+        "prune_schedule": cfg.prune_schedule,
+        "schedule": read_json(state / "schedule.json") if (state / "schedule.json").is_file() else None,
         "config": cfg.to_dict(),
         "num_train_examples": len(train),
         "num_eval_examples": len(dev),

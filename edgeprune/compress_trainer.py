@@ -8,6 +8,9 @@
 * :class:`MaskCallback` keeps pruned weights exactly zero: gradients are masked in backward
   (tensor hooks, so clipping and DDP's all-reduce see masked gradients), weights are re-masked
   after every optimizer step, and AdamW's moments of pruned weights are zeroed.
+* :class:`GradualMaskCallback` is a MaskCallback whose masks tighten during training along the
+  cubic schedule of ``prune.schedule`` (``--prune-schedule gradual``); its masks are stored in
+  every checkpoint, so ``--resume`` continues with the same ones.
 
 Parameters are captured from the unwrapped model, so names never carry DDP's ``module.`` prefix.
 """
@@ -24,6 +27,7 @@ from transformers import Trainer, TrainerCallback
 from .prune.group_lasso import GroupLassoRegularizer, milestone_steps
 
 REG_STATE = "edgeprune_reg.pt"
+MASK_STATE = "edgeprune_masks.pt"
 
 
 def strip_module(name: str) -> str:
@@ -182,6 +186,9 @@ class MaskCallback(TrainerCallback):
 
     def on_step_end(self, args, state, control, optimizer=None, **kwargs):
         self.apply()
+        self._mask_moments(optimizer)
+
+    def _mask_moments(self, optimizer) -> None:
         if optimizer is None:
             return
         opt = getattr(optimizer, "optimizer", optimizer)
@@ -199,3 +206,86 @@ class MaskCallback(TrainerCallback):
         for h in self._hooks:
             h.remove()
         self._hooks.clear()
+
+
+class GradualMaskCallback(MaskCallback):
+    """Masks that start dense and reach ``final_keep`` after ``ramp`` of the training steps.
+
+    At each update the groups still alive are ranked by ``magnitude_scores`` of the current weights
+    (times the calibrated input RMS when given); groups pruned earlier rank last, so a pruned group
+    never comes back and the kept count follows the schedule exactly.
+    """
+
+    def __init__(self, params: dict[str, torch.nn.Parameter], tilings: dict[str, Any], final_keep: float,
+                 scope: str, balanced: bool, ramp: float, every: int | None = None,
+                 input_rms: dict[str, torch.Tensor] | None = None,
+                 resume_from: str | os.PathLike[str] | None = None):
+        from .prune.blocks import expand_group_mask
+
+        self.tilings = tilings
+        self.final_keep = final_keep
+        self.scope, self.balanced = scope, balanced
+        self.ramp, self.every = ramp, every
+        self.input_rms = input_rms
+        self.resume_from = resume_from
+        self.group_masks = {n: torch.ones(t.nbr, t.nbc, dtype=torch.bool) for n, t in tilings.items()}
+        super().__init__(params, {n: expand_group_mask(g, tilings[n]) for n, g in self.group_masks.items()})
+        self.ramp_steps = 0
+        self.schedule: set[int] = set()
+        self.last = -1
+        self.history: list[tuple[int, float]] = []  # (step, kept fraction) of every update
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        from .prune.schedule import default_every, update_steps
+
+        total = max(int(state.max_steps), 1)
+        self.ramp_steps = min(round(self.ramp * total), max(total - 1, 0))  # the final mask trains >= 1 step
+        every = self.every or default_every(self.ramp_steps)
+        self.schedule = set(update_steps(self.ramp_steps, every))
+        if self.resume_from is not None:
+            path = Path(self.resume_from) / MASK_STATE
+            if path.is_file():
+                st = torch.load(path, map_location="cpu", weights_only=False)
+                self._set(st["group_masks"])
+                self.last, self.history = st["last"], [tuple(x) for x in st["history"]]
+        super().on_train_begin(args, state, control, **kwargs)
+
+    def _set(self, group_masks: dict[str, torch.Tensor]) -> None:
+        from .prune.blocks import expand_group_mask
+
+        self.group_masks = {n: g.bool().cpu() for n, g in group_masks.items()}
+        for n, g in self.group_masks.items():
+            self.masks[n] = expand_group_mask(g, self.tilings[n]).to(self.params[n].device)
+
+    def update(self, step: int) -> None:
+        from .prune.masks import magnitude_scores, prune_groups
+        from .prune.schedule import cubic_keep
+
+        keep = cubic_keep(step, self.ramp_steps, self.final_keep)
+        weights = {n: p.detach() for n, p in self.params.items()}
+        scores = magnitude_scores(weights, self.tilings, self.input_rms)
+        scores = {n: torch.where(self.group_masks[n].to(s.device), s, torch.full_like(s, -1.0))
+                  for n, s in scores.items()}
+        res = prune_groups(scores, self.tilings, keep, scope=self.scope, balanced=self.balanced)
+        self._set(res.group_masks)
+        self.apply()
+        self.last = step
+        self.history.append((step, res.kept_total / res.total))
+
+    def on_step_begin(self, args, state, control, optimizer=None, **kwargs):
+        s = state.global_step
+        if s in self.schedule and s != self.last:
+            self.update(s)
+            self._mask_moments(optimizer)
+
+    def on_save(self, args, state, control, **kwargs):
+        if state.is_world_process_zero:
+            ckpt = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+            if ckpt.is_dir():
+                torch.save({"group_masks": self.group_masks, "last": self.last, "history": self.history},
+                           ckpt / MASK_STATE)
+
+    def on_train_end(self, args, state, control, **kwargs):
+        if self.last < self.ramp_steps:  # a run shorter than its ramp still ends at the target
+            self.update(self.ramp_steps)
+        super().on_train_end(args, state, control, **kwargs)

@@ -338,3 +338,93 @@ def test_hidden_distillation_changes_retraining(finetuned, glue, tmp_path):
         assert read_json(tmp_path / w / "compression.json")["config"]["distill_hidden"] == float(w)
         outs[w] = _weights(tmp_path / w)
     assert any(not torch.equal(outs["0"][k], outs["10"][k]) for k in outs["0"])
+
+
+def test_cubic_schedule_hand_computed():
+    from edgeprune.prune.schedule import cubic_keep, default_every, update_steps
+
+    assert cubic_keep(0, 10, 0.2) == 1.0
+    assert cubic_keep(5, 10, 0.2) == pytest.approx(0.2 + 0.8 * 0.5 ** 3)  # 0.3
+    assert cubic_keep(10, 10, 0.2) == cubic_keep(99, 10, 0.2) == 0.2
+    assert cubic_keep(0, 0, 0.25) == 0.25  # no ramp: one-shot at the first step
+    keeps = [cubic_keep(s, 20, 0.2) for s in range(21)]
+    assert all(a >= b for a, b in zip(keeps, keeps[1:]))
+    assert update_steps(10, 3) == [0, 3, 6, 9, 10] and update_steps(6, 3) == [0, 3, 6]
+    assert default_every(25) == 3 and default_every(4) == 1
+    with pytest.raises(ConfigError, match="prune-ramp"):
+        CompressConfig(model="x", task="mrpc", data_dir=None, out="o", prune_schedule="gradual", prune_ramp=1.5)
+    with pytest.raises(ConfigError, match="epochs-retrain"):
+        CompressConfig(model="x", task="mrpc", data_dir=None, out="o", prune_schedule="gradual", epochs_retrain=0)
+
+
+def test_gradual_masks_tighten_monotonically_to_the_exact_target(finetuned, glue, tmp_path):
+    """Masks follow the cubic ramp: kept fractions never grow, a pruned group never returns, the end is exact."""
+    from transformers import TrainerCallback
+
+    from edgeprune.compress import _prunable
+    from edgeprune.compress_trainer import GradualMaskCallback, PruneTrainer
+    from edgeprune.data import load_split
+    from edgeprune.models import load_model
+    from edgeprune.prune.schedule import cubic_keep
+    from edgeprune.training import TrainConfig, make_trainer
+
+    model, tok = load_model(finetuned / "model")
+    cfg = CompressConfig(model="x", task="mrpc", data_dir=None, out="o", block="16x1", compression=4.0)
+    params, tilings, _, _ = _prunable(model, cfg)
+    cb = GradualMaskCallback(params, tilings, 0.25, "uniform", True, ramp=0.75, every=2)
+    seen: list[dict[str, torch.Tensor]] = []
+
+    class Spy(TrainerCallback):  # after each step: the masks in force and the weights they zero
+        def on_step_end(self, args, state, control, **kwargs):
+            seen.append({n: m.clone() for n, m in cb.masks.items()})
+            for n, m in cb.masks.items():
+                assert (params[n].detach()[~m] == 0).all(), n
+
+    train = load_split("mrpc", "train", glue, limit=48)
+    tcfg = TrainConfig(epochs=2, lr=1e-3, batch_size=8, max_seq_len=48, save_steps=1000)  # 12 steps
+    trainer = make_trainer(model, tok, "mrpc", train, None, tcfg, tmp_path, trainer_cls=PruneTrainer,
+                           callbacks=[cb, Spy()])
+    trainer.train()
+    assert cb.ramp_steps == 9 and [s for s, _ in cb.history] == [0, 2, 4, 6, 8, 9]
+    total = sum(m.numel() for m in seen[0].values())
+    fracs = [sum(int(m.sum()) for m in ms.values()) / total for ms in seen]
+    assert fracs[0] == 1.0 and fracs[-1] == pytest.approx(0.25)  # 64-row matrices, 16-row segments: exact
+    assert all(a >= b for a, b in zip(fracs, fracs[1:])) and len(set(fracs)) >= 4
+    for s, kept in cb.history:  # each update keeps the schedule's fraction, to one balanced slot
+        assert kept == pytest.approx(cubic_keep(s, 9, 0.25), abs=1 / 32)
+    for a, b in zip(seen, seen[1:]):
+        assert all(bool((b[n] <= a[n]).all()) for n in a)  # nothing comes back
+    for n, m in cb.masks.items():
+        per_row = m.reshape(m.shape[0] // 16, 16, m.shape[1])[:, 0, :].sum(dim=1)
+        assert len(set(per_row.tolist())) == 1  # still balanced
+
+
+def test_gradual_compress_end_to_end_and_resume(finetuned, glue, tmp_path):
+    """CLI run with --prune-schedule gradual; an interrupted run resumes to the same weights and masks."""
+    args = ["compress", "--model", str(finetuned), "--task", "mrpc", "--data", str(glue), "--target", "4x",
+            "--block", "16x1", "--method", "magnitude-block", "--score", "activation", "--distill",
+            "--prune-schedule", "gradual", "--prune-ramp", "0.5", "--epochs-reg", "1", "--epochs-retrain", "1",
+            "--save-steps", "2", "--lr", "1e-3", *FAST]
+    code, msg, _ = _cli([*args, "--out", str(tmp_path / "ref")])
+    assert code == 0, msg
+    info = read_json(tmp_path / "ref" / "compression.json")
+    assert info["prune_schedule"] == "gradual" and info["metrics"]["pruned_before_retrain"] is None
+    assert info["schedule"]["ramp_steps"] == 6 and info["schedule"]["updates"][-1][0] == 6  # 12 steps, ramp 0.5
+    assert info["compression"]["prunable_encoder"]["compression"] == pytest.approx(4.0)
+    run = open_run(tmp_path / "ref")
+    w = _weights(tmp_path / "ref")
+    for n, m in run.masks.items():
+        assert (w[n][m == 0] == 0).all()
+    out = tmp_path / "cut"
+    cfg = CompressConfig.from_dict(read_json(tmp_path / "ref" / "compress_state" / "config.json") | {"out": str(out)})
+    with pytest.raises(_Interrupt):
+        compress(cfg, _callbacks={"retrain": [_interrupt_at(5)]})  # mid-ramp, after the step-4 checkpoint (last update: step 3)
+    saved = torch.load(out / "compress_state" / "retrain" / "checkpoints" / "checkpoint-4" / "edgeprune_masks.pt")
+    assert saved["last"] == 3 and len(saved["group_masks"]) == len(run.masks)
+    code, msg, _ = _cli(["compress", "--out", str(out), "--resume"])
+    assert code == 0, msg
+    got = open_run(out)
+    assert all(torch.equal(got.masks[n], run.masks[n]) for n in run.masks)
+    b = _weights(out)
+    for k in w:
+        torch.testing.assert_close(w[k], b[k], atol=1e-5, rtol=1e-4)

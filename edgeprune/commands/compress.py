@@ -29,6 +29,13 @@ _METHODS = ["reweighted-group-lasso", "group-lasso", "magnitude-block", "magnitu
 @click.option("--score", type=click.Choice(["weight", "activation"]), default=None,
               help="Hard-pruning rank: group norm of W (the paper) or of W x input RMS on --calib-examples "
                    "training examples [weight].")
+@click.option("--prune-schedule", type=click.Choice(["oneshot", "gradual"]), default=None,
+              help="oneshot: one hard prune after regularized training (the paper); gradual: masks tighten along a "
+                   "cubic ramp during retraining (Zhu & Gupta 2017) [oneshot].")
+@click.option("--prune-ramp", type=float, default=None,
+              help="gradual: fraction of the retraining steps over which masks reach the target [0.5].")
+@click.option("--prune-every", type=int, default=None,
+              help="gradual: steps between mask updates [about 10 updates over the ramp].")
 @click.option("--calib-examples", type=int, default=None, help="Examples for --score activation [64].")
 @click.option("--layers", default=None, help="Which linears: all, attention, ffn, qkv, roles (q,k,v,attn_out,"
               "ffn_in,ffn_out) or regexes over module names [all].")
