@@ -39,6 +39,7 @@ MODEL = "minilm-l6"
 TASKS = ("mrpc", "rte", "stsb", "cola", "sst2")
 RGL = "reweighted-group-lasso"
 
+B8K = dict(tag="n8000", train_limit=8000, epochs_reg=1.0, epochs_retrain=2.0)
 RUN_SETS: dict[str, list[dict]] = {
     "paper": [dict(method=RGL, compression=5.0)],
     # our extension at 5x: activation-aware hard-pruning rank + distillation from the dense model
@@ -64,11 +65,22 @@ RUN_SETS: dict[str, list[dict]] = {
     # of the one-shot hard prune; the regularized stage is the paper run's, so the budget is the same 1+1 epochs
     "gradual": [dict(method=RGL, compression=5.0, distill=True, score="activation", prune_schedule="gradual")],
     # gradual magnitude pruning without a regularizer (2 retraining epochs, ramp over the first): the same budget
+    # (and its one-shot control: the same recipe, the same 2 epochs, one cut at the start)
     "gmp": [dict(method="magnitude-block", compression=5.0, distill=True, score="activation",
-                 prune_schedule="gradual")],
+                 prune_schedule="gradual"),
+            dict(method="magnitude-block", compression=5.0, distill=True, score="activation")],
+    # a larger budget on SST-2 (the dense model's 8,000 training examples, 1 + 2 epochs: 8x the steps): the
+    # paper's method and ours one-shot; then ours gradual (its own set, so that a second process can run it once the
+    # paper run has kept its regularized stage for the other two)
+    "budget": [dict(method=RGL, compression=5.0, **B8K), dict(method=RGL, compression=5.0, distill=True,
+                                                              score="activation", **B8K)],
+    "budget_gradual": [dict(method=RGL, compression=5.0, distill=True, score="activation", prune_schedule="gradual",
+                            **B8K)],
     "gradual_sweep": [dict(method=RGL, compression=c, distill=True, score="activation", prune_schedule="gradual")
                       for c in (2.0, 3.0, 8.0)],
 }
+# per-run overrides that change the regularized stage: runs with them reuse the paper run carrying the same ones
+BUDGET_KEYS = ("tag", "train_limit", "epochs_reg")
 # the run whose regularized stage every other reweighted run of the task reuses (the regularizer does not
 # depend on the target, the hard-pruning score or distillation, so one stage serves them all)
 REG_SOURCE = RUN_SETS["paper"][0]
@@ -112,15 +124,17 @@ def one_run(task: str, r: dict, args) -> dict:
     from edgeprune.compress import CompressConfig, compress
 
     rid = run_id(task, r, args.block)
-    src_id = run_id(task, REG_SOURCE, args.block)
+    # a budget variant (tag + its own train_limit / epochs) reuses the paper run of the same variant
+    src_id = run_id(task, REG_SOURCE | {k: r[k] for k in BUDGET_KEYS if k in r}, args.block)
     reuse = None
     if r["method"] == RGL and rid != src_id and not r.get("block_preset"):
         kept = WORK / src_id / "compress_state" / "regularize" / "model" / "config.json"
         reuse = str(WORK / src_id) if kept.is_file() else None
     lr = r.get("lr", args.lr)
+    train_limit = r.get("train_limit", args.train_limit)
     e_reg = r.get("epochs_reg", args.epochs_reg)
     e_rt = r.get("epochs_retrain", args.epochs_retrain)
-    settings = {"train_limit": args.train_limit, "eval_limit": None, "epochs_reg": e_reg,
+    settings = {"train_limit": train_limit, "eval_limit": None, "epochs_reg": e_reg,
                 "epochs_retrain": e_rt, "lr": lr, "batch_size": args.batch_size,
                 "max_seq_len": 128, "penalty": args.penalty, "reweight_every": args.reweight_every, "seed": 42}
     cfg = CompressConfig(model=str(DENSE / task), task=task, data_dir=str(args.data), out=str(WORK / rid),
@@ -128,7 +142,7 @@ def one_run(task: str, r: dict, args) -> dict:
                          block_preset=r.get("block_preset"), method=r["method"], distill=bool(r.get("distill")),
                          penalty=args.penalty, reweight_every=args.reweight_every, epochs_reg=e_reg,
                          epochs_retrain=e_rt, lr=lr, batch_size=args.batch_size,
-                         train_limit=args.train_limit, save_steps=args.save_steps, seed=42,
+                         train_limit=train_limit, save_steps=args.save_steps, seed=42,
                          score=r.get("score", "weight"), keep_regularized=rid == src_id,
                          regularized_from=reuse, prune_schedule=r.get("prune_schedule", "oneshot"))
     t0 = time.perf_counter()
@@ -140,7 +154,7 @@ def one_run(task: str, r: dict, args) -> dict:
     return {
         "id": rid, "model": MODEL, "task": task, "method": r["method"], "block": rec["block_str"],
         "block_json": rec["block"], "balanced": rec["balanced"], "distill": bool(r.get("distill")),
-        "score": r.get("score", "weight"), "prune_schedule": r.get("prune_schedule", "oneshot"),
+        "score": r.get("score", "weight"), "prune_schedule": r.get("prune_schedule", "oneshot"), "tag": r.get("tag"),
         "target": r["compression"],
         "compression": rec["compression"]["prunable_encoder"]["compression"],
         "compression_whole_encoder": rec["compression"]["whole_encoder"]["compression"],
@@ -264,13 +278,19 @@ def one_shot(args, task: str = "mrpc") -> list[dict]:
     return rows
 
 
+def is_variant(r: dict) -> bool:
+    """Gradual schedules and tagged budgets: reported in their own table, kept out of the main comparison."""
+    return r.get("prune_schedule", "oneshot") != "oneshot" or bool(r.get("tag"))
+
+
 def write_report(res: dict, notes: dict[str, str]) -> None:
     have = {r["id"] for r in res["runs"]}
     full = [run_id(t, r, (res.get("settings") or {}).get("block", "128x1")) for t in TASKS
             for s in ("paper", "baselines", "sweep") for r in RUN_SETS[s]]
     missing = [f"{rid}" + (f" ({notes[rid]})" if rid in notes else " (not run yet)") for rid in full if rid not in have]
     probe = sorted((r for r in res["runs"] if "-lr" in r["id"]), key=lambda r: r["settings"]["lr"])
-    runs = sorted((r for r in res["runs"] if "-lr" not in r["id"]), key=lambda r: (TASKS.index(r["task"]) if r["task"] in TASKS else 99, r["method"],
+    variants = [r for r in res["runs"] if "-lr" not in r["id"] and is_variant(r)]
+    runs = sorted((r for r in res["runs"] if "-lr" not in r["id"] and not is_variant(r)), key=lambda r: (TASKS.index(r["task"]) if r["task"] in TASKS else 99, r["method"],
                                               r["target"], r["distill"]))
     base = dense_baselines()
     lines = [f"# compress benchmark: MiniLM-L6 on GLUE (machine: {res.get('machine', {}).get('cpu', '?')}, "
@@ -302,7 +322,7 @@ def write_report(res: dict, notes: dict[str, str]) -> None:
               "| task | method | block | distill | compression | metric | dense | pruned | delta (pts) | before retrain |"
               " constant | train ex | epochs reg+retrain | wall s |",
               "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    consts = {t: constant_baseline(t, Path(res.get("data_dir") or glue_dir())) for t in {r["task"] for r in runs}}
+    consts = {t: constant_baseline(t, Path(res.get("data_dir") or glue_dir())) for t in {r["task"] for r in runs + variants}}
     for r in runs:
         lines.append(f"| {r['task']} | {r['method']} | {r['block']}{' bal' if r['balanced'] else ''} | "
                      f"{'yes' if r['distill'] else 'no'}{' act' if r.get('score') == 'activation' else ''} | "
@@ -395,6 +415,8 @@ def write_report(res: dict, notes: dict[str, str]) -> None:
             lines.append(f"| {r['task']} | {preset} | {r['block']} | {r['pruned']:.4f} | {r['dense']:.4f} | "
                          + " | ".join(f"{sp[k]:.2f}x" if k in sp else "-" for k in
                                       ("[384, 384]", "[1536, 384]", "[384, 1536]")) + " |")
+    if variants:
+        lines += _variant_lines(variants, runs, consts)
     if probe:
         p0 = probe[0]
         lines += ["", "## Learning-rate probe (masked retraining only)", "",
@@ -423,6 +445,36 @@ def write_report(res: dict, notes: dict[str, str]) -> None:
     lines += ["", "Plot: `bench/results/compress.png` (pruned metric vs compression, per task; dashed = dense).", ""]
     (RESULTS / f"{NAME}.md").write_text("\n".join(lines))
     plot(runs, consts if runs else {})
+
+
+def _variant_lines(variants: list[dict], runs: list[dict], consts: dict) -> list[str]:
+    """Gradual pruning and larger budgets, each beside its one-shot control (same recipe, budget and data)."""
+    def key(r: dict) -> tuple:
+        st = r["settings"]
+        return (r["task"], r["method"], r["target"], r["distill"], r.get("score"), r["num_train_examples"],
+                st["epochs_reg"], st["epochs_retrain"], st["lr"])
+
+    every = runs + variants
+    lines = ["", "## Gradual pruning and a larger budget", "",
+             "`gradual` = `--prune-schedule gradual`: masks tighten along a cubic ramp over the first half of masked "
+             "retraining (Zhu & Gupta 2017) instead of one cut before it. `control` = the same recipe, data and "
+             "budget with the one-shot cut. Reweighted runs reuse the regularized stage of the paper run with the same "
+             "data and epochs, so a pair differs only in the schedule.", "",
+             "| task | method | recipe | train ex | epochs reg+retrain | schedule | pruned | delta (pts) | control "
+             "(one-shot) | constant |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in sorted(variants, key=lambda r: (TASKS.index(r["task"]) if r["task"] in TASKS else 99, r["method"],
+                                             r["num_train_examples"], r.get("prune_schedule", ""))):
+        ctrl = [c for c in every if c is not r and key(c) == key(r) and c.get("prune_schedule", "oneshot") == "oneshot"
+                and c["block"] == r["block"]]
+        recipe = ("distill + act" if r["distill"] and r.get("score") == "activation" else
+                  "distill" if r["distill"] else "act" if r.get("score") == "activation" else "paper")
+        c = consts.get(r["task"])
+        lines.append(f"| {r['task']} | {r['method']} | {recipe} | {r['num_train_examples']} | "
+                     f"{r['settings']['epochs_reg']:g}+{r['settings']['epochs_retrain']:g} | "
+                     f"{r.get('prune_schedule', 'oneshot')} | {r['pruned']:.4f} | {r['delta_points']:+.1f} | "
+                     + (f"{ctrl[0]['pruned']:.4f}" if ctrl and ctrl[0] is not r else "-")
+                     + f" | {'-' if c is None else format(c, '.4f')} |")
+    return lines
 
 
 def _layer_speedups() -> dict[str, dict[str, float]]:

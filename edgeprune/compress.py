@@ -32,7 +32,7 @@ from .prune.group_lasso import PAPER_EPS, PAPER_MILESTONES, PAPER_PENALTY
 from .prune.masks import SCOPES
 from .prune.presets import LAYER_PRESETS, block_preset
 from .prune.schedule import SCHEDULES
-from .rundir import COMPRESSION_JSON, MASKS_FILE, MODEL_DIR
+from .rundir import COMPRESSION_JSON, MASKS_FILE, MODEL_DIR, settings_diff
 
 METHODS = ("reweighted-group-lasso", "group-lasso", "magnitude-block", "magnitude-unstructured")
 REGULARIZED = ("reweighted-group-lasso", "group-lasso")
@@ -251,11 +251,6 @@ def _train_cfg(cfg: CompressConfig, epochs: float, lr: float):
 def _metrics_from_eval(d: dict[str, Any]) -> dict[str, Any]:
     skip = ("runtime", "samples_per_second", "steps_per_second", "epoch")
     return {k.removeprefix("eval_"): v for k, v in d.items() if k.removeprefix("eval_") not in skip}
-
-
-def settings_diff(old: dict[str, Any], new: dict[str, Any], keys: Iterable[str]) -> list[str]:
-    """``'key: old -> new'`` for every one of ``keys`` whose saved value differs from the current one."""
-    return [f"{k}: {old.get(k)!r} -> {new[k]!r}" for k in keys if old.get(k) != new[k]]
 
 
 def _prepare(cfg: CompressConfig, resume: bool) -> Path:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 from .errors import ConfigError
 from .io import read_json
@@ -93,3 +93,9 @@ def check_masks_match(masks: dict[str, Any], model) -> None:
             raise ConfigError(f"mask {name!r} matches no parameter of the model; masks and weights do not belong together")
         if tuple(m.shape) != tuple(params[name].shape):
             raise ConfigError(f"mask {name!r} has shape {tuple(m.shape)} but the weight is {tuple(params[name].shape)}")
+
+
+def settings_diff(old: dict[str, Any], new: dict[str, Any], keys: Iterable[str]) -> list[str]:
+    """``'key: old -> new'`` for every one of ``keys`` whose saved value differs from the current one
+    (the one-line reason a ``--resume`` or a reused stage is refused)."""
+    return [f"{k}: {old.get(k)!r} -> {new[k]!r}" for k in keys if old.get(k) != new[k]]

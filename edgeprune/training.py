@@ -320,8 +320,9 @@ def _check_out(out: Path, cfg: TrainConfig, resume: bool, overwrite: bool) -> No
     if resume and state != "empty":
         old = saved_config(out)
         if old is not None and old != cfg:
-            new = cfg.to_dict()
-            diff = [f"{k}: {v!r} -> {new[k]!r}" for k, v in old.to_dict().items() if new[k] != v]
+            from .rundir import settings_diff
+
+            diff = settings_diff(old.to_dict(), cfg.to_dict(), old.to_dict())
             raise ConfigError(f"--resume needs the settings of the interrupted run ({'; '.join(diff)})")
 
 
