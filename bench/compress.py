@@ -40,6 +40,7 @@ TASKS = ("mrpc", "rte", "stsb", "cola", "sst2")
 RGL = "reweighted-group-lasso"
 
 B8K = dict(tag="n8000", train_limit=8000, epochs_reg=1.0, epochs_retrain=2.0)
+BFULL = dict(tag="full", train_limit=None, epochs_reg=1.0, epochs_retrain=2.0)
 RUN_SETS: dict[str, list[dict]] = {
     "paper": [dict(method=RGL, compression=5.0)],
     # our extension at 5x: activation-aware hard-pruning rank + distillation from the dense model
@@ -76,6 +77,11 @@ RUN_SETS: dict[str, list[dict]] = {
                                                               score="activation", **B8K)],
     "budget_gradual": [dict(method=RGL, compression=5.0, distill=True, score="activation", prune_schedule="gradual",
                             **B8K)],
+    # the full training set (MRPC 3,668, STS-B 5,749 examples ...), 1 + 2 epochs: paper and ours, one-shot
+    "full": [dict(method=RGL, compression=5.0, **BFULL),
+             dict(method=RGL, compression=5.0, distill=True, score="activation", **BFULL)],
+    # ours with one global ranking of all 36 matrices instead of the same kept fraction in each
+    "global": [dict(method=RGL, compression=5.0, distill=True, score="activation", scope="global")],
     "gradual_sweep": [dict(method=RGL, compression=c, distill=True, score="activation", prune_schedule="gradual")
                       for c in (2.0, 3.0, 8.0)],
 }
@@ -99,6 +105,7 @@ def run_id(task: str, r: dict, block: str) -> str:
     return (f"{task}-{r['method']}-{r['compression']:g}x-{b.replace('/', 'd')}" + ("-distill" if r.get("distill") else "")
             + ("-act" if r.get("score", "weight") != "weight" else "")
             + ("-gradual" if r.get("prune_schedule", "oneshot") != "oneshot" else "")
+            + ("-global" if r.get("scope", "uniform") != "uniform" else "")
             + (f"-{r['tag']}" if r.get("tag") else ""))
 
 
@@ -144,7 +151,8 @@ def one_run(task: str, r: dict, args) -> dict:
                          epochs_retrain=e_rt, lr=lr, batch_size=args.batch_size,
                          train_limit=train_limit, save_steps=args.save_steps, seed=42,
                          score=r.get("score", "weight"), keep_regularized=rid == src_id,
-                         regularized_from=reuse, prune_schedule=r.get("prune_schedule", "oneshot"))
+                         regularized_from=reuse, prune_schedule=r.get("prune_schedule", "oneshot"),
+                         scope=r.get("scope", "uniform"))
     t0 = time.perf_counter()
     resume = (WORK / rid / "compress_state").is_dir()
     rec = compress(cfg, resume=resume)
@@ -155,6 +163,7 @@ def one_run(task: str, r: dict, args) -> dict:
         "id": rid, "model": MODEL, "task": task, "method": r["method"], "block": rec["block_str"],
         "block_json": rec["block"], "balanced": rec["balanced"], "distill": bool(r.get("distill")),
         "score": r.get("score", "weight"), "prune_schedule": r.get("prune_schedule", "oneshot"), "tag": r.get("tag"),
+        "scope": r.get("scope", "uniform"),
         "target": r["compression"],
         "compression": rec["compression"]["prunable_encoder"]["compression"],
         "compression_whole_encoder": rec["compression"]["whole_encoder"]["compression"],
@@ -278,9 +287,15 @@ def one_shot(args, task: str = "mrpc") -> list[dict]:
     return rows
 
 
+def preset_of(r: dict) -> str | None:
+    """The non-default --block-preset a run used (from its id), or None."""
+    return next((n for n in ("tflite", "paper", "rows") if f"x-{n}-" in r["id"] or r["id"].endswith(f"x-{n}")), None)
+
+
 def is_variant(r: dict) -> bool:
     """Gradual schedules and tagged budgets: reported in their own table, kept out of the main comparison."""
-    return r.get("prune_schedule", "oneshot") != "oneshot" or bool(r.get("tag"))
+    return (r.get("prune_schedule", "oneshot") != "oneshot" or bool(r.get("tag"))
+            or r.get("scope", "uniform") != "uniform")
 
 
 def write_report(res: dict, notes: dict[str, str]) -> None:
@@ -401,17 +416,17 @@ def write_report(res: dict, notes: dict[str, str]) -> None:
     pres = [r for r in runs if r["target"] == 5.0 and r["distill"] and r.get("score") == "activation"
             and r["method"] == RGL]
     layer_speed = _layer_speedups()
-    if any(r["id"].split("-5x-")[1].split("-")[0] in ("tflite", "paper", "rows") for r in pres):
+    if any(preset_of(r) for r in pres):
         lines += ["", "## Block shapes at 5x: accuracy against speed", "",
                   "Accuracy: our recipe (reweighted group Lasso + activation rank + distillation) with each "
                   "`--block-preset`; speed: the same block shape at 5x in the onnxruntime layer study of "
                   "`bench/results/export_onnx.md` (one linear, gather body vs dense MatMul, 1 thread).", "",
                   "| task | preset | block | pruned | dense | speedup [384,384] | [1536,384] | [384,1536] |",
                   "|---|---|---|---|---|---|---|---|"]
-        with_presets = {r["task"] for r in pres if any(f"-5x-{n}-" in r["id"] for n in ("tflite", "paper", "rows"))}
+        with_presets = {r["task"] for r in pres if preset_of(r)}
         for r in sorted((r for r in pres if r["task"] in with_presets), key=lambda r: (r["task"], r["block"])):
             sp = layer_speed.get(r["block"], {})
-            preset = next((n for n in ("tflite", "paper", "rows") if f"-5x-{n}-" in r["id"]), "ort")
+            preset = preset_of(r) or "ort"
             lines.append(f"| {r['task']} | {preset} | {r['block']} | {r['pruned']:.4f} | {r['dense']:.4f} | "
                          + " | ".join(f"{sp[k]:.2f}x" if k in sp else "-" for k in
                                       ("[384, 384]", "[1536, 384]", "[384, 1536]")) + " |")
@@ -444,7 +459,7 @@ def write_report(res: dict, notes: dict[str, str]) -> None:
                          f"{st.get('epochs_retrain', 0):g} | {st.get('lr')} |")
     lines += ["", "Plot: `bench/results/compress.png` (pruned metric vs compression, per task; dashed = dense).", ""]
     (RESULTS / f"{NAME}.md").write_text("\n".join(lines))
-    plot(runs, consts if runs else {})
+    plot(runs, consts if runs else {}, variants)
 
 
 def _variant_lines(variants: list[dict], runs: list[dict], consts: dict) -> list[str]:
@@ -456,7 +471,8 @@ def _variant_lines(variants: list[dict], runs: list[dict], consts: dict) -> list
 
     every = runs + variants
     lines = ["", "## Gradual pruning and a larger budget", "",
-             "`gradual` = `--prune-schedule gradual`: masks tighten along a cubic ramp over the first half of masked "
+             "`global scope` = one ranking over all matrices (`--scope global`) instead of the same kept fraction "
+             "in each. `gradual` = `--prune-schedule gradual`: masks tighten along a cubic ramp over the first half of masked "
              "retraining (Zhu & Gupta 2017) instead of one cut before it. `control` = the same recipe, data and "
              "budget with the one-shot cut. Reweighted runs reuse the regularized stage of the paper run with the same "
              "data and epochs, so a pair differs only in the schedule.", "",
@@ -465,13 +481,14 @@ def _variant_lines(variants: list[dict], runs: list[dict], consts: dict) -> list
     for r in sorted(variants, key=lambda r: (TASKS.index(r["task"]) if r["task"] in TASKS else 99, r["method"],
                                              r["num_train_examples"], r.get("prune_schedule", ""))):
         ctrl = [c for c in every if c is not r and key(c) == key(r) and c.get("prune_schedule", "oneshot") == "oneshot"
-                and c["block"] == r["block"]]
+                and c.get("scope", "uniform") == "uniform" and c["block"] == r["block"]]
         recipe = ("distill + act" if r["distill"] and r.get("score") == "activation" else
                   "distill" if r["distill"] else "act" if r.get("score") == "activation" else "paper")
         c = consts.get(r["task"])
         lines.append(f"| {r['task']} | {r['method']} | {recipe} | {r['num_train_examples']} | "
                      f"{r['settings']['epochs_reg']:g}+{r['settings']['epochs_retrain']:g} | "
-                     f"{r.get('prune_schedule', 'oneshot')} | {r['pruned']:.4f} | {r['delta_points']:+.1f} | "
+                     f"{r.get('prune_schedule', 'oneshot')}{', global scope' if r.get('scope') == 'global' else ''} | "
+                     f"{r['pruned']:.4f} | {r['delta_points']:+.1f} | "
                      + (f"{ctrl[0]['pruned']:.4f}" if ctrl and ctrl[0] is not r else "-")
                      + f" | {'-' if c is None else format(c, '.4f')} |")
     return lines
@@ -489,7 +506,7 @@ def _layer_speedups() -> dict[str, dict[str, float]]:
     return out
 
 
-def plot(runs: list[dict], consts: dict[str, float | None]) -> None:
+def plot(runs: list[dict], consts: dict[str, float | None], variants: list[dict] = ()) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -507,7 +524,8 @@ def plot(runs: list[dict], consts: dict[str, float | None]) -> None:
             ax.axhline(consts[t], ls=":", color="red", label="majority label (collapsed)")
         main = sorted((r for r in rs if r["method"] == RGL and not r["distill"] and r.get("score") != "activation"),
                       key=lambda r: r["compression"])
-        ours = sorted((r for r in rs if r["method"] == RGL and r["distill"] and r.get("score") == "activation"),
+        ours = sorted((r for r in rs if r["method"] == RGL and r["distill"] and r.get("score") == "activation"
+                       and preset_of(r) is None),
                       key=lambda r: r["compression"])
         if main:
             ax.plot([r["compression"] for r in main], [r["pruned"] for r in main], "-o", label=f"{RGL} (paper)")
@@ -521,6 +539,12 @@ def plot(runs: list[dict], consts: dict[str, float | None]) -> None:
                    + f" {r['target']:g}x")
             ax.plot([r["compression"]], [r["pruned"]], markers.get(r["method"], "x"), label=lab,
                     mfc="none" if r["distill"] else None)
+        for r in (v for v in variants if v["task"] == t):  # larger budgets, gradual schedules, global scope
+            lab = ("ours" if r["distill"] and r.get("score") == "activation" else r["method"]) + \
+                (" gradual" if r.get("prune_schedule") == "gradual" else "") + \
+                (" global" if r.get("scope") == "global" else "") + \
+                f" {r['num_train_examples']} ex {r['settings']['epochs_reg']:g}+{r['settings']['epochs_retrain']:g}"
+            ax.plot([r["compression"]], [r["pruned"]], "*", ms=9, label=lab)
         ax.set_title(f"{t} ({rs[0]['metric']})")
         ax.set_xlabel("compression (prunable encoder)")
         ax.grid(alpha=0.3)
