@@ -25,6 +25,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Iterable
 
+from .distributed import barrier, init as init_distributed, is_main
 from .errors import ConfigError, ModelError
 from .io import atomic_dir, check_writable_dir, read_json, write_json
 from .prune.blocks import BlockSpec, Side, parse_block
@@ -182,21 +183,8 @@ def _resume_key(cfg: CompressConfig) -> dict[str, Any]:
 # ------------------------------------------------------------------------------------------ helpers
 
 
-def _is_main() -> bool:
-    import os
-
-    return int(os.environ.get("RANK", "0")) == 0
-
-
-def _barrier() -> None:
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized():
-        dist.barrier()
-
-
 def _say(msg: str) -> None:
-    if _is_main():
+    if is_main():
         from rich.console import Console
 
         Console(stderr=True, soft_wrap=True).print(msg, highlight=False)
@@ -272,9 +260,11 @@ def _prepare(cfg: CompressConfig, resume: bool) -> Path:
         diff = settings_diff(old_key, new_key, new_key)
         if diff:
             raise ConfigError(f"--resume needs the settings of the interrupted run ({'; '.join(diff)})")
-    if _is_main():
+    barrier()  # every rank has checked the directory before rank 0 creates the state in it
+    if is_main():
         state.mkdir(parents=True, exist_ok=True)
         write_json(state / "config.json", cfg.to_dict())
+    barrier()
     return state
 
 
@@ -390,6 +380,7 @@ def compress(cfg: CompressConfig, resume: bool = False,
     from .training import evaluate, finetune, make_trainer
 
     cbs = _callbacks or {}
+    init_distributed()
     spec = get_task(cfg.task)
     key = task_key(spec)
     out = Path(cfg.out)
@@ -413,7 +404,7 @@ def compress(cfg: CompressConfig, resume: bool = False,
 
     def mark(name: str, t0: float) -> None:
         phases[name] = round(phases.get(name, 0.0) + time.perf_counter() - t0, 2)
-        if _is_main():
+        if is_main():
             write_json(state / "phases.json", phases)
 
     # --- phase 1: dense fine-tune
@@ -423,18 +414,18 @@ def compress(cfg: CompressConfig, resume: bool = False,
         _say(f"[1/4] dense model {model_dir} is already fine-tuned on {spec.name}: skipping fine-tuning")
         if not (state / "dense_metrics.json").is_file():
             dm = evaluate(str(dense_dir), spec, cfg.data_dir, max_seq_len=cfg.max_seq_len, limit=cfg.eval_limit)
-            if _is_main():
+            if is_main():
                 write_json(state / "dense_metrics.json", dm)
-        _barrier()
+        barrier()
     else:
         _say(f"[1/4] dense fine-tuning {cfg.model} on {spec.name} ({cfg.epochs_finetune:g} epochs)")
         ft_dir = state / "finetune"
         dm = finetune(cfg.model, spec, cfg.data_dir, ft_dir, _train_cfg(cfg, cfg.epochs_finetune, cfg.finetune_lr),
                       resume=(ft_dir / "config.json").is_file(), callbacks=cbs.get("finetune", ()))
         dense_dir = ft_dir / MODEL_DIR
-        if _is_main():
+        if is_main():
             write_json(state / "dense_metrics.json", dm)
-        _barrier()
+        barrier()
     dense_metrics = read_json(state / "dense_metrics.json")
     mark("finetune" if not is_ft else "dense_eval", t0)
 
@@ -467,12 +458,12 @@ def compress(cfg: CompressConfig, resume: bool = False,
                                    regularizer=reg)
             trainer.train(resume_from_checkpoint=last)
             model = trainer.model
-            if _is_main():
+            if is_main():
                 with atomic_dir(reg_dir / MODEL_DIR) as tmp:
                     model.save_pretrained(tmp)
                     tok.save_pretrained(tmp)
                 write_json(reg_dir / "done.json", {"reweighted_at_steps": rw.history, "final_reg": float(reg().detach())})
-            _barrier()
+            barrier()
             del trainer
         mark("regularize", t0)
 
@@ -495,7 +486,7 @@ def compress(cfg: CompressConfig, resume: bool = False,
              f"of retraining (block {cfg.resolved_block()[0]}, {cfg.scope})")
     else:
         masks = _hard_prune(cfg, params, tilings, rms).masks
-        if _is_main():
+        if is_main():
             from .rundir import save_masks
 
             save_masks(masks, masks_path)
@@ -512,7 +503,7 @@ def compress(cfg: CompressConfig, resume: bool = False,
             else:
                 prune_metrics = evaluate((model, tok), spec, cfg.data_dir, max_seq_len=cfg.max_seq_len,
                                          limit=cfg.eval_limit)
-                if _is_main():
+                if is_main():
                     write_json(state / "prune.json", {"compression": achieved, "metrics_before_retrain": prune_metrics})
                 _say(f"      before retraining: {spec.metric} {prune_metrics['main']:.4f}")
     mark("prune", t0)
@@ -549,7 +540,7 @@ def compress(cfg: CompressConfig, resume: bool = False,
         mask_cb.apply()
         if masks is None:
             masks = {n: m.bool().cpu() for n, m in mask_cb.masks.items()}
-            if _is_main():
+            if is_main():
                 from .rundir import save_masks
 
                 save_masks(masks, masks_path)
@@ -557,7 +548,7 @@ def compress(cfg: CompressConfig, resume: bool = False,
         pruned_metrics = _metrics_from_eval(trainer.evaluate())
         model = trainer.model
         model.config.edgeprune_task = key
-        if _is_main():
+        if is_main():
             from .rundir import save_masks
 
             with atomic_dir(final_dir) as tmp:
@@ -565,7 +556,7 @@ def compress(cfg: CompressConfig, resume: bool = False,
                 tok.save_pretrained(tmp)
                 save_masks(masks, Path(tmp) / MASKS_FILE)
             write_json(rt_dir / "done.json", {"metrics": pruned_metrics, "epochs": epochs})
-        _barrier()
+        barrier()
         del trainer
     mark("retrain", t0)
 
@@ -608,7 +599,7 @@ def compress(cfg: CompressConfig, resume: bool = False,
         "num_train_examples": len(train),
         "num_eval_examples": len(dev),
     }
-    if _is_main():
+    if is_main():
         plot_kept_ratios(recs, out / PLOT, f"{spec.name} {cfg.method} {spec_b} "
                                            f"{figs['prunable_encoder']['compression']:.2f}x")
         write_json(out / COMPRESSION_JSON, record)

@@ -23,6 +23,7 @@ import numpy as np
 
 from .data import GlueExample, TaskSpec, compute_metrics, get_task, load_split
 from .data.glue import task_key
+from .distributed import barrier, init as init_distributed, is_main
 from .errors import ConfigError, DataError, ModelError
 from .io import atomic_dir, check_writable_dir, read_json, write_json
 
@@ -333,10 +334,6 @@ def _clear_out(out: Path) -> None:
         shutil.rmtree(out / name, ignore_errors=True)
 
 
-def _is_main_process() -> bool:
-    return int(os.environ.get("RANK", "0")) == 0
-
-
 def finetune(model: Any, task: str | TaskSpec, data_dir: str | os.PathLike[str] | None,
              out_dir: str | os.PathLike[str], cfg: TrainConfig = TrainConfig(), resume: bool = False,
              overwrite: bool = False, callbacks: Iterable = ()) -> dict[str, Any]:
@@ -352,14 +349,16 @@ def finetune(model: Any, task: str | TaskSpec, data_dir: str | os.PathLike[str] 
 
     spec = get_task(task) if isinstance(task, str) else task
     out = Path(out_dir)
+    init_distributed()
     if resume and run_state(out) == "finished" and not overwrite:
         return read_json(out / METRICS_JSON)
     _check_out(out, cfg, resume, overwrite)
+    barrier()  # every rank has checked --out before rank 0 writes into it
     train = load_split(spec, "train", data_dir, limit=cfg.train_limit)
     dev = load_split(spec, "dev", data_dir, limit=cfg.eval_limit)
     set_seed(cfg.seed)  # the new classifier head is drawn from this seed
     m, tok = load_for_task(model, spec, new_head=True)
-    if _is_main_process():
+    if is_main():
         if overwrite:
             _clear_out(out)
         import torch
@@ -373,6 +372,7 @@ def finetune(model: Any, task: str | TaskSpec, data_dir: str | os.PathLike[str] 
             "versions": {"edgeprune": __version__, "torch": torch.__version__,
                          "transformers": transformers.__version__},
         })
+    barrier()
     trainer = make_trainer(m, tok, spec, train, dev, cfg, out, callbacks=callbacks)
     last = get_last_checkpoint(str(out / CHECKPOINTS)) if resume and (out / CHECKPOINTS).is_dir() else None
     result = trainer.train(resume_from_checkpoint=last)
