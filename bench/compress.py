@@ -82,6 +82,8 @@ RUN_SETS: dict[str, list[dict]] = {
              dict(method=RGL, compression=5.0, distill=True, score="activation", **BFULL)],
     # ours with one global ranking of all 36 matrices instead of the same kept fraction in each
     "global": [dict(method=RGL, compression=5.0, distill=True, score="activation", scope="global")],
+    # sensitivity to the group-Lasso lambda (paper.md: 1e-4 default, 1e-3 and 1e-5 variants exist)
+    "penalty": [dict(method=RGL, compression=5.0, penalty=p, tag=f"lambda{p:g}") for p in (1e-3, 1e-5)],
     "gradual_sweep": [dict(method=RGL, compression=c, distill=True, score="activation", prune_schedule="gradual")
                       for c in (2.0, 3.0, 8.0)],
 }
@@ -141,13 +143,14 @@ def one_run(task: str, r: dict, args) -> dict:
     train_limit = r.get("train_limit", args.train_limit)
     e_reg = r.get("epochs_reg", args.epochs_reg)
     e_rt = r.get("epochs_retrain", args.epochs_retrain)
+    penalty = r.get("penalty", args.penalty)
     settings = {"train_limit": train_limit, "eval_limit": None, "epochs_reg": e_reg,
                 "epochs_retrain": e_rt, "lr": lr, "batch_size": args.batch_size,
-                "max_seq_len": 128, "penalty": args.penalty, "reweight_every": args.reweight_every, "seed": 42}
+                "max_seq_len": 128, "penalty": penalty, "reweight_every": args.reweight_every, "seed": 42}
     cfg = CompressConfig(model=str(DENSE / task), task=task, data_dir=str(args.data), out=str(WORK / rid),
                          compression=r["compression"], block=None if r.get("block_preset") else args.block,
                          block_preset=r.get("block_preset"), method=r["method"], distill=bool(r.get("distill")),
-                         penalty=args.penalty, reweight_every=args.reweight_every, epochs_reg=e_reg,
+                         penalty=penalty, reweight_every=args.reweight_every, epochs_reg=e_reg,
                          epochs_retrain=e_rt, lr=lr, batch_size=args.batch_size,
                          train_limit=train_limit, save_steps=args.save_steps, seed=42,
                          score=r.get("score", "weight"), keep_regularized=rid == src_id,
@@ -468,6 +471,12 @@ def _main_twin(r: dict, runs: list[dict]) -> dict | None:
     return next((x for x in runs if key(x) == key(r) and preset_of(x) is None), None)
 
 
+def _more_data(r: dict, runs: list[dict]) -> bool:
+    """A larger-budget variant: more training examples than its main-budget twin."""
+    twin = _main_twin(r, runs)
+    return twin is not None and r["num_train_examples"] > twin["num_train_examples"]
+
+
 def _variant_lines(variants: list[dict], runs: list[dict], consts: dict) -> list[str]:
     """Gradual pruning and larger budgets, each beside its one-shot control (same recipe, budget and data)."""
     def key(r: dict) -> tuple:
@@ -482,16 +491,22 @@ def _variant_lines(variants: list[dict], runs: list[dict], consts: dict) -> list
              "retraining (Zhu & Gupta 2017) instead of one cut before it. `control` = the same recipe, data and "
              "budget with the one-shot cut. Reweighted runs reuse the regularized stage of the paper run with the same "
              "data and epochs, so a pair differs only in the schedule.", "",
-             "`main budget` = the same recipe in the main table above (1,000-1,500 examples, 1+1 epochs).", "",
+             "`main budget` = the same recipe in the main table above (1,000-1,500 examples, 1+1 epochs, lambda "
+             "1e-4).", "",
              "| task | method | recipe | train ex | epochs reg+retrain | schedule | pruned | delta (pts) | control "
              "(one-shot) | main budget | constant |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in sorted(variants, key=lambda r: (TASKS.index(r["task"]) if r["task"] in TASKS else 99, r["method"],
                                              r["num_train_examples"], r.get("prune_schedule", ""))):
         ctrl = [c for c in every if c is not r and key(c) == key(r) and c.get("prune_schedule", "oneshot") == "oneshot"
-                and c.get("scope", "uniform") == "uniform" and c["block"] == r["block"]]
+                and c.get("scope", "uniform") == "uniform" and c["block"] == r["block"]
+                and c["settings"]["penalty"] == r["settings"]["penalty"]]
+        if r.get("prune_schedule", "oneshot") == "oneshot" and r.get("scope", "uniform") == "uniform":
+            ctrl = []  # a budget or lambda variant: compared with its main-budget twin instead
         twin = _main_twin(r, runs) if r.get("tag") else None
         recipe = ("distill + act" if r["distill"] and r.get("score") == "activation" else
                   "distill" if r["distill"] else "act" if r.get("score") == "activation" else "paper")
+        if r["settings"]["penalty"] != 1e-4 and r["method"] in (RGL, "group-lasso"):
+            recipe += f", lambda {r['settings']['penalty']:g}"
         c = consts.get(r["task"])
         lines.append(f"| {r['task']} | {r['method']} | {recipe} | {r['num_train_examples']} | "
                      f"{r['settings']['epochs_reg']:g}+{r['settings']['epochs_retrain']:g} | "
@@ -501,7 +516,8 @@ def _variant_lines(variants: list[dict], runs: list[dict], consts: dict) -> list
                      + f" | {format(twin['pruned'], '.4f') if twin else '-'}"
                      + f" | {'-' if c is None else format(c, '.4f')} |")
     big = [r for r in variants if r.get("tag") and r.get("prune_schedule", "oneshot") == "oneshot"
-           and r.get("scope", "uniform") == "uniform" and r["target"] == 5.0]
+           and r.get("scope", "uniform") == "uniform" and r["target"] == 5.0
+           and _more_data(r, runs)]
     for name, f in (("paper (reweighted group Lasso)", lambda r: not r["distill"] and r.get("score") != "activation"),
                     ("ours (+ activation rank + distill)", lambda r: r["distill"] and r.get("score") == "activation")):
         rs = [r for r in big if r["method"] == RGL and f(r)]
