@@ -573,13 +573,14 @@ def plot(runs: list[dict], consts: dict[str, float | None], variants: list[dict]
             if r in main or r in ours:
                 continue
             lab = (r["method"] + (" +distill" if r["distill"] else "") + (" act" if r.get("score") == "activation" else "")
-                   + f" {r['target']:g}x")
+                   + (f" {r['block']}" if preset_of(r) else "") + f" {r['target']:g}x")
             ax.plot([r["compression"]], [r["pruned"]], markers.get(r["method"], "x"), label=lab,
                     mfc="none" if r["distill"] else None)
         for r in (v for v in variants if v["task"] == t):  # larger budgets, gradual schedules, global scope
             lab = ("ours" if r["distill"] and r.get("score") == "activation" else r["method"]) + \
                 (" gradual" if r.get("prune_schedule") == "gradual" else "") + \
                 (" global" if r.get("scope") == "global" else "") + \
+                (f" lambda {r['settings']['penalty']:g}" if r["settings"]["penalty"] != 1e-4 else "") + \
                 f" {r['num_train_examples']} ex {r['settings']['epochs_reg']:g}+{r['settings']['epochs_retrain']:g}"
             ax.plot([r["compression"]], [r["pruned"]], "*", ms=9, label=lab)
         ax.set_title(f"{t} ({rs[0]['metric']})")
