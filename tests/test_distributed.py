@@ -1,4 +1,4 @@
-"""Data-parallel fine-tuning: 2 CPU ranks (gloo) on localhost through torchrun end with identical weights."""
+"""Data-parallel fine-tuning and compress: 2 CPU ranks (gloo) on localhost through torchrun end identical."""
 from __future__ import annotations
 
 import json
@@ -47,16 +47,21 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_two_cpu_ranks_end_with_identical_weights(tiny_bert: Path, glue: Path, tmp_path: Path):
+def _torchrun_2_ranks(worker: str, ckpt: Path, glue: Path, tmp_path: Path) -> None:
+    """Run ``worker`` (argv: checkpoint, GLUE dir, output dir) on 2 CPU ranks (gloo) through torchrun."""
     script = tmp_path / "worker.py"
-    script.write_text(WORKER)
+    script.write_text(worker)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1"}
     env.pop("CUDA_VISIBLE_DEVICES", None)
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc_per_node", "2",
            "--master_addr", "127.0.0.1", "--master_port", str(_free_port()),
-           str(script), str(tiny_bert), str(glue), str(tmp_path)]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+           str(script), str(ckpt), str(glue), str(tmp_path)]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
+
+
+def test_two_cpu_ranks_end_with_identical_weights(tiny_bert: Path, glue: Path, tmp_path: Path):
+    _torchrun_2_ranks(WORKER, tiny_bert, glue, tmp_path)
     ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
     for r, info in enumerate(ranks):
         assert info["rank"] == r and info["world_size"] == 2 and info["backend"] == "gloo"
@@ -97,15 +102,7 @@ COMPRESS_WORKER = textwrap.dedent('''
 
 def test_compress_under_torchrun_keeps_ranks_and_masks_in_lockstep(tiny_bert: Path, glue: Path, tmp_path: Path):
     """Fine-tune, regularize and gradually prune on 2 ranks: both replicas end identical, rank 0 writes the run."""
-    script = tmp_path / "compress_worker.py"
-    script.write_text(COMPRESS_WORKER)
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1"}
-    env.pop("CUDA_VISIBLE_DEVICES", None)
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc_per_node", "2",
-           "--master_addr", "127.0.0.1", "--master_port", str(_free_port()),
-           str(script), str(tiny_bert), str(glue), str(tmp_path)]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600, cwd=tmp_path)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    _torchrun_2_ranks(COMPRESS_WORKER, tiny_bert, glue, tmp_path)
     ranks = [json.loads((tmp_path / f"compress_rank{r}.json").read_text()) for r in (0, 1)]
     assert ranks[0]["world_size"] == 2 and ranks[0]["steps"] == 4  # 32 examples / (2 ranks x 4)
     assert ranks[0]["final"] == ranks[1]["final"]  # the same masks chosen on both ranks, weights in lockstep
