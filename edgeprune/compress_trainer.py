@@ -30,6 +30,21 @@ REG_STATE = "edgeprune_reg.pt"
 MASK_STATE = "edgeprune_masks.pt"
 
 
+def load_state(resume_from: str | os.PathLike[str] | None, name: str) -> dict[str, Any] | None:
+    """A callback's state stored as ``name`` in the checkpoint being resumed (None: fresh run or none saved)."""
+    if resume_from is None or not (Path(resume_from) / name).is_file():
+        return None
+    return torch.load(Path(resume_from) / name, map_location="cpu", weights_only=False)
+
+
+def save_state(args, state, name: str, obj: dict[str, Any]) -> None:
+    """Store a callback's state in the checkpoint the Trainer has just written (rank 0 only)."""
+    if state.is_world_process_zero:
+        ckpt = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+        if ckpt.is_dir():
+            torch.save(obj, ckpt / name)
+
+
 def strip_module(name: str) -> str:
     return name[len("module."):] if name.startswith("module.") else name
 
@@ -131,12 +146,10 @@ class ReweightCallback(TrainerCallback):
         if train_dataloader is not None:
             spe = max(len(train_dataloader) // max(args.gradient_accumulation_steps, 1), 1)
             self.steps = milestone_steps(self.milestones, spe)
-        if self.resume_from is not None:
-            path = Path(self.resume_from) / REG_STATE
-            if path.is_file():
-                st = torch.load(path, map_location="cpu", weights_only=False)
-                self.reg.load_state_dict(st["regularizer"])
-                self.last, self.history = st["last"], st["history"]
+        st = load_state(self.resume_from, REG_STATE)
+        if st is not None:
+            self.reg.load_state_dict(st["regularizer"])
+            self.last, self.history = st["last"], st["history"]
 
     def on_step_begin(self, args, state, control, **kwargs):
         s = state.global_step
@@ -147,11 +160,8 @@ class ReweightCallback(TrainerCallback):
             self.history.append(s)
 
     def on_save(self, args, state, control, **kwargs):
-        if state.is_world_process_zero:
-            ckpt = Path(args.output_dir) / f"checkpoint-{state.global_step}"
-            if ckpt.is_dir():
-                torch.save({"regularizer": self.reg.state_dict(), "last": self.last, "history": self.history},
-                           ckpt / REG_STATE)
+        save_state(args, state, REG_STATE, {"regularizer": self.reg.state_dict(), "last": self.last,
+                                            "history": self.history})
 
 
 class MaskCallback(TrainerCallback):
@@ -242,12 +252,10 @@ class GradualMaskCallback(MaskCallback):
         self.ramp_steps = min(round(self.ramp * total), max(total - 1, 0))  # the final mask trains >= 1 step
         every = self.every or default_every(self.ramp_steps)
         self.schedule = set(update_steps(self.ramp_steps, every))
-        if self.resume_from is not None:
-            path = Path(self.resume_from) / MASK_STATE
-            if path.is_file():
-                st = torch.load(path, map_location="cpu", weights_only=False)
-                self._set(st["group_masks"])
-                self.last, self.history = st["last"], [tuple(x) for x in st["history"]]
+        st = load_state(self.resume_from, MASK_STATE)
+        if st is not None:
+            self._set(st["group_masks"])
+            self.last, self.history = st["last"], [tuple(x) for x in st["history"]]
         super().on_train_begin(args, state, control, **kwargs)
 
     def _set(self, group_masks: dict[str, torch.Tensor]) -> None:
@@ -279,11 +287,8 @@ class GradualMaskCallback(MaskCallback):
             self._mask_moments(optimizer)
 
     def on_save(self, args, state, control, **kwargs):
-        if state.is_world_process_zero:
-            ckpt = Path(args.output_dir) / f"checkpoint-{state.global_step}"
-            if ckpt.is_dir():
-                torch.save({"group_masks": self.group_masks, "last": self.last, "history": self.history},
-                           ckpt / MASK_STATE)
+        save_state(args, state, MASK_STATE, {"group_masks": self.group_masks, "last": self.last,
+                                             "history": self.history})
 
     def on_train_end(self, args, state, control, **kwargs):
         if self.last < self.ramp_steps:  # a run shorter than its ramp still ends at the target

@@ -17,18 +17,26 @@ def is_main() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
 
+def backend() -> str | None:
+    """The process-group backend of a ``torchrun`` launch (None for one process); also Trainer's ddp_backend."""
+    import torch
+
+    if world_size() <= 1:
+        return None
+    return "nccl" if torch.cuda.is_available() else "gloo"
+
+
 def init() -> None:
     """Start the process group of a ``torchrun`` launch (no-op for one process or when already started)."""
     import torch
     import torch.distributed as dist
 
-    if world_size() <= 1 or not dist.is_available() or dist.is_initialized():
+    name = backend()
+    if name is None or not dist.is_available() or dist.is_initialized():
         return
-    if torch.cuda.is_available():
+    if name == "nccl":
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-        dist.init_process_group("nccl")
-    else:
-        dist.init_process_group("gloo")
+    dist.init_process_group(name)
 
 
 def barrier() -> None:

@@ -23,9 +23,10 @@ import numpy as np
 
 from .data import GlueExample, TaskSpec, compute_metrics, get_task, load_split
 from .data.glue import task_key
-from .distributed import barrier, init as init_distributed, is_main
+from .distributed import backend as ddp_backend, barrier, init as init_distributed, is_main
 from .errors import ConfigError, DataError, ModelError
 from .io import atomic_dir, check_writable_dir, read_json, write_json
+from .rundir import settings_diff
 
 if TYPE_CHECKING:  # pragma: no cover
     import transformers
@@ -165,7 +166,7 @@ def training_arguments(cfg: TrainConfig, output_dir: str | os.PathLike[str], **o
         report_to="none",
         disable_tqdm=False,
         use_cpu=not cuda,
-        ddp_backend=("nccl" if cuda else "gloo") if int(os.environ.get("WORLD_SIZE", "1")) > 1 else None,
+        ddp_backend=ddp_backend(),
         dataloader_num_workers=0,
         remove_unused_columns=False,
         label_names=["labels"],
@@ -321,9 +322,8 @@ def _check_out(out: Path, cfg: TrainConfig, resume: bool, overwrite: bool) -> No
     if resume and state != "empty":
         old = saved_config(out)
         if old is not None and old != cfg:
-            from .rundir import settings_diff
-
-            diff = settings_diff(old.to_dict(), cfg.to_dict(), old.to_dict())
+            saved = old.to_dict()
+            diff = settings_diff(saved, cfg.to_dict(), saved)
             raise ConfigError(f"--resume needs the settings of the interrupted run ({'; '.join(diff)})")
 
 
