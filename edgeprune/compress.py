@@ -37,7 +37,9 @@ from .rundir import COMPRESSION_JSON, MASKS_FILE, MODEL_DIR, settings_diff
 
 METHODS = ("reweighted-group-lasso", "group-lasso", "magnitude-block", "magnitude-unstructured")
 REGULARIZED = ("reweighted-group-lasso", "group-lasso")
-SCORES = ("weight", "activation")
+SCORES = ("weight", "activation", "obs")
+REG_FORMS = ("proximal", "loss")
+RECIPE_NAMES = ("edgeprune", "paper")
 DEFAULT_BLOCK = "128x1"
 STATE = "compress_state"
 PLOT = "kept_ratios.png"
@@ -86,6 +88,14 @@ class CompressConfig:
     prune_schedule: str = "oneshot"  # oneshot: the paper's single hard prune; gradual: cubic ramp in retraining
     prune_ramp: float = 0.5  # gradual: fraction of the retraining steps over which masks tighten to the target
     prune_every: int | None = None  # gradual: steps between mask updates (None: about 10 updates per ramp)
+    recipe: str | None = None  # the named recipe these settings came from (edgeprune | paper), for reports
+    reg_form: str = "proximal"  # proximal: group soft-threshold after each AdamW step; loss: penalty in the loss
+    retrain_lr: float | None = None  # lr of masked retraining / distillation (None: ``lr``)
+    reconstruct: bool = False  # layer-wise least-squares refit of the kept weights after every cut
+    damp: float = 0.01  # reconstruction damping, a fraction of mean(diag H)
+    stages: str = "none"  # none | auto (2x, 3x, ... up to the target) | comma list of compressions
+    stage_steps: int = 150  # distillation steps after each intermediate cut
+    freeze_word_embeddings: bool = False  # no gradient for the token table in every phase (1.7x faster steps)
     extra: dict[str, Any] = field(default_factory=dict, compare=False)  # free-form notes (benchmark settings)
 
     def __post_init__(self) -> None:
@@ -112,6 +122,22 @@ class CompressConfig:
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and v >= 0):
                 raise ConfigError(f"invalid {name}={v!r}: must be >= 0 epochs")
+        if self.recipe is not None and self.recipe not in RECIPE_NAMES:
+            raise ConfigError(f"unknown --recipe {self.recipe!r}; choose one of: {', '.join(RECIPE_NAMES)}")
+        if self.reg_form not in REG_FORMS:
+            raise ConfigError(f"unknown --reg-form {self.reg_form!r}; choose one of: {', '.join(REG_FORMS)}")
+        if self.retrain_lr is not None and not (isinstance(self.retrain_lr, (int, float)) and 0 < self.retrain_lr < 1):
+            raise ConfigError(f"invalid retrain_lr={self.retrain_lr!r}: must be in (0, 1)")
+        if not (isinstance(self.damp, (int, float)) and self.damp >= 0):
+            raise ConfigError(f"invalid --damp {self.damp!r}: must be >= 0")
+        if not isinstance(self.stage_steps, int) or self.stage_steps < 0:
+            raise ConfigError(f"invalid --stage-steps {self.stage_steps!r}: must be a non-negative integer")
+        self.stage_targets()  # validates --stages against the target
+        if (self.reconstruct or self.stages != "none") and self.prune_schedule == "gradual":
+            raise ConfigError("--prune-schedule gradual cannot be combined with --reconstruct or --stages; "
+                              "staged cuts are the reconstructed form of gradual pruning")
+        if (self.reconstruct or self.stages != "none") and self.scope != "uniform":
+            raise ConfigError("--reconstruct and --stages cut layer by layer and need --scope uniform")
         if self.score not in SCORES:
             raise ConfigError(f"unknown --score {self.score!r}; choose one of: {', '.join(SCORES)}")
         if not (isinstance(self.distill_hidden, (int, float)) and self.distill_hidden >= 0):
@@ -155,6 +181,31 @@ class CompressConfig:
             bal = self.balanced
         return spec, bal
 
+    def stage_targets(self) -> list[float]:
+        """The compressions cut in turn: ``[target]`` without stages; checked to rise to the target."""
+        from .prune.schedule import staged_targets
+
+        if self.stages in ("none", "", None):
+            return [float(self.compression)]
+        if self.stages == "auto":
+            return staged_targets(float(self.compression))
+        try:
+            vals = [float(x.rstrip("x")) for x in str(self.stages).split(",") if x.strip()]
+        except ValueError:
+            raise ConfigError(f"--stages {self.stages!r}: give none, auto or a list like 2,3,4,5") from None
+        if not vals or any(v <= 1 for v in vals) or any(b <= a for a, b in zip(vals, vals[1:])):
+            raise ConfigError(f"--stages {self.stages!r}: compressions must be > 1x and strictly increasing")
+        if abs(vals[-1] - float(self.compression)) > 1e-9:
+            if vals[-1] > self.compression:
+                raise ConfigError(f"--stages {self.stages!r} goes past the target {self.compression:g}x; "
+                                  "the last stage must be the target")
+            vals.append(float(self.compression))
+        return vals
+
+    @property
+    def retrain_lr_(self) -> float:
+        return self.retrain_lr if self.retrain_lr is not None else self.lr
+
     @property
     def retrain_epochs(self) -> float:
         return self.epochs_retrain if self.method in REGULARIZED else self.epochs_reg + self.epochs_retrain
@@ -165,12 +216,35 @@ class CompressConfig:
         return d
 
     @classmethod
+    def for_recipe(cls, name: str, **settings: Any) -> CompressConfig:
+        """A config from a named recipe's settings, overridden by ``settings`` (None values ignored)."""
+        if name not in RECIPES:
+            raise ConfigError(f"unknown --recipe {name!r}; choose one of: {', '.join(RECIPES)}")
+        given = {k: v for k, v in settings.items() if v is not None}
+        return cls(**{**RECIPES[name], "recipe": name, **given})
+
+    @classmethod
     def from_dict(cls, d: dict[str, Any]) -> CompressConfig:
         known = {f.name for f in fields(cls)}
         d = {k: v for k, v in d.items() if k in known}
         if "milestones" in d:
             d["milestones"] = tuple(d["milestones"])
         return cls(**d)
+
+
+# Named recipes: settings a run starts from (explicit flags override them).
+RECIPES: dict[str, dict[str, Any]] = {
+    # the paper (Li et al. 2020): fine-tune, reweighted group Lasso (here as a working proximal step),
+    # one hard prune by block norm, masked retraining; lr 2e-5, 3 + 3 epochs
+    "paper": dict(method="reweighted-group-lasso", score="weight", reg_form="proximal", reconstruct=False,
+                  stages="none", distill=False, lr=2e-5, epochs_reg=3.0, epochs_retrain=3.0),
+    # ours (bench/results/compress.md): no regularized stage; activation-ranked cuts in stages
+    # (2x, 3x, ... to the target), each refitted layer by layer by least squares and followed by
+    # logit + hidden-state distillation from the dense teacher
+    "edgeprune": dict(method="magnitude-block", score="activation", reconstruct=True, stages="auto",
+                      stage_steps=150, distill=True, distill_alpha=0.5, distill_hidden=1.0, lr=2e-4,
+                      epochs_reg=0.0, epochs_retrain=2.0, calib_examples=256, freeze_word_embeddings=True),
+}
 
 
 def _resume_key(cfg: CompressConfig) -> dict[str, Any]:
@@ -227,13 +301,14 @@ def finetuned_for_task(model_arg: str, task: str) -> tuple[Path, bool]:
     return path, False
 
 
-def _train_cfg(cfg: CompressConfig, epochs: float, lr: float):
+def _train_cfg(cfg: CompressConfig, epochs: float, lr: float, max_steps: int = -1):
     from .training import TrainConfig
 
     return TrainConfig(epochs=float(epochs), lr=lr, batch_size=cfg.batch_size, eval_batch_size=64,
                        max_seq_len=cfg.max_seq_len, warmup_ratio=0.1, weight_decay=0.01, seed=cfg.seed,
-                       train_limit=cfg.train_limit, eval_limit=cfg.eval_limit, save_steps=cfg.save_steps,
-                       save_total_limit=1, logging_steps=10)
+                       max_steps=max_steps, train_limit=cfg.train_limit, eval_limit=cfg.eval_limit,
+                       save_steps=cfg.save_steps, save_total_limit=1, logging_steps=10,
+                       freeze_word_embeddings=cfg.freeze_word_embeddings)
 
 
 def _metrics_from_eval(d: dict[str, Any]) -> dict[str, Any]:
@@ -269,7 +344,7 @@ def _prepare(cfg: CompressConfig, resume: bool) -> Path:
 
 
 # settings the regularized stage depends on: a reused stage must agree on all of them
-REG_KEYS = ("model", "task", "method", "block", "block_preset", "balanced", "layers", "penalty", "eps",
+REG_KEYS = ("model", "task", "method", "block", "block_preset", "balanced", "layers", "penalty", "eps", "reg_form",
             "reweight_every", "milestones", "epochs_reg", "lr", "batch_size", "max_seq_len", "train_limit", "seed")
 
 
@@ -362,6 +437,148 @@ def input_rms(model, tok, params: dict[str, Any], examples, max_seq_len: int, ba
     return {n: (acc[n] / count[n]).sqrt().cpu() for n in params}
 
 
+def _kept_energy(params, tilings, cfg: CompressConfig) -> float:
+    """Fraction of the pruned matrices' squared weight that a hard prune at the target would keep."""
+    from .prune.group_lasso import kept_energy
+
+    _, balanced = cfg.resolved_block()
+    tot = kept = 0.0
+    for n, p in params.items():
+        e = float(p.detach().double().pow(2).sum())
+        tot += e
+        kept += e * kept_energy(p.detach(), tilings[n], 1.0 / cfg.compression, balanced)
+    return kept / tot if tot else 1.0
+
+
+def _zero_groups(params, tilings) -> int:
+    from .prune.blocks import group_sq_norms
+
+    return int(sum(int((group_sq_norms(p.detach(), tilings[n]) == 0).sum()) for n, p in params.items()))
+
+
+def _total_steps(state: Path, stage_log) -> int:
+    """Optimizer steps over every training phase of the run (fine-tune, regularize, stages, retrain)."""
+    total = 0
+    for f in (state / "finetune" / "metrics.json",):
+        if f.is_file():
+            total += int(read_json(f).get("train", {}).get("global_step", 0))
+    for name in ("regularize", "retrain"):
+        f = state / name / "done.json"
+        if f.is_file():
+            total += int(read_json(f).get("steps", 0))
+    for e in stage_log or []:
+        total += int(e.get("steps", 0))
+    return total
+
+
+def _chooser(cfg: CompressConfig, tilings, keep: float, prev: dict[str, Any] | None):
+    """The mask rule of one cut: rank the groups of a matrix (weight norm, activation-weighted norm or
+    OBS saliency, from the calibration Gram matrix ``H``), never revive a group cut before, keep ``keep``."""
+    import torch
+
+    from .prune.blocks import group_mask_of
+    from .prune.masks import group_scores, prune_groups
+    from .prune.reconstruct import obs_group_scores
+
+    _, balanced = cfg.resolved_block()
+
+    def choose(name: str, w, H, n_tokens: int):
+        t = tilings[name]
+        if cfg.score == "obs":
+            sc = obs_group_scores(w, H, t, damp=cfg.damp).float()
+        elif cfg.score == "activation":
+            rms = (torch.diagonal(H) / max(n_tokens, 1)).clamp_min(0).sqrt().float()
+            sc = group_scores(w.float() * rms[None, :].to(w.device), t)
+        else:
+            sc = group_scores(w, t)
+        if prev is not None:
+            sc = torch.where(group_mask_of(prev[name], t).to(sc.device), sc, torch.full_like(sc, -1.0))
+        return prune_groups({name: sc}, {name: t}, keep, scope="uniform", balanced=balanced).masks[name]
+
+    return choose
+
+
+def _staged_cuts(cfg: CompressConfig, model, tok, spec, train, dense_dir, state: Path, resume: bool, cbs):
+    """Cut to each stage target in turn: rank, cut and refit layer by layer on a calibration sample, then
+    (between stages) distil from the dense teacher with the masks fixed. Every stage's model is kept, so a
+    staged run to 5x also yields its 2x, 3x, ... models, and a resumed run continues at the next stage."""
+    import torch
+
+    from .calibrate import calibration_batches, cut_and_reconstruct
+    from .compress_trainer import MaskCallback, PruneTrainer
+    from .data.glue import seeded_subset
+    from .models import load_model
+    from .rundir import load_masks, save_masks
+    from .training import evaluate, make_trainer
+
+    if cfg.calib_examples > len(train):
+        raise ConfigError(f"--calib-examples {cfg.calib_examples} is larger than the training set "
+                          f"({len(train)} examples); give at most {len(train)}")
+    teacher, _ = load_model(dense_dir, num_labels=spec.num_labels)
+    batches = calibration_batches(tok, seeded_subset(train, cfg.calib_examples, cfg.seed + 1), cfg.max_seq_len)
+    targets = cfg.stage_targets()
+    masks = None
+    log: list[dict[str, Any]] = []
+    for si, c in enumerate(targets):
+        final = si == len(targets) - 1
+        sdir = state / "stages" / f"{c:g}x"
+        if (sdir / "done.json").is_file() and (sdir / MODEL_DIR / MASKS_FILE).is_file():
+            model, tok = load_model(sdir / MODEL_DIR, num_labels=spec.num_labels)
+            saved = load_masks(sdir / MODEL_DIR / MASKS_FILE)
+            masks = {n: m.bool() for n, m in saved.items()}
+            log.append(read_json(sdir / "done.json"))
+            _say(f"[3/4] stage {si + 1}/{len(targets)} ({c:g}x) already done")
+            continue
+        t0 = time.perf_counter()
+        params, tilings, _, layers = _prunable(model, cfg)
+        _say(f"[3/4] stage {si + 1}/{len(targets)}: cut to {c:g}x by {cfg.score} rank"
+             f"{', least-squares refit' if cfg.reconstruct else ''} on {cfg.calib_examples} calibration examples")
+        masks, recs = cut_and_reconstruct(model, teacher, batches, list(params), lambda n: layers[n],
+                                          _chooser(cfg, tilings, 1.0 / c, masks), reconstruct=cfg.reconstruct,
+                                          damp=cfg.damp)
+        kept = sum(int(m.sum()) for m in masks.values())
+        entry: dict[str, Any] = {
+            "target": c, "compression": sum(m.numel() for m in masks.values()) / max(kept, 1),
+            "cut_s": round(time.perf_counter() - t0, 1),
+            "output_error_cut": sum(r.damage_cut for r in recs) / len(recs),
+            "output_error_refit": (sum(r.damage_refit for r in recs) / len(recs)) if cfg.reconstruct else None,
+            "matrices": [vars(r) for r in recs]}
+        if cfg.eval_after_prune:
+            entry["metrics_after_cut"] = evaluate((model, tok), spec, cfg.data_dir, max_seq_len=cfg.max_seq_len,
+                                                  limit=cfg.eval_limit)
+            _say(f"      {c:g}x after the cut: {spec.metric} {entry['metrics_after_cut']['main']:.4f}")
+        if not final and cfg.stage_steps > 0:
+            t1 = time.perf_counter()
+            mask_cb = MaskCallback(params, masks)
+            trainer = make_trainer(model, tok, spec, train, None,
+                                   _train_cfg(cfg, 1.0, cfg.retrain_lr_, max_steps=cfg.stage_steps), sdir,
+                                   trainer_cls=PruneTrainer, callbacks=[mask_cb, *cbs.get("stage", ())],
+                                   teacher=teacher if cfg.distill else None, distill_alpha=cfg.distill_alpha,
+                                   distill_temperature=cfg.distill_temperature, distill_hidden=cfg.distill_hidden)
+            trainer.train(resume_from_checkpoint=_last_ckpt(sdir) if resume else None)
+            mask_cb.apply()
+            model = trainer.model
+            entry["steps"] = int(trainer.state.global_step)
+            entry["distill_s"] = round(time.perf_counter() - t1, 1)
+            entry["metrics_after_distill"] = evaluate((model, tok), spec, cfg.data_dir, max_seq_len=cfg.max_seq_len,
+                                                      limit=cfg.eval_limit)
+            _say(f"      {c:g}x after {cfg.stage_steps} distillation steps: {spec.metric} "
+                 f"{entry['metrics_after_distill']['main']:.4f}")
+            del trainer
+        with torch.no_grad():
+            for n, p in _prunable(model, cfg)[0].items():
+                p.mul_(masks[n].to(p.dtype))
+        if is_main():
+            with atomic_dir(sdir / MODEL_DIR) as tmp:
+                model.save_pretrained(tmp)
+                tok.save_pretrained(tmp)
+                save_masks(masks, Path(tmp) / MASKS_FILE)
+            write_json(sdir / "done.json", entry)
+        barrier()
+        log.append(entry)
+    return model, masks, log
+
+
 # ----------------------------------------------------------------------------------------- pipeline
 
 
@@ -388,7 +605,7 @@ def compress(cfg: CompressConfig, resume: bool = False,
         return read_json(out / COMPRESSION_JSON)
     # --- validate everything cheap before any training
     model_dir, is_ft = finetuned_for_task(cfg.model, cfg.task)
-    train = load_split(spec, "train", cfg.data_dir, limit=cfg.train_limit)
+    train = load_split(spec, "train", cfg.data_dir, limit=cfg.train_limit, seed=cfg.seed)
     dev = load_split(spec, "dev", cfg.data_dir, limit=cfg.eval_limit)
     probe, _ = load_model(model_dir, num_labels=spec.num_labels)
     params, tilings, _, _ = _prunable(probe, cfg)
@@ -443,7 +660,7 @@ def compress(cfg: CompressConfig, resume: bool = False,
             _say("[2/4] group-Lasso training already done")
             model, tok = load_model(reg_dir / MODEL_DIR, num_labels=spec.num_labels)
         else:
-            from .compress_trainer import PruneTrainer, ReweightCallback
+            from .compress_trainer import ProximalCallback, PruneTrainer, ReweightCallback
             from .prune.group_lasso import GroupLassoRegularizer
 
             _say(f"[2/4] {cfg.method} training ({cfg.epochs_reg:g} epochs, lambda {cfg.penalty:g})")
@@ -451,18 +668,31 @@ def compress(cfg: CompressConfig, resume: bool = False,
             reg = GroupLassoRegularizer(params, tilings, cfg.penalty, reweighted=cfg.method == "reweighted-group-lasso",
                                         eps=cfg.eps)
             last = _last_ckpt(reg_dir) if resume else None
+            r_start = float(reg().detach())
+            e_start = _kept_energy(params, tilings, cfg)
             rw = ReweightCallback(reg, cfg.milestones if reg.reweighted else (),
                                   cfg.reweight_every if reg.reweighted else None, resume_from=last)
+            extra_cbs = [ProximalCallback(reg)] if cfg.reg_form == "proximal" else []
             trainer = make_trainer(model, tok, spec, train, dev, _train_cfg(cfg, cfg.epochs_reg, cfg.lr), reg_dir,
-                                   trainer_cls=PruneTrainer, callbacks=[rw, *cbs.get("regularize", ())],
-                                   regularizer=reg)
+                                   trainer_cls=PruneTrainer, callbacks=[rw, *extra_cbs, *cbs.get("regularize", ())],
+                                   regularizer=reg if cfg.reg_form == "loss" else None)
             trainer.train(resume_from_checkpoint=last)
             model = trainer.model
+            reg_metrics = evaluate((model, tok), spec, cfg.data_dir, max_seq_len=cfg.max_seq_len, limit=cfg.eval_limit)
+            reg_record = {"reweighted_at_steps": rw.history, "final_reg": float(reg().detach()), "form": cfg.reg_form,
+                          "R_start": r_start, "R_end": float(reg().detach()),
+                          "kept_energy_at_target_start": e_start, "kept_energy_at_target_end":
+                              _kept_energy(params, tilings, cfg),
+                          "zero_groups": _zero_groups(params, tilings), "metrics": reg_metrics,
+                          "steps": trainer.state.global_step}
+            _say(f"      regularized: R {r_start:.4g} -> {reg_record['R_end']:.4g}, kept energy at "
+                 f"{cfg.compression:g}x {e_start:.3f} -> {reg_record['kept_energy_at_target_end']:.3f}, "
+                 f"{spec.metric} {reg_metrics['main']:.4f} before the cut")
             if is_main():
                 with atomic_dir(reg_dir / MODEL_DIR) as tmp:
                     model.save_pretrained(tmp)
                     tok.save_pretrained(tmp)
-                write_json(reg_dir / "done.json", {"reweighted_at_steps": rw.history, "final_reg": float(reg().detach())})
+                write_json(reg_dir / "done.json", reg_record)
             barrier()
             del trainer
         mark("regularize", t0)
@@ -472,10 +702,20 @@ def compress(cfg: CompressConfig, resume: bool = False,
     gradual = cfg.prune_schedule == "gradual"
     params, tilings, roles, layers = _prunable(model, cfg)
     masks_path = state / MASKS_FILE
+    layerwise = cfg.reconstruct or cfg.stages != "none" or cfg.score == "obs"
     rms = input_rms(model, tok, params, train[:cfg.calib_examples], cfg.max_seq_len) \
-        if cfg.score == "activation" and not masks_path.is_file() else None
+        if cfg.score == "activation" and not masks_path.is_file() and not layerwise else None
     prune_metrics = None
-    if masks_path.is_file():  # resumed: the masks chosen before are authoritative
+    stage_log = None
+    if layerwise:
+        model, masks, stage_log = _staged_cuts(cfg, model, tok, spec, train, dense_dir, state, resume, cbs)
+        params, tilings, roles, layers = _prunable(model, cfg)
+        prune_metrics = stage_log[-1].get("metrics_after_cut")
+        if is_main():
+            from .rundir import save_masks
+
+            save_masks(masks, masks_path)
+    elif masks_path.is_file():  # resumed: the masks chosen before are authoritative
         from .rundir import load_masks
 
         saved = load_masks(masks_path)
@@ -497,7 +737,7 @@ def compress(cfg: CompressConfig, resume: bool = False,
         achieved = sum(m.numel() for m in masks.values()) / max(sum(int(m.sum()) for m in masks.values()), 1)
         _say(f"[3/4] hard-pruned {len(masks)} matrices to {achieved:.3f}x (target {cfg.compression:g}x, "
              f"block {cfg.resolved_block()[0]}, {cfg.scope}{', balanced' if cfg.resolved_block()[1] else ''})")
-        if cfg.eval_after_prune:
+        if cfg.eval_after_prune and not layerwise:
             if (state / "prune.json").is_file():
                 prune_metrics = read_json(state / "prune.json").get("metrics_before_retrain")
             else:
@@ -531,7 +771,7 @@ def compress(cfg: CompressConfig, resume: bool = False,
                                           cfg.prune_ramp, cfg.prune_every, rms, resume_from=last)
         else:
             mask_cb = MaskCallback(params, masks)
-        trainer = make_trainer(model, tok, spec, train, dev, _train_cfg(cfg, max(epochs, 1e-9), cfg.lr), rt_dir,
+        trainer = make_trainer(model, tok, spec, train, dev, _train_cfg(cfg, max(epochs, 1e-9), cfg.retrain_lr_), rt_dir,
                                trainer_cls=PruneTrainer, callbacks=[mask_cb, *cbs.get("retrain", ())],
                                teacher=teacher, distill_alpha=cfg.distill_alpha,
                                distill_temperature=cfg.distill_temperature, distill_hidden=cfg.distill_hidden)
@@ -555,7 +795,8 @@ def compress(cfg: CompressConfig, resume: bool = False,
                 model.save_pretrained(tmp)
                 tok.save_pretrained(tmp)
                 save_masks(masks, Path(tmp) / MASKS_FILE)
-            write_json(rt_dir / "done.json", {"metrics": pruned_metrics, "epochs": epochs})
+            write_json(rt_dir / "done.json", {"metrics": pruned_metrics, "epochs": epochs,
+                                              "steps": int(trainer.state.global_step) if epochs > 0 else 0})
         barrier()
         del trainer
     mark("retrain", t0)
@@ -594,6 +835,10 @@ def compress(cfg: CompressConfig, resume: bool = False,
         "phases": phases,
         "regularized_from": cfg.regularized_from,
         "prune_schedule": cfg.prune_schedule,
+        "recipe": cfg.recipe,
+        "regularize": read_json(reg_dir / "done.json") if (reg_dir / "done.json").is_file() else None,
+        "stages": stage_log,
+        "steps": _total_steps(state, stage_log),
         "schedule": read_json(state / "schedule.json") if (state / "schedule.json").is_file() else None,
         "config": cfg.to_dict(),
         "num_train_examples": len(train),
@@ -607,6 +852,7 @@ def compress(cfg: CompressConfig, resume: bool = False,
             import shutil
 
             for d in (state / "finetune" / "checkpoints", reg_dir / "checkpoints", rt_dir / "checkpoints",
+                      *sorted((state / "stages").glob("*/checkpoints")),
                       *(() if cfg.keep_regularized else (reg_dir / MODEL_DIR,))):
                 shutil.rmtree(d, ignore_errors=True)
     _say(f"done: {spec.metric} dense {dense_metrics.get('main', float('nan')):.4f} -> pruned "

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Sequence
 import numpy as np
 
 from .data import GlueExample, TaskSpec, compute_metrics, get_task, load_split
-from .data.glue import task_key
+from .data.glue import seeded_subset, task_key
 from .distributed import backend as ddp_backend, barrier, init as init_distributed, is_main
 from .errors import ConfigError, DataError, ModelError
 from .io import atomic_dir, check_writable_dir, read_json, write_json
@@ -50,11 +50,13 @@ class TrainConfig:
     weight_decay: float = 0.01
     seed: int = 42
     max_steps: int = -1  # > 0 overrides epochs
-    train_limit: int | None = None  # the first N train examples (deterministic, no shuffle)
+    train_limit: int | None = None  # a seeded random subset of N train examples (seed = ``seed``)
     eval_limit: int | None = None
     save_steps: int | None = None  # checkpoint every N steps; None: every epoch
     save_total_limit: int = 2
     logging_steps: int = 10
+    group_by_length: bool = True  # batches of similar lengths (less padding: 3x fewer tokens on SST-2)
+    freeze_word_embeddings: bool = False  # no gradient/AdamW for the 30k x H token table: 1.7x faster steps
 
     def __post_init__(self) -> None:
         def bad(name: str, why: str) -> ConfigError:
@@ -171,6 +173,7 @@ def training_arguments(cfg: TrainConfig, output_dir: str | os.PathLike[str], **o
         remove_unused_columns=False,
         label_names=["labels"],
         skip_memory_metrics=True,
+        train_sampling_strategy="group_by_length" if cfg.group_by_length else "random",
     )
     kwargs.update(overrides)
     return TrainingArguments(**kwargs)
@@ -190,10 +193,15 @@ def make_trainer(model, tokenizer, task_spec: TaskSpec | str, train_examples: Se
     spec = get_task(task_spec) if isinstance(task_spec, str) else task_spec
     train_ds = eval_ds = None
     if train_examples is not None:
-        train_ds = encode(tokenizer, list(train_examples)[: cfg.train_limit], cfg.max_seq_len, spec.is_regression)
+        train_list = list(train_examples)
+        if cfg.train_limit:
+            train_list = seeded_subset(train_list, cfg.train_limit, cfg.seed)
+        train_ds = encode(tokenizer, train_list, cfg.max_seq_len, spec.is_regression)
     if eval_examples is not None:
         eval_ds = encode(tokenizer, list(eval_examples)[: cfg.eval_limit], cfg.max_seq_len, spec.is_regression)
     args = training_arguments(cfg, Path(output_dir) / CHECKPOINTS, **(args_overrides or {}))
+    if cfg.freeze_word_embeddings:
+        model.get_input_embeddings().weight.requires_grad_(False)
     cls = trainer_cls or Trainer
     return cls(
         model=model,
@@ -336,7 +344,8 @@ def _clear_out(out: Path) -> None:
 
 def finetune(model: Any, task: str | TaskSpec, data_dir: str | os.PathLike[str] | None,
              out_dir: str | os.PathLike[str], cfg: TrainConfig = TrainConfig(), resume: bool = False,
-             overwrite: bool = False, callbacks: Iterable = ()) -> dict[str, Any]:
+             overwrite: bool = False, callbacks: Iterable = (),
+             examples: tuple[Sequence[GlueExample], Sequence[GlueExample]] | None = None) -> dict[str, Any]:
     """Fine-tune ``model`` (path, alias or (model, tokenizer)) on ``task``; return the dev metrics.
 
     ``resume`` continues from the last checkpoint in ``out_dir/checkpoints`` and ends with the same
@@ -354,8 +363,11 @@ def finetune(model: Any, task: str | TaskSpec, data_dir: str | os.PathLike[str] 
         return read_json(out / METRICS_JSON)
     _check_out(out, cfg, resume, overwrite)
     barrier()  # every rank has checked --out before rank 0 writes into it
-    train = load_split(spec, "train", data_dir, limit=cfg.train_limit)
-    dev = load_split(spec, "dev", data_dir, limit=cfg.eval_limit)
+    if examples is not None:  # e.g. a held-out part of train as "dev" for model selection
+        train, dev = list(examples[0]), list(examples[1])
+    else:
+        train = load_split(spec, "train", data_dir, limit=cfg.train_limit, seed=cfg.seed)
+        dev = load_split(spec, "dev", data_dir, limit=cfg.eval_limit)
     set_seed(cfg.seed)  # the new classifier head is drawn from this seed
     m, tok = load_for_task(model, spec, new_head=True)
     if is_main():

@@ -41,7 +41,7 @@ def test_cli_end_to_end_matches_rundir_contract(finetuned, glue, tmp_path):
     out = tmp_path / "run"
     code, msg, res = _cli(["compress", "--model", str(finetuned), "--task", "mrpc", "--data", str(glue), "--target",
                            "4x", "--block", "16x1", "--epochs-reg", "1", "--epochs-retrain", "1", "--distill",
-                           "--out", str(out), *FAST])
+                           "--recipe", "paper", "--out", str(out), *FAST])
     assert code == 0, msg
     run = open_run(out)
     from edgeprune.models import load_model
@@ -428,3 +428,61 @@ def test_gradual_compress_end_to_end_and_resume(finetuned, glue, tmp_path):
     b = _weights(out)
     for k in w:
         torch.testing.assert_close(w[k], b[k], atol=1e-5, rtol=1e-4)
+
+
+def test_default_recipe_stages_cuts_reconstructs_and_records(finetuned, glue, tmp_path):
+    """The default recipe (edgeprune): staged 2x -> 3x -> 4x cuts, each refitted and recorded, exact targets."""
+    out = tmp_path / "staged"
+    code, msg, _ = _cli(["compress", "--model", str(finetuned), "--task", "mrpc", "--data", str(glue), "--target",
+                         "4x", "--block", "16x1", "--epochs-retrain", "1", "--stage-steps", "2", "--calib-examples",
+                         "16", "--out", str(out), *FAST])
+    assert code == 0, msg
+    info = read_json(out / "compression.json")
+    assert info["recipe"] == "edgeprune" and info["method"] == "magnitude-block"
+    stages = info["stages"]
+    assert [s["target"] for s in stages] == [2.0, 3.0, 4.0]
+    for s in stages:
+        assert s["compression"] == pytest.approx(s["target"], rel=0.02)  # 16-row tiles, one slot per matrix
+        # the least-squares refit never does worse than the plain cut on the calibration inputs
+        assert s["output_error_refit"] <= s["output_error_cut"] + 1e-9
+        assert "metrics_after_cut" in s
+    assert stages[0]["steps"] == 2 and stages[1]["steps"] == 2 and "steps" not in stages[2]
+    assert info["steps"] >= 4
+    # masks only shrink from stage to stage (no group comes back)
+    from edgeprune.rundir import load_masks
+
+    prev = None
+    for t in ("2x", "3x", "4x"):
+        m = load_masks(out / "compress_state" / "stages" / t / "model" / "masks.safetensors")
+        if prev is not None:
+            for n in m:
+                assert not (m[n].bool() & ~prev[n].bool()).any()
+        prev = m
+    final = load_masks(out / "model" / "masks.safetensors")
+    assert all(torch.equal(final[n].bool(), prev[n].bool()) for n in final)
+
+
+def test_proximal_regularizer_zeroes_groups_and_is_recorded(finetuned, glue, tmp_path):
+    out = tmp_path / "prox"
+    code, msg, _ = _cli(["compress", "--model", str(finetuned), "--task", "mrpc", "--data", str(glue), "--target",
+                         "2x", "--block", "16x1", "--recipe", "paper", "--penalty", "50", "--epochs-reg", "1",
+                         "--epochs-retrain", "1", "--lr", "1e-3", "--out", str(out), *FAST])
+    assert code == 0, msg
+    reg = read_json(out / "compression.json")["regularize"]
+    assert reg["form"] == "proximal" and reg["R_end"] < reg["R_start"]
+    assert reg["zero_groups"] > 0 and reg["kept_energy_at_target_end"] > reg["kept_energy_at_target_start"]
+    assert 0 <= reg["metrics"]["main"] <= 1
+
+
+@pytest.mark.parametrize("extra, needle", [
+    (["--recipe", "nope"], "unknown --recipe"),
+    (["--stages", "2,9"], "goes past the target"),
+    (["--stages", "3,2"], "strictly increasing"),
+    (["--calib-examples", "100000"], "larger than the training set"),
+])
+def test_bad_recipe_inputs_one_line_exit_2(finetuned, glue, tmp_path, extra, needle):
+    out = tmp_path / "bad"
+    code, msg, _ = _cli(["compress", "--model", str(finetuned), "--task", "mrpc", "--data", str(glue), "--target",
+                         "4x", "--block", "16x1", "--out", str(out), *FAST, *extra])
+    assert code == 2 and needle in msg and "\n" not in msg.strip()
+    assert not (out / "compression.json").exists()

@@ -26,9 +26,25 @@ _METHODS = ["reweighted-group-lasso", "group-lasso", "magnitude-block", "magnitu
 @click.option("--method", type=click.Choice(_METHODS), default=None, help="Pruning method [reweighted-group-lasso].")
 @click.option("--scope", type=click.Choice(["uniform", "global"]), default=None,
               help="Same kept fraction in every matrix, or one global ranking [uniform].")
-@click.option("--score", type=click.Choice(["weight", "activation"]), default=None,
-              help="Hard-pruning rank: group norm of W (the paper) or of W x input RMS on --calib-examples "
-                   "training examples [weight].")
+@click.option("--recipe", default=None,
+              help="Starting settings: edgeprune (ours: staged activation-ranked cuts, least-squares refit, "
+                   "logit + hidden distillation; the best we measured) or paper (Li et al. 2020: reweighted group "
+                   "Lasso, one hard prune, masked retraining). Other flags override it [edgeprune].")
+@click.option("--score", type=click.Choice(["weight", "activation", "obs"]), default=None,
+              help="Hard-pruning rank: group norm of W (the paper), of W x input RMS, or the OBS second-order "
+                   "saliency, on --calib-examples training examples [edgeprune: activation; paper: weight].")
+@click.option("--reconstruct/--no-reconstruct", default=None,
+              help="Refit the kept weights layer by layer by least squares after every cut [edgeprune: on].")
+@click.option("--damp", type=float, default=None, help="Reconstruction damping, fraction of mean(diag H) [0.01].")
+@click.option("--stages", default=None,
+              help="Reach the target in stages: none, auto (2x, 3x, ... target) or a list like 2,3,4 "
+                   "[edgeprune: auto; paper: none].")
+@click.option("--stage-steps", type=int, default=None, help="Distillation steps after each intermediate cut [150].")
+@click.option("--reg-form", type=click.Choice(["proximal", "loss"]), default=None,
+              help="Group Lasso as a proximal step after each optimizer step, or as a loss term [proximal].")
+@click.option("--retrain-lr", type=float, default=None, help="Learning rate of retraining/distillation [--lr].")
+@click.option("--freeze-embeddings/--train-embeddings", "freeze_word_embeddings", default=None,
+              help="Freeze the token embedding table in training (1.7x faster steps) [edgeprune: frozen].")
 @click.option("--prune-schedule", type=click.Choice(["oneshot", "gradual"]), default=None,
               help="oneshot: one hard prune after regularized training (the paper); gradual: masks tighten along a "
                    "cubic ramp during retraining (Zhu & Gupta 2017) [oneshot].")
@@ -36,10 +52,12 @@ _METHODS = ["reweighted-group-lasso", "group-lasso", "magnitude-block", "magnitu
               help="gradual: fraction of the retraining steps over which masks reach the target [0.5].")
 @click.option("--prune-every", type=int, default=None,
               help="gradual: steps between mask updates [about 10 updates over the ramp].")
-@click.option("--calib-examples", type=int, default=None, help="Examples for --score activation [64].")
+@click.option("--calib-examples", type=int, default=None,
+              help="Calibration examples (seeded sample of train) for ranking and reconstruction [edgeprune: 256].")
 @click.option("--layers", default=None, help="Which linears: all, attention, ffn, qkv, roles (q,k,v,attn_out,"
               "ffn_in,ffn_out) or regexes over module names [all].")
-@click.option("--distill", is_flag=True, default=None, help="Distil the dense model's logits during retraining.")
+@click.option("--distill/--no-distill", default=None, help="Distil the dense model's logits during retraining "
+              "[edgeprune: on].")
 @click.option("--distill-hidden", type=float, default=None,
               help="With --distill: weight of a per-layer hidden-state MSE to the dense teacher [0 = logits only].")
 @click.option("--penalty", type=float, default=None, help="Group-Lasso lambda per matrix [1e-4].")
@@ -51,7 +69,7 @@ _METHODS = ["reweighted-group-lasso", "group-lasso", "magnitude-block", "magnitu
 @click.option("--lr", type=float, default=None, help="Learning rate of regularized and masked training [2e-5].")
 @click.option("--batch-size", type=int, default=None, help="Training batch size per process [32].")
 @click.option("--max-seq-len", type=int, default=None, help="Truncate inputs to this many tokens [128].")
-@click.option("--train-limit", type=int, default=None, help="Use only the first N training examples.")
+@click.option("--train-limit", type=int, default=None, help="Use a seeded random subset of N training examples.")
 @click.option("--eval-limit", type=int, default=None, help="Evaluate on the first N dev examples only.")
 @click.option("--save-steps", type=int, default=None, help="Checkpoint every N steps [every epoch].")
 @click.option("--seed", type=int, default=None, help="Random seed [42].")
@@ -65,7 +83,7 @@ _METHODS = ["reweighted-group-lasso", "group-lasso", "magnitude-block", "magnitu
 def command(out_dir: Path, resume: bool, target: str | None, sparsity: float | None, data_dir: Path | None,
             **flags: object) -> None:
     """Prune MODEL on TASK to --target; writes OUT/model/ (+ masks.safetensors) and compression.json (last)."""
-    from ..compress import STATE, CompressConfig, compress
+    from ..compress import RECIPES, STATE, CompressConfig, compress
     from ..errors import ConfigError
     from ..io import read_json
     from ..prune.masks import parse_target
@@ -83,7 +101,11 @@ def command(out_dir: Path, resume: bool, target: str | None, sparsity: float | N
         given["compression"] = parse_target(str(sparsity))
     if data_dir is not None:
         given["data_dir"] = str(data_dir)
-    d = {**base, **given, "out": str(out_dir)}
+    recipe = str(given.pop("recipe", None) or base.get("recipe") or "edgeprune")
+    if recipe not in RECIPES:
+        raise ConfigError(f"unknown --recipe {recipe!r}; choose one of: {', '.join(RECIPES)}")
+    start = base if base else {**RECIPES[recipe], "recipe": recipe}
+    d = {**start, **given, "out": str(out_dir)}
     d.setdefault("compression", 5.0)
     d.setdefault("data_dir", None)
     for need in ("model", "task"):

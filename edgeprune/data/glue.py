@@ -149,14 +149,44 @@ def _parse_label(spec: TaskSpec, raw: str, path: Path, lineno: int) -> float | i
 
 
 def load_split(task: str | TaskSpec, split: str, data_dir: str | os.PathLike[str] | None = None,
-               limit: int | None = None) -> list[GlueExample]:
-    """Examples of one split, from ``data_dir`` (GLUE TSV layout) or the hub when ``data_dir`` is None."""
+               limit: int | None = None, seed: int | None = None) -> list[GlueExample]:
+    """Examples of one split, from ``data_dir`` (GLUE TSV layout) or the hub when ``data_dir`` is None.
+
+    ``limit`` with a ``seed``: a seeded random subset (files are often sorted by source or label, so
+    the first N rows are a biased sample: STS-B's first 1000 are all video captions); without a
+    seed, the first ``limit`` rows.
+    """
     spec = get_task(task) if isinstance(task, str) else task
     if data_dir is not None:
         examples = read_tsv(spec, split_path(spec, data_dir, split))
     else:
         examples = _load_hub(spec, split)
-    return examples[:limit] if limit else examples
+    if not limit:
+        return examples
+    return seeded_subset(examples, limit, seed) if seed is not None else examples[:limit]
+
+
+def seeded_subset(examples: list, n: int, seed: int) -> list:
+    """``n`` examples drawn without replacement by ``seed``, in file order (reproducible)."""
+    import random
+
+    if n >= len(examples):
+        return list(examples)
+    idx = sorted(random.Random(seed).sample(range(len(examples)), n))
+    return [examples[i] for i in idx]
+
+
+def holdout_split(examples: list, fraction: float, seed: int) -> tuple[list, list]:
+    """(rest, held-out) with a seeded ``fraction`` held out: model selection never looks at dev."""
+    import random
+
+    if not 0 < fraction < 1:
+        raise ValueError(f"held-out fraction {fraction} must be in (0, 1)")
+    idx = list(range(len(examples)))
+    random.Random(seed).shuffle(idx)
+    k = max(1, int(round(fraction * len(examples))))
+    held = set(idx[:k])
+    return ([e for i, e in enumerate(examples) if i not in held], [e for i, e in enumerate(examples) if i in held])
 
 
 def _load_hub(spec: TaskSpec, split: str) -> list[GlueExample]:

@@ -100,3 +100,55 @@ class GroupLassoRegularizer:
 def milestone_steps(milestones: Iterable[int], steps_per_epoch: int) -> set[int]:
     """Global steps at which epoch milestones begin (epoch ``e`` starts at step ``e * steps_per_epoch``)."""
     return {int(e) * steps_per_epoch for e in milestones if int(e) > 0}
+
+
+def group_soft_threshold(w: torch.Tensor, tiling: Tiling, tau: float | torch.Tensor) -> torch.Tensor:
+    """Proximal step of ``tau_g ||W_g||_2``: ``W_g <- W_g * max(0, 1 - tau_g / ||W_g||_2)``.
+
+    ``argmin_X 1/2 ||X - W||^2 + sum_g tau_g ||X_g||`` separates over groups and shrinks each group's
+    norm by ``tau_g`` (exactly 0 once ``||W_g|| <= tau_g``): the group analogue of decoupled weight
+    decay, applied after an optimizer step with ``tau = lr_t * lambda * alpha_g`` instead of the
+    penalty's subgradient, so that groups reach exact zero. ``tau`` is a scalar or ``[nbr, nbc]``.
+    Norms of padded tiles cover their real elements; all-zero groups stay zero. Returns a new,
+    detached tensor of ``w``'s dtype; ``w`` is not modified.
+    """
+    import torch
+
+    from ..errors import ConfigError
+    from .blocks import expand_group_mask
+
+    t = tiling
+    with torch.no_grad():
+        wd = w.detach()
+        work = wd.double() if wd.dtype == torch.float64 else wd.float()
+        norms = group_norms(work, t, floor=0.0)
+        tau_t = torch.as_tensor(tau, dtype=work.dtype, device=work.device)
+        if tau_t.dim() and tuple(tau_t.shape) != (t.nbr, t.nbc):
+            raise ValueError(f"tau shape {tuple(tau_t.shape)} != group grid {(t.nbr, t.nbc)}")
+        if not bool(torch.isfinite(tau_t).all()) or bool((tau_t < 0).any()):
+            raise ConfigError("proximal threshold tau must be finite and >= 0 (tau = lr * lambda * alpha)")
+        safe = torch.where(norms > 0, norms, torch.ones_like(norms))
+        factor = torch.where(norms > 0, (1.0 - tau_t / safe).clamp_min(0.0), torch.zeros_like(norms))
+        return (work * expand_group_mask(factor, t)).to(wd.dtype)
+
+
+def kept_energy(w: torch.Tensor, tiling: Tiling, keep_ratio: float, balanced: bool = False) -> float:
+    """Fraction of ``||W||_F^2`` in the groups a hard prune of this one matrix at ``keep_ratio`` keeps.
+
+    The groups are chosen as ``masks.prune_groups`` does (RMS scores, to one slot, ``balanced`` =
+    the same count per block row); 1.0 means the regularizer has already pushed all the energy into
+    the surviving groups and the cut will cost nothing. An all-zero matrix returns 1.0.
+    """
+    import torch
+
+    from .blocks import group_sq_norms
+    from .masks import group_scores, prune_groups
+
+    t = tiling
+    with torch.no_grad():
+        res = prune_groups({"w": group_scores(w, t)}, {"w": t}, keep_ratio, scope="uniform", balanced=balanced)
+        sq = group_sq_norms(w.detach().double(), t)
+        total = float(sq.sum())
+        if total == 0:
+            return 1.0
+        return float(sq[res.group_masks["w"].to(sq.device)].sum()) / total

@@ -39,3 +39,90 @@ def update_steps(ramp_steps: int, every: int) -> list[int]:
 def default_every(ramp_steps: int, updates: int = 10) -> int:
     """About ``updates`` mask updates over the ramp (short schedules update every step)."""
     return max(1, math.ceil(ramp_steps / updates))
+
+
+def _check_compression(value, what: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 1:
+        raise ConfigError(f"{what} {value!r} must be a finite compression > 1 (e.g. 5 for 5x)")
+    return float(value)
+
+
+def staged_targets(final: float, step: float = 1.0, start: float = 2.0) -> list[float]:
+    """Compression targets of a staged prune: ``start, start + step, ...`` below ``final``, then ``final``.
+
+    Cutting to 2x, retraining, then 3x, ... lets each retraining repair a small cut instead of one
+    large one (``5 -> [2, 3, 4, 5]``, ``2.5 -> [2, 2.5]``; a ``final`` at or below ``start`` is one stage).
+    Targets are ``start + i * step`` (no accumulated rounding); the last is exactly ``final``.
+    """
+    final = _check_compression(final, "final compression")
+    start = _check_compression(start, "first stage compression")
+    if isinstance(step, bool) or not isinstance(step, (int, float)) or not math.isfinite(step) or step <= 0:
+        raise ConfigError(f"stage step {step!r} must be a finite number > 0 (compression added per stage)")
+    tol = 1e-9 * final
+    n = max(0, math.ceil((final - tol - start) / step))  # stages strictly below final
+    return [start + i * step for i in range(n)] + [final]
+
+
+class StagedSchedule:
+    """Piecewise-constant compression: stage ``k`` cuts to ``stages[k]`` at step ``k * steps_per_stage``
+    and holds it until the next cut; the last stage holds for the rest of training.
+
+    ``stages`` (increasing compressions ending at ``final``) defaults to ``staged_targets(final)``.
+    ``get_config``/``from_config`` round-trip it like tfmot's ``PruningSchedule``.
+    """
+
+    def __init__(self, final: float, steps_per_stage: int, stages: list[float] | None = None):
+        self.final = _check_compression(final, "final compression")
+        if isinstance(steps_per_stage, bool) or not isinstance(steps_per_stage, int) or steps_per_stage < 1:
+            raise ConfigError(f"steps per stage {steps_per_stage!r} must be a positive integer")
+        self.steps_per_stage = steps_per_stage
+        if stages is None:
+            targets = staged_targets(self.final)
+        else:
+            if isinstance(stages, (str, bytes)) or not hasattr(stages, "__iter__"):
+                raise ConfigError(f"stages {stages!r} must be a list of compressions (e.g. [2, 3, 4, 5])")
+            targets = [_check_compression(s, "stage compression") for s in stages]
+            if not targets:
+                raise ConfigError("stages must list at least one compression")
+            if any(b <= a for a, b in zip(targets, targets[1:])):
+                raise ConfigError(f"stages {targets} must increase strictly (each stage cuts further)")
+            if targets[-1] != self.final:
+                raise ConfigError(f"the last stage {targets[-1]:g}x must be the final compression {self.final:g}x")
+        self.stages = targets
+
+    @property
+    def boundaries(self) -> list[int]:
+        """Optimizer steps at which each stage's cut happens (the first at step 0)."""
+        return [k * self.steps_per_stage for k in range(len(self.stages))]
+
+    @property
+    def total_steps(self) -> int:
+        """Steps until the last stage has had its own ``steps_per_stage`` of retraining."""
+        return len(self.stages) * self.steps_per_stage
+
+    def stage_of(self, step: int) -> int:
+        """Index of the stage in force at ``step`` (the last one from its boundary on)."""
+        if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+            raise ConfigError(f"step {step!r} must be a non-negative integer")
+        return min(step // self.steps_per_stage, len(self.stages) - 1)
+
+    def __call__(self, step: int) -> float:
+        """Compression in force at optimizer ``step``."""
+        return self.stages[self.stage_of(step)]
+
+    def keep_ratio(self, step: int) -> float:
+        """Fraction of elements kept at ``step`` (``1 / compression``)."""
+        return 1.0 / self(step)
+
+    def get_config(self) -> dict:
+        return {"class_name": type(self).__name__,
+                "config": {"final": self.final, "steps_per_stage": self.steps_per_stage,
+                           "stages": list(self.stages)}}
+
+    @classmethod
+    def from_config(cls, config: dict) -> StagedSchedule:
+        cfg = config.get("config", config)
+        return cls(cfg["final"], cfg["steps_per_stage"], cfg.get("stages"))
+
+    def __repr__(self) -> str:
+        return f"StagedSchedule(final={self.final:g}, steps_per_stage={self.steps_per_stage}, stages={self.stages})"
