@@ -208,3 +208,79 @@ def calibration_batches(tok, examples, max_seq_len: int, batch_size: int = 32) -
         out.append(dict(tok([e.text_a for e in chunk], [e.text_b for e in chunk] if pairs else None,
                             truncation=True, max_length=max_seq_len, padding=True, return_tensors="pt")))
     return out
+
+
+@torch.no_grad()
+def input_grams(model, batches, names: list[str]) -> dict[str, tuple[torch.Tensor, int]]:
+    """(H = X^T X over real tokens, token count) of the input of every module in ``names``: one pass."""
+    mods = dict(model.named_modules())
+    acc: dict[str, Any] = {n: None for n in names}
+    cnt = {n: 0 for n in names}
+    cur = {"m": None}
+
+    def hook(_m, inp, _o, n):
+        x = inp[0][cur["m"]].double()
+        acc[n] = x.T @ x if acc[n] is None else acc[n] + x.T @ x
+        cnt[n] += x.shape[0]
+
+    hooks = [mods[n.removesuffix(".weight")].register_forward_hook(lambda m, i, o, n=n: hook(m, i, o, n))
+             for n in names]
+    was = model.training
+    model.eval()
+    try:
+        for b in batches:
+            cur["m"] = b["attention_mask"].bool()
+            model(**b)
+    finally:
+        for h in hooks:
+            h.remove()
+        model.train(was)
+    return {n: (acc[n], cnt[n]) for n in names}
+
+
+LADDER = (0.5, 0.7, 1.0, 1.4, 2.0)
+
+
+def sensitivity_allocation(weights: dict[str, torch.Tensor], grams: dict[str, tuple[torch.Tensor, int]],
+                           mask_at: Callable[[str, torch.Tensor, torch.Tensor, int, float], torch.Tensor],
+                           keep: float, damp: float = 0.01, ladder: tuple[float, ...] = LADDER
+                           ) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
+    """Per-matrix kept fractions with the same total as ``keep`` everywhere, from measured damage.
+
+    Each matrix is cut alone at ``keep * f`` for f in ``ladder`` and refitted on the dense inputs; its
+    damage (relative output error) per kept weight decides: a Lagrangian choice minimises the summed
+    damage under the weight budget, then all fractions are scaled so the total is exactly the target.
+    Returns (name -> kept fraction, name -> {fraction: damage}) for the report.
+    """
+    table: dict[str, dict[str, float]] = {}
+    cand: dict[str, list[tuple[float, float]]] = {}
+    for n, w in weights.items():
+        H, cnt = grams[n]
+        opts = []
+        for f in ladder:
+            r = min(1.0, keep * f)
+            m = mask_at(n, w, H, cnt, r).to(w.device)
+            new = refit_masked(w.double(), m, H, H, damp=damp)
+            d = output_error(w.double(), new, H, H, H)
+            opts.append((r, d))
+        cand[n] = opts
+        table[n] = {f"{r:.4f}": round(d, 5) for r, d in opts}
+    size = {n: w.numel() for n, w in weights.items()}
+    total = sum(size.values())
+    budget = keep * total
+
+    def pick(mu: float) -> dict[str, float]:
+        return {n: min(opts, key=lambda o: o[1] + mu * o[0] * size[n] / total * len(size))[0]
+                for n, opts in cand.items()}
+
+    lo, hi = 1e-6, 1e6
+    for _ in range(80):
+        mid = (lo * hi) ** 0.5
+        if sum(r * size[n] for n, r in pick(mid).items()) > budget:
+            lo = mid
+        else:
+            hi = mid
+    chosen = pick(hi)
+    used = sum(r * size[n] for n, r in chosen.items())
+    scale = budget / used if used else 1.0
+    return {n: min(1.0, r * scale) for n, r in chosen.items()}, table

@@ -96,6 +96,7 @@ class CompressConfig:
     stages: str = "none"  # none | auto (2x, 3x, ... up to the target) | comma list of compressions
     stage_steps: int = 150  # distillation steps after each intermediate cut
     freeze_word_embeddings: bool = False  # no gradient for the token table in every phase (1.7x faster steps)
+    allocation: str = "uniform"  # uniform: the same kept fraction per matrix; sensitivity: from measured damage
     extra: dict[str, Any] = field(default_factory=dict, compare=False)  # free-form notes (benchmark settings)
 
     def __post_init__(self) -> None:
@@ -124,6 +125,11 @@ class CompressConfig:
                 raise ConfigError(f"invalid {name}={v!r}: must be >= 0 epochs")
         if self.recipe is not None and self.recipe not in RECIPE_NAMES:
             raise ConfigError(f"unknown --recipe {self.recipe!r}; choose one of: {', '.join(RECIPE_NAMES)}")
+        if self.allocation not in ("uniform", "sensitivity"):
+            raise ConfigError(f"unknown --allocation {self.allocation!r}; choose uniform or sensitivity")
+        if self.allocation == "sensitivity" and not (self.reconstruct or self.stages != "none" or self.score == "obs"):
+            raise ConfigError("--allocation sensitivity measures reconstruction damage per matrix; "
+                              "use it with --reconstruct or --stages")
         if self.reg_form not in REG_FORMS:
             raise ConfigError(f"unknown --reg-form {self.reg_form!r}; choose one of: {', '.join(REG_FORMS)}")
         if self.retrain_lr is not None and not (isinstance(self.retrain_lr, (int, float)) and 0 < self.retrain_lr < 1):
@@ -471,7 +477,7 @@ def _total_steps(state: Path, stage_log) -> int:
     return total
 
 
-def _chooser(cfg: CompressConfig, tilings, keep: float, prev: dict[str, Any] | None):
+def _chooser(cfg: CompressConfig, tilings, keep: float | dict[str, float], prev: dict[str, Any] | None):
     """The mask rule of one cut: rank the groups of a matrix (weight norm, activation-weighted norm or
     OBS saliency, from the calibration Gram matrix ``H``), never revive a group cut before, keep ``keep``."""
     import torch
@@ -493,7 +499,8 @@ def _chooser(cfg: CompressConfig, tilings, keep: float, prev: dict[str, Any] | N
             sc = group_scores(w, t)
         if prev is not None:
             sc = torch.where(group_mask_of(prev[name], t).to(sc.device), sc, torch.full_like(sc, -1.0))
-        return prune_groups({name: sc}, {name: t}, keep, scope="uniform", balanced=balanced).masks[name]
+        k = keep[name] if isinstance(keep, dict) else keep
+        return prune_groups({name: sc}, {name: t}, k, scope="uniform", balanced=balanced).masks[name]
 
     return choose
 
@@ -533,8 +540,17 @@ def _staged_cuts(cfg: CompressConfig, model, tok, spec, train, dense_dir, state:
         params, tilings, _, layers = _prunable(model, cfg)
         _say(f"[3/4] stage {si + 1}/{len(targets)}: cut to {c:g}x by {cfg.score} rank"
              f"{', least-squares refit' if cfg.reconstruct else ''} on {cfg.calib_examples} calibration examples")
+        keep: float | dict[str, float] = 1.0 / c
+        alloc_table = None
+        if cfg.allocation == "sensitivity":
+            from .calibrate import input_grams, sensitivity_allocation
+
+            prev = masks
+            keep, alloc_table = sensitivity_allocation(
+                {n: p.detach() for n, p in params.items()}, input_grams(teacher, batches, list(params)),
+                lambda n, w, H, cnt, r: _chooser(cfg, tilings, r, prev)(n, w, H, cnt), 1.0 / c, damp=cfg.damp)
         masks, recs = cut_and_reconstruct(model, teacher, batches, list(params), lambda n: layers[n],
-                                          _chooser(cfg, tilings, 1.0 / c, masks), reconstruct=cfg.reconstruct,
+                                          _chooser(cfg, tilings, keep, masks), reconstruct=cfg.reconstruct,
                                           damp=cfg.damp)
         kept = sum(int(m.sum()) for m in masks.values())
         entry: dict[str, Any] = {
@@ -542,7 +558,8 @@ def _staged_cuts(cfg: CompressConfig, model, tok, spec, train, dense_dir, state:
             "cut_s": round(time.perf_counter() - t0, 1),
             "output_error_cut": sum(r.damage_cut for r in recs) / len(recs),
             "output_error_refit": (sum(r.damage_refit for r in recs) / len(recs)) if cfg.reconstruct else None,
-            "matrices": [vars(r) for r in recs]}
+            "matrices": [vars(r) for r in recs], "allocation": cfg.allocation,
+            "allocation_damage": alloc_table}
         if cfg.eval_after_prune:
             entry["metrics_after_cut"] = evaluate((model, tok), spec, cfg.data_dir, max_seq_len=cfg.max_seq_len,
                                                   limit=cfg.eval_limit)

@@ -486,3 +486,17 @@ def test_bad_recipe_inputs_one_line_exit_2(finetuned, glue, tmp_path, extra, nee
                          "4x", "--block", "16x1", "--out", str(out), *FAST, *extra])
     assert code == 2 and needle in msg and "\n" not in msg.strip()
     assert not (out / "compression.json").exists()
+
+
+def test_sensitivity_allocation_keeps_the_total_and_reports_per_matrix(finetuned, glue, tmp_path):
+    out = tmp_path / "alloc"
+    code, msg, _ = _cli(["compress", "--model", str(finetuned), "--task", "mrpc", "--data", str(glue), "--target",
+                         "2x", "--block", "16x1", "--stages", "none", "--allocation", "sensitivity",
+                         "--epochs-retrain", "1", "--calib-examples", "16", "--out", str(out), *FAST])
+    assert code == 0, msg
+    info = read_json(out / "compression.json")
+    st = info["stages"][-1]
+    assert st["allocation"] == "sensitivity" and len(st["allocation_damage"]) == 12
+    assert st["compression"] == pytest.approx(2.0, rel=0.1)
+    ratios = {n: r["kept_ratio"] for n, r in info["layers"].items()}
+    assert max(ratios.values()) - min(ratios.values()) > 0.05  # not uniform any more

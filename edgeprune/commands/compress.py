@@ -40,6 +40,9 @@ _METHODS = ["reweighted-group-lasso", "group-lasso", "magnitude-block", "magnitu
               help="Reach the target in stages: none, auto (2x, 3x, ... target) or a list like 2,3,4 "
                    "[edgeprune: auto; paper: none].")
 @click.option("--stage-steps", type=int, default=None, help="Distillation steps after each intermediate cut [150].")
+@click.option("--allocation", type=click.Choice(["uniform", "sensitivity"]), default=None,
+              help="Kept fraction per matrix: the same everywhere, or chosen from each matrix's measured "
+                   "cut + refit damage under the same total [uniform].")
 @click.option("--reg-form", type=click.Choice(["proximal", "loss"]), default=None,
               help="Group Lasso as a proximal step after each optimizer step, or as a loss term [proximal].")
 @click.option("--retrain-lr", type=float, default=None, help="Learning rate of retraining/distillation [--lr].")
