@@ -297,6 +297,11 @@ def _latency(ev: Evidence, target: str, limit: float, statistic: str) -> BudgetR
         return _missing(name, limit, format_time,
                         f"no measurement for {target} in {rep.path.name} (has: {', '.join(have) or 'none'}); {how}",
                         src)
+    gpu_refused = [r for r in rej if r.startswith("GPU delegation")]
+    if gpu_refused and pick.kind == "predicted":   # the device showed the model does not run on its GPU
+        return _missing(name, limit, format_time,
+                        f"no {target} latency: the device run says {'; '.join(gpu_refused)}; a prediction cannot "
+                        f"stand in for a GPU the model does not fully run on", src)
     detail = pick.detail
     if pick.kind == "predicted":
         detail += "; an estimate, nothing measured on the device"
