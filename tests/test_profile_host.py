@@ -269,3 +269,25 @@ def test_adb_gpu_run_not_fully_delegated_is_no_gpu_latency(fake_adb, tiny_tflite
     chk = cli("check", str(tiny_tflite), "--no-search", "--profile", str(out / "profile.json"), "--max-latency",
               "phone-gpu=1000s")
     assert chk.returncode == 1 and f"GPU delegation {status}" in chk.stderr
+
+
+def test_plot_bars_kinds_spread_and_png(tmp_path):
+    """Plot data: measured vs predicted kinds, p10-p90 spread only on measured bars; the PNG is written."""
+    from edgeprune.profiling.report import COLOURS, plot, plot_bars
+
+    rep = {"artifact": "m.onnx", "batch": 1, "seq_len": 16, "threads": 1, "results": [
+        {"target": "host", "kind": "measured", "runner": "host",
+         "latency_ms": {"mean": 2.0, "p10": 1.5, "p50": 1.9, "p90": 2.6}},
+        {"target": "rpi4", "kind": "predicted", "latency_ms": {"mean": 9.0}},
+        {"target": "phone", "kind": "predicted", "latency_ms": {"mean": 4.0}, "gpu_latency_ms": {"mean": 1.0}},
+        {"target": "phone", "kind": "measured", "runner": "adb", "unit": "gpu", "latency_ms": None,
+         "mixed_latency_ms": {"mean": 3.0}, "delegation": {"status": "partial"}},
+    ]}
+    bars = plot_bars(rep)
+    assert bars["host\nmeasured"] == {"value": 2.0, "kind": "measured", "spread": (1.5, 2.6)}
+    assert bars["rpi4\npredicted"]["kind"] == "predicted" and bars["rpi4\npredicted"]["spread"] is None
+    assert bars["phone (gpu)\npredicted"]["value"] == 1.0
+    assert not any("adb" in k for k in bars)            # a partial delegation is no GPU bar
+    assert COLOURS["measured"] != COLOURS["predicted"]
+    plot(rep, tmp_path / "p.png")
+    assert (tmp_path / "p.png").read_bytes()[:4] == b"\x89PNG"
