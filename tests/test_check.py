@@ -241,6 +241,12 @@ def test_host_time_recorded_as_rpi4_never_passes(tmp_path, capsys, monkeypatch):
     r = check(b, budgets=Budgets(max_latency={"rpi4": 0.080})).results[-1]
     assert not r.passed and r.actual == pytest.approx(0.349)       # the prediction gates, not the host's 26 ms
     assert "estimate" in r.detail and "ran on this machine (x86_64, AMD EPYC), not on a rpi4" in r.detail
+    # an emulated run is instruction counts: still only the prediction gates, and the detail says why
+    write_json(b / "profile.json", profile_record(b / "model.onnx", [
+        host_as_pi, {"target": "rpi4", "kind": "predicted", "latency_ms": {"mean": 349.0}},
+        {"target": "rpi4", "kind": "emulated", "instructions": 10**9}]))
+    r = check(b, budgets=Budgets(max_latency={"rpi4": 0.080})).results[-1]
+    assert r.actual == pytest.approx(0.349) and "1 emulated row(s): instruction counts" in r.detail
     # without a prediction: missing, and the line says which evidence is missing
     write_json(b / "profile.json", profile_record(b / "model.onnx", [host_as_pi]))
     code, _, err = run(capsys, "check", str(b), "--no-search", "--max-latency", "rpi4=80ms")

@@ -179,6 +179,8 @@ def test_bad_inputs_are_one_line_exit_2(tmp_path, tiny_onnx):
                          (["profile", str(tiny_onnx), "--threads", "0"], "--threads must be a positive integer"),
                          (["profile", str(tiny_onnx), "--adb", "X"], "--adb needs --benchmark-binary"),
                          (["profile", str(tiny_onnx), "--use-gpu"], "--use-gpu needs --adb SERIAL"),
+                         (["profile", str(tiny_onnx), "--ssh", "pi@pi", "--target", "host"],
+                          "--target host means this machine"),
                          (["profile", str(tiny_onnx), "--accept-new-host-key"], "applies to --ssh only"),
                          (["profile", str(tmp_path)], "is not a bundle")):
         p = cli(*args, "--out", str(tmp_path / "o"))

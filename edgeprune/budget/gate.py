@@ -305,6 +305,10 @@ def _latency(ev: Evidence, target: str, limit: float, statistic: str) -> BudgetR
     detail = pick.detail
     if pick.kind == "predicted":
         detail += "; an estimate, nothing measured on the device"
+        emulated = sum(1 for r in rows if isinstance(r, dict) and r.get("target") == target
+                       and r.get("kind") == "emulated")
+        if emulated:
+            detail += f" ({emulated} emulated row(s): instruction counts under qemu, not a latency)"
     if rej:
         detail += f"; ignored measured rows ({'; '.join(rej)})"
     return _compare(name, limit, pick.seconds, True, format_time, src, detail, what=f"{target} latency")

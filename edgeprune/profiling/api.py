@@ -57,6 +57,9 @@ class ProfileConfig:
                               "onnxruntime_perf_test built for arm64)")
         if self.ssh and self.adb:
             raise ConfigError("use one of --ssh and --adb per run")
+        if self.target == "host" and (self.ssh or self.adb):
+            raise ConfigError("--target host means this machine; name the target of the device that --ssh/--adb "
+                              "reaches (e.g. --target rpi4), or add a TOML for it with --targets-dir")
         if self.use_gpu and not self.adb:
             raise ConfigError("--use-gpu needs --adb SERIAL: only an Android phone running benchmark_model puts a "
                               "model on a GPU here; drop --use-gpu or add --adb and --benchmark-binary")
@@ -275,6 +278,7 @@ def _profile_one(artifact: str | os.PathLike[str], cfg: ProfileConfig) -> dict[s
                         "qemu_cpu": res["qemu_cpu"], "instructions": res["instructions"],
                         "instructions_total": res["instructions_total"], "marked_runs": res["marked_runs"],
                         "threads": 1, "batch": spec.batch, "seq_len": spec.seq_len,
+                        "inputs": res.get("inputs") or fed_shapes(io, spec.batch, spec.seq_len),
                         "outputs_match_host": res.get("outputs_match_host"),
                         "max_abs_diff_vs_host": res.get("max_abs_diff_vs_host"),
                         "emulation_wall_s": res["emulation_wall_s"],
