@@ -103,6 +103,14 @@ def test_target_alone_predicts_and_a_host_run_stays_host(tiny_onnx, tmp_path):
     assert chk.returncode == 0 and "predicted" in chk.stdout + chk.stderr
 
 
+def test_calibrate_ignores_a_host_run_labelled_as_a_device(tiny_onnx, tmp_path):
+    old = tmp_path / "old.json"     # what an older version wrote: the host's time under rpi4
+    old.write_text(json.dumps({"results": [{"target": "rpi4", "kind": "measured", "runner": "host",
+                                            "machine": "x86_64", "efficiency_fit": 0.9, "latency_ms": {"mean": 1}}]}))
+    with pytest.raises(ConfigError, match="no measured results with an efficiency fit"):
+        profile(tiny_onnx, seq_len=16, measure_host=False, calibrate=str(old))
+
+
 def test_fixed_shape_artifact_refuses_another_seq_len(tiny_tflite, tmp_path):
     p = cli("profile", str(tiny_tflite), "--seq-len", "128", "--out", str(tmp_path / "o"))
     assert p.returncode == 2 and "Traceback" not in p.stderr

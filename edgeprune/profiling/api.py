@@ -143,9 +143,12 @@ def _calibration(path: str | None) -> dict[str, float]:
         data = read_json(path)
     except (OSError, ValueError) as e:
         raise ConfigError(f"--calibrate {path}: not a readable profile.json ({e})") from None
+    from edgeprune.budget.latency import device_problem
+
     fits = {}
     for r in data.get("results", []):
-        if r.get("kind") == "measured" and r.get("efficiency_fit") and r["target"] not in fits:
+        if r.get("kind") == "measured" and r.get("efficiency_fit") and r["target"] not in fits \
+                and not device_problem(r, r["target"]):   # a host run labelled rpi4 never calibrates rpi4
             fits[r["target"]] = float(r["efficiency_fit"])
     if not fits:
         raise ConfigError(f"--calibrate {path}: it has no measured results with an efficiency fit")
