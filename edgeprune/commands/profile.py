@@ -35,7 +35,8 @@ import click
 @click.option("--use-gpu", is_flag=True, help="--adb: also run the TFLite GPU delegate.")
 @click.option("--big-cores", is_flag=True, help="--adb: pin to the target's big cores (taskset).")
 @click.option("--host/--no-host", "measure_host", default=None,
-              help="Also measure on this machine (default: only when neither --ssh nor --adb is given).")
+              help="Also measure on this machine, recorded as host (default: only when neither --ssh, --adb "
+                   "nor a --target other than host is given).")
 @click.option("--predict/--no-predict", default=True, show_default=True, help="Roofline predictions for every target.")
 @click.option("--baseline", type=click.Path(exists=True), default=None,
               help="Dense artifact or bundle to profile the same way and compare against.")

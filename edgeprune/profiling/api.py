@@ -1,8 +1,11 @@
 """``profile(artifact, target="host", ...)``: measured, emulated and predicted numbers for one artifact.
 
-Measured results come from real runs (host subprocess, SSH device, adb phone), emulated ones from
-qemu-aarch64 with instruction counts (never a latency), predicted ones from the roofline model for every
-known target. With ``baseline`` the dense counterpart is profiled the same way and compared.
+Measured results come from real runs (host subprocess, SSH device, adb phone) and are labelled by where
+they ran: a run on this machine is always ``host``; ``--target T`` alone only predicts T. Emulated results
+come from qemu-aarch64 with instruction counts (never a latency), predicted ones (estimates) from the
+roofline model for every known target. The input shapes fed are read from the artifact and recorded. With
+``baseline`` the dense counterpart is profiled the same way (same input shapes, unless ``allow_mismatch``)
+and compared, with format / dtype / shape differences named.
 """
 from __future__ import annotations
 
