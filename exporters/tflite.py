@@ -238,6 +238,9 @@ class TFLiteExporter(Exporter):
         convert_s = time.perf_counter() - t0
         artifact = out_dir / ARTIFACT
         artifact.write_bytes(buf)
+        from .tflite_gpu import gpu_compatibility
+
+        gpu = gpu_compatibility(artifact)
         tokenizer.save_pretrained(out_dir / TOKENIZER_DIR)
 
         verification: dict[str, Any] = {"passed": True, "skipped": True, "reason": "verification skipped (--no-verify)"}
@@ -273,6 +276,7 @@ class TFLiteExporter(Exporter):
                        "formulation_timing": f"LiteRT XNNPACK, {TIMING_THREADS} thread, {batch * seq} tokens"
                        if chooser is timer else "none (fewest multiply-adds)"},
             "sparsity_encoding": sparsity,
+            "gpu_compatibility": gpu,
             "manifest": {
                 "model": model.config.model_type, "arch": weights.arch, "batch": batch,
                 "labels": list(spec.labels), "num_labels": spec.num_labels, "is_regression": spec.is_regression,

@@ -47,6 +47,7 @@ class Adb:
 def run_adb(spec: RunSpec, serial: str, benchmark_binary: str, adb_binary: str | None = None, use_gpu: bool = False,
             big_core_mask: str | None = None) -> list[dict[str, Any]]:
     """CPU (and with ``use_gpu`` GPU-delegate) runs of ``spec.artifact`` on the phone ``serial``."""
+    from edgeprune.profiling.delegation import parse_delegation
     from edgeprune.profiling.parsers import parse_benchmark_model, parse_perf_test
 
     binary = Path(benchmark_binary) if benchmark_binary else None
@@ -92,8 +93,13 @@ def run_adb(spec: RunSpec, serial: str, benchmark_binary: str, adb_binary: str |
         try:
             parsed = parse_perf_test(text) if is_ort else parse_benchmark_model(text)
         except ValueError:
-            raise TargetUnreachable(f"adb {serial}: {Path(tool).name} ({unit}) printed no timings: "
-                                    f"{last_line(text)}") from None
+            if unit != "gpu":
+                raise TargetUnreachable(f"adb {serial}: {Path(tool).name} ({unit}) printed no timings: "
+                                        f"{last_line(text)}") from None
+            # a failed GPU delegation ends the tool before any timing: record the failure, not a latency
+            parsed = {"tool": "benchmark_model", "latency_ms": None, "delegation": parse_delegation(text).to_dict()}
+        if unit == "gpu" and "delegation" not in parsed:
+            parsed["delegation"] = parse_delegation(text).to_dict()
         runs.append({"unit": unit, "tool": Path(tool).name, "parsed": parsed, "raw": text[-6000:],
                      "command": " ".join(shlex.quote(w) for w in words), "returncode": proc.returncode})
     adb("shell", f"rm -rf {DEVICE_DIR}", check=False)

@@ -1,7 +1,10 @@
 """SSH runner: copy the artifact and remote_runner.py to a device, run it there, bring the numbers back.
 
-Plain ``ssh``/``scp`` subprocesses (no shell on this side) with BatchMode, ConnectTimeout and
-StrictHostKeyChecking=accept-new against a private known_hosts file. Every word of the remote command
+Plain ``ssh``/``scp`` subprocesses (no shell on this side) with BatchMode and ConnectTimeout. Host keys are
+checked the way the user's ssh checks them (~/.ssh/config, ~/.ssh/known_hosts, /etc/ssh/ssh_known_hosts);
+``--known-hosts FILE`` names another known_hosts file. A host key seen for the first time is accepted only
+with ``--accept-new-host-key`` (StrictHostKeyChecking=accept-new: a *changed* key is still refused), and the
+result says which policy was used. Every word of the remote command
 is ``shlex.quote``d; the artifact travels under a fixed name in a fresh ``mktemp -d`` directory.
 """
 from __future__ import annotations
@@ -49,19 +52,44 @@ def parse_dest(text: str) -> SSHDest:
     return SSHDest(m.group("user"), m.group("host"), port)
 
 
+_HOST_KEY_RE = re.compile(r"Host key verification failed|REMOTE HOST IDENTIFICATION HAS CHANGED|"
+                          r"No \S+ host key is known for|Host key for \S+ has changed")
+
+
+def host_key_policy(known_hosts: str | None, accept_new: bool) -> str:
+    """How the host key was checked, as the report states it."""
+    where = f"known_hosts file {known_hosts}" if known_hosts else "ssh's own configuration and known_hosts"
+    return where + ("; a first-seen key accepted and pinned (--accept-new-host-key)" if accept_new else
+                    "; unknown keys refused")
+
+
+def host_key_refusal(dest: SSHDest, stderr: str, policy: str) -> str:
+    """One line: the device's host key is not trusted, and what to do."""
+    if re.search(r"CHANGED|has changed", stderr or ""):
+        return (f"ssh {dest}: the host key has CHANGED from the one pinned ({policy}); refused. If the device was "
+                f"re-installed, check its new key and remove the old one with `ssh-keygen -R {dest.host}`")
+    return (f"ssh {dest}: host key not trusted ({policy}); connect once with `ssh -p {dest.port} {dest.login}` and "
+            f"check the fingerprint, or pass --accept-new-host-key to accept a first-seen key")
+
+
 class SSHSession:
     """ssh/scp argument lists for one destination; each call gets a timeout and a clear error."""
 
     def __init__(self, dest: SSHDest, identity: str | None = None, known_hosts: str | None = None,
-                 connect_timeout: int = 10):
+                 connect_timeout: int = 10, accept_new_host_key: bool = False):
         if identity and not Path(identity).is_file():
             raise ConfigError(f"--identity {identity}: no such file")
-        kh = Path(known_hosts) if known_hosts else Path.home() / ".cache" / "edgeprune" / "known_hosts"
-        kh.parent.mkdir(parents=True, exist_ok=True)
         self.dest = dest
+        self.host_key_policy = host_key_policy(known_hosts, accept_new_host_key)
         self.opts = ["-o", "BatchMode=yes", "-o", f"ConnectTimeout={int(connect_timeout)}",
-                     "-o", "StrictHostKeyChecking=accept-new", "-o", f"UserKnownHostsFile={kh}",
-                     "-o", "GlobalKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR", "-o", "ServerAliveInterval=15"]
+                     "-o", "LogLevel=ERROR", "-o", "ServerAliveInterval=15"]
+        if known_hosts:
+            kh = Path(known_hosts)
+            if not kh.parent.is_dir():
+                raise ConfigError(f"--known-hosts {kh}: folder {kh.parent} does not exist")
+            self.opts += ["-o", f"UserKnownHostsFile={kh}"]
+        if accept_new_host_key:
+            self.opts += ["-o", "StrictHostKeyChecking=accept-new"]
         if identity:
             self.opts += ["-i", str(identity), "-o", "IdentitiesOnly=yes"]
 
@@ -73,6 +101,8 @@ class SSHSession:
         except FileNotFoundError:
             raise TargetUnreachable(f"{cmd[0]} not found; install openssh-client") from None
         if proc.returncode == 255:  # ssh's own failure: connection, auth, host key
+            if _HOST_KEY_RE.search(proc.stderr or ""):
+                raise TargetUnreachable(host_key_refusal(self.dest, proc.stderr, self.host_key_policy))
             raise TargetUnreachable(f"ssh {self.dest} unreachable: {last_line(proc.stderr)}")
         return proc
 
@@ -98,9 +128,10 @@ class SSHSession:
 
 @register_runner("ssh")
 def run_ssh(spec: RunSpec, dest: str, identity: str | None = None, remote_python: str = "python3",
-            known_hosts: str | None = None, connect_timeout: int = 10, use_tool: bool = True) -> dict[str, Any]:
+            known_hosts: str | None = None, connect_timeout: int = 10, use_tool: bool = True,
+            accept_new_host_key: bool = False) -> dict[str, Any]:
     """Profile ``spec.artifact`` on ``dest``; the result holds the parsed numbers and the raw output."""
-    sess = SSHSession(parse_dest(dest), identity, known_hosts, connect_timeout)
+    sess = SSHSession(parse_dest(dest), identity, known_hosts, connect_timeout, accept_new_host_key)
     t = spec.timeout_s
     proc = sess.run(["mktemp", "-d", "/tmp/edgeprune.XXXXXXXX"], t, "mktemp")
     rdir = proc.stdout.strip()
@@ -120,6 +151,7 @@ def run_ssh(spec: RunSpec, dest: str, identity: str | None = None, remote_python
         res = parse_runner_output(proc.stdout, f"ssh {sess.dest}")
         res["raw_stdout"] = proc.stdout[-4000:]
         res["device"] = str(sess.dest)
+        res["host_key"] = sess.host_key_policy
         res["remote_dir"] = rdir
         if use_tool:
             tool = _native_tool(sess, spec, rdir, rmodel)

@@ -185,7 +185,7 @@ def test_latency_without_profile(tmp_path, capsys, monkeypatch):
                          "rpi4=80ms", "--max-size", "30MB")
     assert code == 1
     assert "2 of 4 checks failed" in err and "no measurement: no profile.json; run `edgeprune profile b`" in err
-    assert "for target rpi4 (measured on the device with --ssh/--adb, or predicted)" in err
+    assert "`edgeprune profile b --target rpi4 --ssh USER@DEVICE`" in err and "predict it with `--target rpi4`" in err
     assert "MISSING" in out
 
 
@@ -206,8 +206,10 @@ def test_latency_prefers_measured_and_statistic(tmp_path, capsys, monkeypatch):
     b = make_bundle(tmp_path / "b", profile=False)
     write_json(b / "profile.json", profile_record(b / "model.onnx", [
         {"target": "rpi4", "kind": "predicted", "latency_ms": {"mean": 50.0}},
-        {"target": "rpi4", "kind": "measured", "threads": 4, "latency_ms": {"mean": 70, "p50": 65, "p90": 72, "p99": 90}},
-        {"target": "rpi4", "kind": "measured", "threads": 1, "latency_ms": {"mean": 80, "p50": 79, "p90": 85, "p99": 99}},
+        {"target": "rpi4", "kind": "measured", "threads": 4, "latency_ms": {"mean": 70, "p50": 65, "p90": 72, "p99": 90},
+         **PI},
+        {"target": "rpi4", "kind": "measured", "threads": 1, "latency_ms": {"mean": 80, "p50": 79, "p90": 85, "p99": 99},
+         **PI},
         {"target": "rpi4", "kind": "emulated", "instructions": 123456},
     ]))
     from edgeprune.budget import Budgets, check
@@ -221,6 +223,72 @@ def test_latency_prefers_measured_and_statistic(tmp_path, capsys, monkeypatch):
     assert code == 1 and "85 ms" in err
 
 
+# a measured rpi4 row as `profile --ssh` writes it: the device over ssh, an aarch64 machine
+PI = {"runner": "ssh", "target_arch": "aarch64", "device": {"where": "ssh", "dest": "pi@pi:22", "machine": "aarch64",
+                                                          "cpu": "0xd08"}}
+
+
+def test_host_time_recorded_as_rpi4_never_passes(tmp_path, capsys, monkeypatch):
+    """Issue 15: a profile.json that labels a host run `rpi4, measured` (what old versions wrote) cannot pass."""
+    monkeypatch.chdir(tmp_path)
+    b = make_bundle(tmp_path / "b", profile=False)
+    host_as_pi = {"target": "rpi4", "kind": "measured", "runner": "host", "machine": "x86_64", "cpu": "AMD EPYC",
+                  "latency_ms": {"mean": 26.0, "p50": 26.0}}
+    write_json(b / "profile.json", profile_record(b / "model.onnx", [
+        host_as_pi, {"target": "rpi4", "kind": "predicted", "latency_ms": {"mean": 349.0}}]))
+    from edgeprune.budget import Budgets, check
+
+    r = check(b, budgets=Budgets(max_latency={"rpi4": 0.080})).results[-1]
+    assert not r.passed and r.actual == pytest.approx(0.349)       # the prediction gates, not the host's 26 ms
+    assert "estimate" in r.detail and "ran on this machine (x86_64, AMD EPYC), not on a rpi4" in r.detail
+    # an emulated run is instruction counts: still only the prediction gates, and the detail says why
+    write_json(b / "profile.json", profile_record(b / "model.onnx", [
+        host_as_pi, {"target": "rpi4", "kind": "predicted", "latency_ms": {"mean": 349.0}},
+        {"target": "rpi4", "kind": "emulated", "instructions": 10**9}]))
+    r = check(b, budgets=Budgets(max_latency={"rpi4": 0.080})).results[-1]
+    assert r.actual == pytest.approx(0.349) and "1 emulated row(s): instruction counts" in r.detail
+    # without a prediction: missing, and the line says which evidence is missing
+    write_json(b / "profile.json", profile_record(b / "model.onnx", [host_as_pi]))
+    code, _, err = run(capsys, "check", str(b), "--no-search", "--max-latency", "rpi4=80ms")
+    assert code == 1
+    assert "no rpi4 measurement in profile.json: its measured rpi4 rows do not count (it ran on this machine" in err
+    assert "--ssh USER@DEVICE" in err
+    # an ssh run on an x86 machine is no rpi4 run either; an aarch64 one is
+    x86 = {**PI, "device": {**PI["device"], "machine": "x86_64"}}
+    write_json(b / "profile.json", profile_record(b / "model.onnx", [
+        {"target": "rpi4", "kind": "measured", "latency_ms": {"p50": 26.0}, **x86}]))
+    assert check(b, budgets=Budgets(max_latency={"rpi4": 0.080})).results[-1].status == "missing"
+    write_json(b / "profile.json", profile_record(b / "model.onnx", [
+        {"target": "rpi4", "kind": "measured", "latency_ms": {"p50": 26.0}, **PI}]))
+    assert check(b, budgets=Budgets(max_latency={"rpi4": 0.080})).results[-1].passed
+
+
+def test_gpu_rows_count_only_when_fully_delegated(tmp_path):
+    from edgeprune.budget.latency import rejected, select_latency
+
+    def gpu(status, p50=12.0):
+        return {"target": "phone", "kind": "measured", "unit": "gpu", "runner": "adb", "latency_ms": {"p50": p50},
+                "delegation": {"status": status}}
+
+    for status in ("partial", "failed", "none", "unknown"):
+        assert select_latency([gpu(status)], "phone-gpu") is None, status
+        assert rejected([gpu(status)], "phone-gpu") == [f"GPU delegation {status}: not a GPU latency"]
+    legacy = gpu("full")
+    del legacy["delegation"]                                    # written before delegation was recorded
+    assert select_latency([legacy], "phone-gpu") is None
+    assert select_latency([gpu("full")], "phone-gpu").seconds == pytest.approx(0.012)
+
+
+def test_gpu_budget_on_onnx_is_refused(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    b = make_bundle(tmp_path / "b", profile=False)
+    write_json(b / "profile.json", profile_record(b / "model.onnx", [
+        {"target": "phone", "kind": "predicted", "latency_ms": {"mean": 20.0}, "gpu_latency_ms": {"mean": 5.0}}]))
+    code, _, err = run(capsys, "check", str(b), "--no-search", "--max-latency", "phone-gpu=10ms")
+    assert code == 2 and "no supported runner puts an ONNX model on a GPU" in err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
 def test_latency_selection_rules():
     """XNNPACK runs gate a TFLite profile; ``<target>-gpu`` reads GPU results; emulated runs carry no latency."""
     from edgeprune.budget.latency import select_latency
@@ -229,7 +297,8 @@ def test_latency_selection_rules():
         {"target": "host", "kind": "measured", "xnnpack": True, "threads": 1, "latency_ms": {"p50": 8.0, "mean": 8.2}},
         {"target": "host", "kind": "measured", "xnnpack": False, "threads": 1, "latency_ms": {"p50": 100.0}},
         {"target": "phone", "kind": "measured", "unit": "cpu", "runner": "adb", "latency_ms": {"p50": 30.0}},
-        {"target": "phone", "kind": "measured", "unit": "gpu", "runner": "adb", "latency_ms": {"p50": 12.0}},
+        {"target": "phone", "kind": "measured", "unit": "gpu", "runner": "adb", "latency_ms": {"p50": 12.0},
+         "delegation": {"status": "full"}},
         {"target": "rpi5", "kind": "emulated", "instructions": 10**9},
         {"target": "rpi5", "kind": "predicted", "latency_ms": {"mean": 40.0}, "gpu_latency_ms": None},
         {"target": "pixel", "kind": "predicted", "latency_ms": {"mean": 20.0}, "gpu_latency_ms": {"mean": 5.0}},

@@ -116,6 +116,9 @@ def test_signature_and_manifest(bundles, arch):
     assert man["sparsity_encoding"] == "none" and man["arch"] == arch and man["task"] == "mrpc"
     assert man["artifact"] == "model.tflite" and verify_files(res.bundle_dir) == []
     assert any(f.startswith("tokenizer/") for f in man["files"])
+    # LiteRT's GPU compatibility analyzer ran at export time and its verdict is in the export report
+    gpu = json.loads((res.bundle_dir / "export_report.json").read_text())["gpu_compatibility"]
+    assert gpu["verdict"] in ("compatible", "incompatible") and gpu["tool"].startswith("tf.lite.experimental.Analyzer")
     sig = Interpreter(model_path=str(res.artifact)).get_signature_list()
     assert sorted(sig[man["signature"]]["inputs"]) == sorted(names)
     assert sig[man["signature"]]["outputs"] == ["logits"]

@@ -114,3 +114,61 @@ def test_summarize_hand_computed():
     assert (s["p50"], s["p90"], s["p99"]) == pytest.approx((2.5, 3.7, 3.97))
     with pytest.raises(ValueError):
         summarize([])
+
+
+# --- GPU delegation verdicts (fixtures: real benchmark_model logs, see fixtures/README.md) -------------------
+def test_gpu_fully_delegated():
+    from edgeprune.profiling.delegation import parse_delegation
+
+    text = read("benchmark_model_gpu_full.txt")
+    d = parse_delegation(text)
+    assert d.status == "full" and d.is_gpu_latency and d.created and d.delegate_kernels == 1
+    assert d.lines[-1].startswith("Explicitly applied GPU delegate, and the model graph will be completely executed")
+    r = parse_benchmark_model(text)
+    assert r["delegation"]["status"] == "full"
+    assert r["latency_ms"]["mean"] == pytest.approx(119.375) and r["init_ms"] == pytest.approx(870.557)
+
+
+def test_gpu_partially_delegated_logcat():
+    from edgeprune.profiling.delegation import parse_delegation
+
+    d = parse_delegation(read("benchmark_model_gpu_partial.txt"))
+    assert d.status == "partial" and not d.is_gpu_latency
+    assert d.delegate_kernels == 2 and (d.nodes_delegated, d.nodes_total) == (294, 297)
+    assert d.unsupported == ("UNPACK: Operation is not supported.",)
+    assert "only partially applied (294 of 297 nodes on the GPU)" in d.describe()
+    assert parse_benchmark_model(read("benchmark_model_gpu_partial.txt"))["delegation"]["status"] == "partial"
+
+
+def test_gpu_delegation_failed_has_no_timings():
+    from edgeprune.profiling.delegation import parse_delegation
+
+    text = read("benchmark_model_gpu_failed.txt")
+    d = parse_delegation(text)
+    assert d.status == "failed" and d.created and not d.is_gpu_latency
+    assert any("Failed to apply GPU delegate" in ln for ln in d.lines)
+    with pytest.raises(ValueError):
+        parse_benchmark_model(text)
+
+
+def test_gpu_delegation_other_verdicts():
+    from edgeprune.profiling.delegation import parse_delegation
+
+    # no verdict line (the older fixture): unknown, never a GPU latency
+    assert parse_delegation(read("benchmark_model_older_gpu.txt")).status == "unknown"
+    # "Though GPU delegate is explicitly applied, ..." and the old "First 0 operations will run on the GPU"
+    none = parse_delegation("INFO: Created TensorFlow Lite delegate for GPU.\nFirst 0 operations will run on the GPU, "
+                            "and the remaining 65 on the CPU.\nThough GPU delegate is explicitly applied, the model "
+                            "graph will not be executed by the delegate.\n")
+    assert none.status == "none" and (none.nodes_delegated, none.nodes_total) == (0, 65)
+    # "completely" contradicted by the node counts: partial
+    mixed = parse_delegation("Replacing 290 out of 297 node(s) with delegate (TfLiteGpuDelegateV2) node, yielding 2 "
+                             "partitions for the whole graph.\nExplicitly applied GPU delegate, and the model graph "
+                             "will be completely executed by the delegate.\n")
+    assert mixed.status == "partial"
+    full = parse_delegation("Replacing 290 out of 290 node(s) with delegate (TfLiteGpuDelegateV2) node, yielding 1 "
+                            "partitions for the whole graph.\nExplicitly applied GPU delegate, and the model graph "
+                            "will be completely executed by the delegate.\n")
+    assert full.status == "full" and full.delegate_kernels == 1
+    # a CPU (XNNPACK) run carries no delegation record
+    assert "delegation" not in parse_benchmark_model(read("benchmark_model_current.txt"))

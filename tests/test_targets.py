@@ -106,3 +106,14 @@ def test_runner_registry():
 def test_builtin_tomls_are_package_data():
     assert sorted(p.name for p in Path(BUILTIN_DIR).glob("*.toml")) == ["host.toml", "phone.toml", "rpi4.toml",
                                                                        "rpi5.toml"]
+
+
+def test_target_architectures():
+    """What profile checks an --ssh device against: rpi4/rpi5/phone are aarch64, host's TOML x86_64."""
+    from edgeprune.profiling.api import same_arch, target_arch
+
+    t = load_targets()
+    assert {n: target_arch(t[n]) for n in ("rpi4", "rpi5", "phone", "host")} == \
+        {"rpi4": "aarch64", "rpi5": "aarch64", "phone": "aarch64", "host": "x86_64"}
+    assert same_arch("aarch64", "aarch64") and same_arch("arm64", "aarch64")
+    assert not same_arch("x86_64", "aarch64") and not same_arch(None, "aarch64")

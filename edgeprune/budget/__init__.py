@@ -19,6 +19,7 @@ from ..errors import ConfigError
 from .config import Budgets, load_budgets
 from .evidence import Evidence, gather
 from .gate import FAIL, MISSING, PASS, BudgetResult, evaluate
+from .latency import GPU_SUFFIX
 
 
 @dataclass(frozen=True)
@@ -101,6 +102,11 @@ def check(path: str | os.PathLike[str], budgets: Budgets | None = None, config: 
             "no edgeprune.toml or pyproject.toml [tool.edgeprune.budgets] found above the artifact or the working directory"
         raise ConfigError(f"no budgets to check ({where}); add e.g. max_size = \"30MB\" under "
                           "[tool.edgeprune.budgets] in pyproject.toml, or pass --max-size 30MB")
+    for t in budgets.max_latency:
+        if t.endswith(GPU_SUFFIX) and evidence.format == "onnx":
+            raise ConfigError(f"max_latency[{t}]: {evidence.artifact.name} is ONNX and no supported runner puts an "
+                              f"ONNX model on a GPU (the GPU delegate runs .tflite); drop the {t} budget or gate a "
+                              f"TFLite export")
     results = tuple(evaluate(budgets, evidence))
     return CheckResult(evidence.artifact, evidence.given, evidence.bundle_dir, budgets, cfg_path, results)
 

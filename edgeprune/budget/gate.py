@@ -18,7 +18,7 @@ from typing import Any, Callable
 from ..errors import EdgepruneError
 from .config import Budgets
 from .evidence import Evidence
-from .latency import select_latency, targets_in
+from .latency import rejected, select_latency, targets_in
 from .units import (format_count, format_fraction, format_points, format_ratio, format_size, format_time)
 
 REL_TOL = 1e-9
@@ -273,8 +273,8 @@ def _latency(ev: Evidence, target: str, limit: float, statistic: str) -> BudgetR
     name = f"max_latency[{target}]"
     shown = ev.rel(ev.bundle_dir if ev.is_bundle else ev.artifact)  # profile writes into a bundle it is given
     how = (f"run `edgeprune profile {shown}`" if target == "host" else
-           f"run `edgeprune profile {shown}` for target {target} (measured on the device with --ssh/--adb, "
-           f"or predicted)")
+           f"measure it on the device: `edgeprune profile {shown} --target {target} --ssh USER@DEVICE` "
+           f"(--adb SERIAL for a phone), or predict it with `--target {target}`")
     rep = ev.profile
     if rep is None:
         return _missing(name, limit, format_time, f"no measurement: no profile.json; {how}")
@@ -285,13 +285,33 @@ def _latency(ev: Evidence, target: str, limit: float, statistic: str) -> BudgetR
     if stale:
         return _missing(name, limit, format_time, f"stale profile: {stale}; {how}", src)
     results = rep.data.get("results") or []
-    pick = select_latency(results if isinstance(results, list) else [], target, statistic)
+    rows = results if isinstance(results, list) else []
+    pick = select_latency(rows, target, statistic)
+    rej = sorted(set(rejected(rows, target)))
     if pick is None:
-        have = targets_in(results if isinstance(results, list) else [])
+        if rej:
+            return _missing(name, limit, format_time,
+                            f"no {target} measurement in {rep.path.name}: its measured {target} rows do not count "
+                            f"({'; '.join(rej)}); {how}", src)
+        have = targets_in(rows)
         return _missing(name, limit, format_time,
                         f"no measurement for {target} in {rep.path.name} (has: {', '.join(have) or 'none'}); {how}",
                         src)
-    return _compare(name, limit, pick.seconds, True, format_time, src, pick.detail, what=f"{target} latency")
+    gpu_refused = [r for r in rej if r.startswith("GPU delegation")]
+    if gpu_refused and pick.kind == "predicted":   # the device showed the model does not run on its GPU
+        return _missing(name, limit, format_time,
+                        f"no {target} latency: the device run says {'; '.join(gpu_refused)}; a prediction cannot "
+                        f"stand in for a GPU the model does not fully run on", src)
+    detail = pick.detail
+    if pick.kind == "predicted":
+        detail += "; an estimate, nothing measured on the device"
+        emulated = sum(1 for r in rows if isinstance(r, dict) and r.get("target") == target
+                       and r.get("kind") == "emulated")
+        if emulated:
+            detail += f" ({emulated} emulated row(s): instruction counts under qemu, not a latency)"
+    if rej:
+        detail += f"; ignored measured rows ({'; '.join(rej)})"
+    return _compare(name, limit, pick.seconds, True, format_time, src, detail, what=f"{target} latency")
 
 
 def evaluate(budgets: Budgets, ev: Evidence) -> list[BudgetResult]:

@@ -10,7 +10,9 @@ import click
                                "--adb), emulated instruction counts (--emulate) and roofline predictions for "
                                "every target. Writes profile.json, profile.md and profile.png.")
 @click.argument("artifact", type=click.Path(exists=True))
-@click.option("--target", default=None, help="Target name of the measured device (host; rpi4 with --ssh; phone with --adb).")
+@click.option("--target", default=None,
+              help="The device --ssh/--adb reaches (default rpi4 / phone). Without --ssh/--adb: predict for it only; "
+                   "this machine is always recorded as host.")
 @click.option("--threads", type=int, default=1, show_default=True)
 @click.option("--batch", type=int, default=None, help="Default: the bundle manifest's, else 1.")
 @click.option("--seq-len", type=int, default=None, help="Default: the bundle manifest's, else 128.")
@@ -23,7 +25,9 @@ import click
 @click.option("--remote-python", default="python3", show_default=True,
               help="Python on the SSH device that has onnxruntime / ai-edge-litert.")
 @click.option("--known-hosts", type=click.Path(dir_okay=False), default=None,
-              help="Private known_hosts for --ssh (default ~/.cache/edgeprune/known_hosts).")
+              help="known_hosts file for --ssh (default: ssh's own configuration and known_hosts).")
+@click.option("--accept-new-host-key", is_flag=True,
+              help="--ssh: accept and pin a host key seen for the first time (a changed key is still refused).")
 @click.option("--adb", default=None, help="Measure on the Android device with this serial.")
 @click.option("--adb-binary", type=click.Path(dir_okay=False), default=None, help="adb executable (default: PATH).")
 @click.option("--benchmark-binary", type=click.Path(dir_okay=False), default=None,
@@ -31,10 +35,13 @@ import click
 @click.option("--use-gpu", is_flag=True, help="--adb: also run the TFLite GPU delegate.")
 @click.option("--big-cores", is_flag=True, help="--adb: pin to the target's big cores (taskset).")
 @click.option("--host/--no-host", "measure_host", default=None,
-              help="Also measure on this machine (default: only when neither --ssh nor --adb is given).")
+              help="Also measure on this machine, recorded as host (default: only when neither --ssh, --adb "
+                   "nor a --target other than host is given).")
 @click.option("--predict/--no-predict", default=True, show_default=True, help="Roofline predictions for every target.")
 @click.option("--baseline", type=click.Path(exists=True), default=None,
               help="Dense artifact or bundle to profile the same way and compare against.")
+@click.option("--allow-mismatch", is_flag=True,
+              help="--baseline: compare even when the input shapes differ (the difference is labelled).")
 @click.option("--calibrate", type=click.Path(exists=True, dir_okay=False), default=None,
               help="A profile.json with measured runs: use their fitted efficiency in the predictions.")
 @click.option("--targets-dir", type=click.Path(file_okay=False), default=None, help="Extra folder of target TOMLs.")
@@ -43,9 +50,9 @@ import click
               help="Output folder (default: the bundle folder, or ARTIFACT's folder/profile-<name>).")
 def command(artifact: str, target: str | None, threads: int, batch: int | None, seq_len: int | None, warmup: int,
             runs: int, xnnpack: bool | None, emulate: tuple[str, ...], ssh: str | None, identity: str | None,
-            remote_python: str, known_hosts: str | None, adb: str | None, adb_binary: str | None,
+            remote_python: str, known_hosts: str | None, accept_new_host_key: bool, adb: str | None, adb_binary: str | None,
             benchmark_binary: str | None, use_gpu: bool, big_cores: bool, measure_host: bool | None, predict: bool,
-            baseline: str | None, calibrate: str | None, targets_dir: str | None, timeout: float,
+            baseline: str | None, allow_mismatch: bool, calibrate: str | None, targets_dir: str | None, timeout: float,
             out: str | None) -> None:
     from edgeprune.profiling.api import ProfileConfig, profile
     from edgeprune.profiling.report import predicted_vs_measured, results_table
@@ -54,8 +61,8 @@ def command(artifact: str, target: str | None, threads: int, batch: int | None, 
         target=target, threads=threads, batch=batch, seq_len=seq_len, warmup=warmup, runs=runs,
         xnnpack="both" if xnnpack is None else ("on" if xnnpack else "off"), measure_host=measure_host,
         predict=predict, emulate=tuple(emulate), ssh=ssh, identity=identity, remote_python=remote_python,
-        known_hosts=known_hosts, adb=adb, adb_binary=adb_binary, benchmark_binary=benchmark_binary,
-        use_gpu=use_gpu, big_cores=big_cores, baseline=baseline, targets_dir=targets_dir, calibrate=calibrate,
+        known_hosts=known_hosts, accept_new_host_key=accept_new_host_key, adb=adb, adb_binary=adb_binary, benchmark_binary=benchmark_binary,
+        use_gpu=use_gpu, big_cores=big_cores, baseline=baseline, allow_mismatch=allow_mismatch, targets_dir=targets_dir, calibrate=calibrate,
         timeout_s=timeout)
     src = Path(artifact)
     dest = Path(out) if out else (src if src.is_dir() else src.parent / f"profile-{src.stem}")
@@ -65,10 +72,11 @@ def command(artifact: str, target: str | None, threads: int, batch: int | None, 
     pvm = predicted_vs_measured(report)
     if pvm:
         click.echo("\n" + "\n".join(pvm))
+    if report.get("predict_only"):
+        click.echo(f"{report['predict_only']}: predicted only (an estimate); nothing ran on a "
+                   f"{report['predict_only']}: measure it with --ssh (or count instructions with --emulate)")
     if report.get("comparison"):
-        for row in report["comparison"]:
-            if row.get("speedup"):
-                click.echo(f"{row['target']} {row['kind']}: {row['speedup']:.2f}x faster than the baseline")
-            elif row.get("instruction_ratio"):
-                click.echo(f"{row['target']} emulated: {row['instruction_ratio']:.2f}x fewer instructions")
+        from edgeprune.profiling.report import comparison_lines
+
+        click.echo("\n".join(comparison_lines(report)))
     click.echo(f"wrote {report['files']['json']}, profile.md, profile.png")

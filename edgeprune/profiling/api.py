@@ -1,8 +1,11 @@
 """``profile(artifact, target="host", ...)``: measured, emulated and predicted numbers for one artifact.
 
-Measured results come from real runs (host subprocess, SSH device, adb phone), emulated ones from
-qemu-aarch64 with instruction counts (never a latency), predicted ones from the roofline model for every
-known target. With ``baseline`` the dense counterpart is profiled the same way and compared.
+Measured results come from real runs (host subprocess, SSH device, adb phone) and are labelled by where
+they ran: a run on this machine is always ``host``; ``--target T`` alone only predicts T. Emulated results
+come from qemu-aarch64 with instruction counts (never a latency), predicted ones (estimates) from the
+roofline model for every known target. The input shapes fed are read from the artifact and recorded. With
+``baseline`` the dense counterpart is profiled the same way (same input shapes, unless ``allow_mismatch``)
+and compared, with format / dtype / shape differences named.
 """
 from __future__ import annotations
 
@@ -19,7 +22,7 @@ XNNPACK_CHOICES = ("on", "off", "both")
 
 @dataclass(frozen=True)
 class ProfileConfig:
-    target: str | None = None          # label of the measured device: host (default), rpi4 for --ssh, phone for --adb
+    target: str | None = None          # the device: host (default); rpi4 for --ssh, phone for --adb. Alone: predict
     threads: int = 1
     batch: int | None = None           # None: the bundle manifest's value, else 1
     seq_len: int | None = None         # None: the bundle manifest's value, else 128
@@ -33,13 +36,15 @@ class ProfileConfig:
     ssh: str | None = None
     identity: str | None = None
     remote_python: str = "python3"
-    known_hosts: str | None = None
+    known_hosts: str | None = None     # None: ssh's own known_hosts files and configuration
+    accept_new_host_key: bool = False  # --ssh: accept (and pin) a host key seen for the first time
     adb: str | None = None
     adb_binary: str | None = None
     benchmark_binary: str | None = None
     use_gpu: bool = False
     big_cores: bool = False
     baseline: str | None = None
+    allow_mismatch: bool = False       # --baseline with other input shapes: compare anyway, labelled
     targets_dir: str | None = None
     calibrate: str | None = None       # a profile.json whose measured runs fit each target's efficiency
     timeout_s: float = 600.0
@@ -55,14 +60,43 @@ class ProfileConfig:
                               "onnxruntime_perf_test built for arm64)")
         if self.ssh and self.adb:
             raise ConfigError("use one of --ssh and --adb per run")
+        if self.target == "host" and (self.ssh or self.adb):
+            raise ConfigError("--target host means this machine; name the target of the device that --ssh/--adb "
+                              "reaches (e.g. --target rpi4), or add a TOML for it with --targets-dir")
+        if self.use_gpu and not self.adb:
+            raise ConfigError("--use-gpu needs --adb SERIAL: only an Android phone running benchmark_model puts a "
+                              "model on a GPU here; drop --use-gpu or add --adb and --benchmark-binary")
+        if self.accept_new_host_key and not self.ssh:
+            raise ConfigError("--accept-new-host-key applies to --ssh only")
         if self.timeout_s <= 0:
             raise ConfigError("--timeout must be positive")
 
     @property
     def label(self) -> str:
+        """The device the --ssh/--adb run is recorded under (a host run is always "host")."""
         if self.target:
             return self.target
         return "rpi4" if self.ssh else "phone" if self.adb else "host"
+
+    @property
+    def predict_only(self) -> bool:
+        """``--target T`` without --ssh/--adb: T is predicted, never measured (this machine is not T)."""
+        return self.label != "host" and not (self.ssh or self.adb)
+
+
+def target_arch(t: Any) -> str | None:
+    """aarch64 / x86_64 from a target's ISA flags (None when they say neither)."""
+    isa = set(getattr(t, "isa", ()) or ())
+    if "asimd" in isa:
+        return "aarch64"
+    if isa & {"x86_64", "avx2", "avx512f", "sse4_2"}:
+        return "x86_64"
+    return None
+
+
+def same_arch(machine: str | None, arch: str | None) -> bool:
+    norm = {"arm64": "aarch64", "aarch64": "aarch64", "amd64": "x86_64", "x86_64": "x86_64"}
+    return bool(machine) and norm.get(str(machine).lower(), str(machine).lower()) == arch
 
 
 def resolve_artifact(path: str | os.PathLike[str]) -> tuple[Path, dict[str, Any] | None]:
@@ -88,11 +122,13 @@ def _latency(res: dict[str, Any]) -> dict[str, float]:
     from .stats import summarize
 
     s = summarize(res["latencies_ms"])
-    return {k: s[k] for k in ("mean", "p50", "p90", "p99", "std")}
+    return {k: s[k] for k in ("mean", "p10", "p50", "p90", "p99", "std")}
 
 
 def _measured_entry(res: dict[str, Any], target: str, runner: str) -> dict[str, Any]:
     return {"target": target, "kind": "measured", "runner": runner, "engine": res["engine"],
+            "device": {"where": runner, "machine": res.get("machine"), "cpu": res.get("cpu")},
+            "inputs": res.get("inputs"),
             "runtime_version": res.get("runtime_version"), "xnnpack": res.get("xnnpack"),
             "latency_ms": _latency(res), "threads": res["threads"], "batch": res["batch"], "seq_len": res["seq_len"],
             "load_ms": res["load_ms"], "peak_memory_bytes": res.get("peak_rss_bytes"),
@@ -110,9 +146,12 @@ def _calibration(path: str | None) -> dict[str, float]:
         data = read_json(path)
     except (OSError, ValueError) as e:
         raise ConfigError(f"--calibrate {path}: not a readable profile.json ({e})") from None
+    from edgeprune.budget.latency import device_problem
+
     fits = {}
     for r in data.get("results", []):
-        if r.get("kind") == "measured" and r.get("efficiency_fit") and r["target"] not in fits:
+        if r.get("kind") == "measured" and r.get("efficiency_fit") and r["target"] not in fits \
+                and not device_problem(r, r["target"]):   # a host run labelled rpi4 never calibrates rpi4
             fits[r["target"]] = float(r["efficiency_fit"])
     if not fits:
         raise ConfigError(f"--calibrate {path}: it has no measured results with an efficiency fit")
@@ -130,7 +169,9 @@ def profile(artifact: str | os.PathLike[str], target: str | None = None, out: st
         cfg = replace(config, **({"target": target} if target else {}), **kwargs)
     report = _profile_one(artifact, cfg)
     if cfg.baseline:
-        base = _profile_one(cfg.baseline, replace(cfg, baseline=None, batch=report["batch"], seq_len=report["seq_len"]))
+        same = _baseline_shape_check(report, cfg)
+        shape = {"batch": report["batch"], "seq_len": report["seq_len"]} if same else {"batch": None, "seq_len": None}
+        base = _profile_one(cfg.baseline, replace(cfg, baseline=None, **shape))
         report["baseline"] = base
         report["comparison"] = compare(report, base)
     if out is not None:
@@ -138,6 +179,27 @@ def profile(artifact: str | os.PathLike[str], target: str | None = None, out: st
 
         report["files"] = write_report(report, out)
     return report
+
+
+def _baseline_shape_check(report: dict[str, Any], cfg: ProfileConfig) -> bool:
+    """True when the baseline runs with the same input shapes; a mismatch is refused unless allowed."""
+    from .shapes import fed_shapes, read_io, resolve_shape, shape_key
+
+    assert cfg.baseline is not None
+    bpath, _ = resolve_artifact(cfg.baseline)
+    bio = read_io(bpath)
+    try:
+        b, s = resolve_shape(bio, str(bpath), report["batch"], report["seq_len"], report["batch"], report["seq_len"])
+        same = shape_key(fed_shapes(bio, b, s)) == shape_key(report["inputs"])
+    except ConfigError:
+        same = False
+    if same or cfg.allow_mismatch:
+        return same
+    theirs = shape_key(fed_shapes(bio, bio.fixed(0) or report["batch"], bio.fixed(1) or report["seq_len"]))
+    raise ConfigError(f"--baseline {cfg.baseline}: its input shapes {theirs} differ from "
+                      f"{Path(report['artifact']).name}'s {shape_key(report['inputs'])}; a speed-up across "
+                      f"shapes is not a speed-up: profile a baseline exported at the same --seq-len/--batch, "
+                      f"or pass --allow-mismatch to compare anyway (labelled)")
 
 
 def _profile_one(artifact: str | os.PathLike[str], cfg: ProfileConfig) -> dict[str, Any]:
@@ -152,8 +214,11 @@ def _profile_one(artifact: str | os.PathLike[str], cfg: ProfileConfig) -> dict[s
     fmt = artifact_format(path)
     if manifest and manifest.get("format") and manifest["format"] != fmt:
         raise ConfigError(f"{artifact}: manifest says format {manifest['format']!r} but the artifact is .{fmt}")
-    seq_len = cfg.seq_len or (manifest or {}).get("seq_len") or 128
-    batch = cfg.batch or (manifest or {}).get("batch") or 1
+    from .shapes import fed_shapes, list_shape, read_io, resolve_shape
+
+    io = read_io(path)
+    batch, seq_len = resolve_shape(io, str(path), cfg.batch, cfg.seq_len, int((manifest or {}).get("batch") or 1),
+                                   int((manifest or {}).get("seq_len") or 128))
     targets = load_targets(cfg.targets_dir)
     label = cfg.label
     if label not in targets:
@@ -165,7 +230,7 @@ def _profile_one(artifact: str | os.PathLike[str], cfg: ProfileConfig) -> dict[s
             raise ConfigError(f"--emulate {name!r}: choose one of {', '.join(emulable)}")
     spec = RunSpec(path, threads=cfg.threads, batch=int(batch), seq_len=int(seq_len), warmup=cfg.warmup,
                    runs=cfg.runs, timeout_s=cfg.timeout_s)
-    measure_host = cfg.measure_host if cfg.measure_host is not None else not (cfg.ssh or cfg.adb)
+    measure_host = cfg.measure_host if cfg.measure_host is not None else not (cfg.ssh or cfg.adb or cfg.predict_only)
     results: list[dict[str, Any]] = []
     raw: dict[str, Any] = {}
     if measure_host and cfg.runs < 1:
@@ -175,12 +240,18 @@ def _profile_one(artifact: str | os.PathLike[str], cfg: ProfileConfig) -> dict[s
         variants = [True, False] if fmt == "tflite" and cfg.xnnpack == "both" else [cfg.xnnpack != "off"]
         for xnn in variants if fmt == "tflite" else [True]:
             res = host(replace(spec, xnnpack=xnn))
-            results.append(_measured_entry(res, "host" if label == "host" else label, "host"))
+            results.append(_measured_entry(res, "host", "host"))   # this machine is "host", whatever --target says
     if cfg.ssh:
         res = get_runner("ssh")(spec, cfg.ssh, identity=cfg.identity, remote_python=cfg.remote_python,
-                                known_hosts=cfg.known_hosts)
+                                known_hosts=cfg.known_hosts, accept_new_host_key=cfg.accept_new_host_key)
+        arch = target_arch(targets[label])
+        if label != "host" and arch and not same_arch(res.get("machine"), arch):
+            raise ConfigError(f"--ssh {cfg.ssh} ran on a {res.get('machine') or 'unknown'} machine "
+                              f"({res.get('cpu') or 'unknown CPU'}), but target {label!r} is {arch}; its time is not "
+                              f"a {label} time: pass the right --target or --ssh")
         entry = _measured_entry(res, label, "ssh")
-        entry.update({"device": res.get("device"), "label": res.get("label")})
+        entry["device"].update({"dest": res.get("device"), "host_key": res.get("host_key")})
+        entry.update({"target_arch": arch, "label": res.get("label")})
         if "tool" in res:
             entry["tool"] = {k: res["tool"][k] for k in ("tool", "path", "parsed")}
         raw["ssh"] = res.get("raw_stdout")
@@ -193,15 +264,19 @@ def _profile_one(artifact: str | os.PathLike[str], cfg: ProfileConfig) -> dict[s
         for run in get_runner("adb")(spec, cfg.adb, cfg.benchmark_binary, adb_binary=cfg.adb_binary,
                                      use_gpu=cfg.use_gpu, big_core_mask=mask):
             p = run["parsed"]
-            lat = {k: p["latency_ms"][k] for k in ("mean", "p50", "p90", "p99", "std") if k in p["latency_ms"]}
+            lat = {k: p["latency_ms"][k] for k in ("mean", "p50", "p90", "p99", "std") if k in (p["latency_ms"] or {})}
             mem = p.get("peak_memory_bytes")
             if mem is None and p.get("memory_mb"):
                 mem = int(p["memory_mb"]["overall"] * 1e6)
-            results.append({"target": label, "kind": "measured", "runner": "adb", "unit": run["unit"],
-                            "tool": run["tool"], "latency_ms": lat, "threads": spec.threads, "batch": spec.batch,
-                            "seq_len": spec.seq_len, "peak_memory_bytes": mem,
-                            "load_ms": p.get("init_ms") or p.get("session_creation_ms"),
-                            "command": run["command"], "parsed": p})
+            row = {"target": label, "kind": "measured", "runner": "adb", "unit": run["unit"],
+                   "device": {"where": "adb", "serial": cfg.adb}, "inputs": fed_shapes(io, spec.batch, spec.seq_len),
+                   "tool": run["tool"], "latency_ms": lat, "threads": spec.threads, "batch": spec.batch,
+                   "seq_len": spec.seq_len, "peak_memory_bytes": mem,
+                   "load_ms": p.get("init_ms") or p.get("session_creation_ms"),
+                   "command": run["command"], "parsed": p}
+            if run["unit"] == "gpu":
+                row.update(_gpu_verdict(p, lat))
+            results.append(row)
             raw[f"adb_{run['unit']}"] = run["raw"]
     for name in cfg.emulate:
         res = get_runner("emulate")(spec, targets[name], marked_runs=cfg.marked_runs)
@@ -209,6 +284,7 @@ def _profile_one(artifact: str | os.PathLike[str], cfg: ProfileConfig) -> dict[s
                         "qemu_cpu": res["qemu_cpu"], "instructions": res["instructions"],
                         "instructions_total": res["instructions_total"], "marked_runs": res["marked_runs"],
                         "threads": 1, "batch": spec.batch, "seq_len": spec.seq_len,
+                        "inputs": res.get("inputs") or fed_shapes(io, spec.batch, spec.seq_len),
                         "outputs_match_host": res.get("outputs_match_host"),
                         "max_abs_diff_vs_host": res.get("max_abs_diff_vs_host"),
                         "emulation_wall_s": res["emulation_wall_s"],
@@ -228,8 +304,9 @@ def _profile_one(artifact: str | os.PathLike[str], cfg: ProfileConfig) -> dict[s
                      "latency_ms": {"mean": roofline.predict_ms(costs, t, spec.threads, eff)},
                      "threads": min(spec.threads, t.cores), "batch": spec.batch, "seq_len": spec.seq_len,
                      "efficiency": eff if eff is not None else t.efficiency,
-                     "efficiency_source": "calibrated" if eff is not None else "prior"}
-            if t.gpu is not None:
+                     "efficiency_source": "calibrated" if eff is not None else "prior",
+                     "note": "estimate (roofline model), not a measurement"}
+            if t.gpu is not None and fmt == "tflite":   # no supported runner puts an ONNX file on a GPU
                 entry["gpu_latency_ms"] = {"mean": roofline.predict_ms(costs, t, unit="gpu")}
                 entry["gpu_efficiency"] = t.gpu.efficiency
             results.append(entry)
@@ -238,16 +315,62 @@ def _profile_one(artifact: str | os.PathLike[str], cfg: ProfileConfig) -> dict[s
         "artifact": str(path), "format": fmt, "file_bytes": path.stat().st_size, "sha256": sha256_file(path),
         "bundle": str(Path(artifact)) if manifest else None, "model": (manifest or {}).get("model"),
         "compression": (manifest or {}).get("compression"), "batch": spec.batch, "seq_len": spec.seq_len,
+        "inputs": fed_shapes(io, spec.batch, spec.seq_len),
+        "declared_inputs": {i.name: list_shape(i.shape) for i in io.inputs},
+        "dtype": (manifest or {}).get("dtype") or io.weight_dtype,
+        "measured_on": sorted({r["target"] for r in results if r["kind"] == "measured"}),
+        "predict_only": label if cfg.predict_only else None,
         "threads": spec.threads, "warmup": spec.warmup, "runs": spec.runs,
         "load_ms": first["load_ms"] if first else None, "results": results, "costs": costs_summary,
         "raw": raw, "machine": {"platform": platform.platform(), "processor": platform.processor() or None,
-                                "cpu_count": os.cpu_count()},
+                                "machine": platform.machine(), "cpu": _host_cpu(), "cpu_count": os.cpu_count()},
         "tools": tool_versions(),
     }
 
 
+def _host_cpu() -> str | None:
+    """This machine's CPU model (``model name`` of /proc/cpuinfo), for the report."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith(("model name", "cpu part", "hardware")):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or None
+
+
+def _gpu_verdict(parsed: dict[str, Any], lat: dict[str, float]) -> dict[str, Any]:
+    """A GPU-delegate row: a latency only when the delegate took the whole graph."""
+    from .delegation import UNKNOWN, Delegation
+
+    d = parsed.get("delegation") or {"status": UNKNOWN}
+    verdict = Delegation(**{**d, "unsupported": tuple(d.get("unsupported", ())), "lines": tuple(d.get("lines", ()))})
+    out: dict[str, Any] = {"delegation": verdict.to_dict()}
+    if not verdict.is_gpu_latency:
+        out["latency_ms"] = None
+        out["mixed_latency_ms"] = lat or None   # CPU fallback or CPU+GPU mix: kept, never called a GPU time
+        out["note"] = verdict.describe()
+    return out
+
+
 def _key(r: dict[str, Any]) -> tuple[Any, ...]:
-    return (r["target"], r["kind"], r.get("unit", "cpu"), r.get("xnnpack"), r.get("runner"))
+    """Rows that pair up: an ONNX run (xnnpack None) pairs with the TFLite run on LiteRT's default (XNNPACK on)."""
+    return (r["target"], r["kind"], r.get("unit", "cpu"), r.get("xnnpack") is not False, r.get("runner"))
+
+
+def differences(report: dict[str, Any], base: dict[str, Any]) -> list[str]:
+    """What differs between the two artifacts besides the pruning: format, dtype, input shapes."""
+    from .shapes import shape_key
+
+    out = []
+    if report["format"] != base["format"]:
+        out.append(f"format {report['format']} vs {base['format']}")
+    if report.get("dtype") != base.get("dtype"):
+        out.append(f"dtype {report.get('dtype')} vs {base.get('dtype')}")
+    mine, theirs = shape_key(report.get("inputs") or {}), shape_key(base.get("inputs") or {})
+    if mine != theirs:
+        out.append(f"inputs {mine} vs {theirs}")
+    return out
 
 
 def compare(report: dict[str, Any], base: dict[str, Any]) -> list[dict[str, Any]]:
@@ -255,20 +378,22 @@ def compare(report: dict[str, Any], base: dict[str, Any]) -> list[dict[str, Any]
     from .stats import speedup
 
     base_by = {_key(r): r for r in base["results"]}
+    differs = differences(report, base)
     rows = []
     for r in report["results"]:
         b = base_by.get(_key(r))
         if b is None:
             continue
-        row = {"target": r["target"], "kind": r["kind"], "unit": r.get("unit", "cpu"), "xnnpack": r.get("xnnpack")}
-        if "latency_ms" in r:
+        row = {"target": r["target"], "kind": r["kind"], "unit": r.get("unit", "cpu"), "xnnpack": r.get("xnnpack"),
+               "differs": differs}
+        if r.get("latency_ms") and b.get("latency_ms"):
             row.update({"latency_ms": r["latency_ms"]["mean"], "baseline_latency_ms": b["latency_ms"]["mean"],
                         "speedup": speedup(b["latency_ms"]["mean"], r["latency_ms"]["mean"])})
         if "instructions" in r:
             row.update({"instructions": r["instructions"], "baseline_instructions": b["instructions"],
                         "instruction_ratio": b["instructions"] / r["instructions"] if r["instructions"] else None})
         rows.append(row)
-    rows.append({"target": "-", "kind": "file", "file_bytes": report["file_bytes"],
+    rows.append({"target": "-", "kind": "file", "differs": differs, "file_bytes": report["file_bytes"],
                  "baseline_file_bytes": base["file_bytes"],
                  "size_ratio": base["file_bytes"] / report["file_bytes"] if report["file_bytes"] else None})
     return rows

@@ -72,10 +72,19 @@ def parse_benchmark_model(text: str) -> dict[str, Any]:
     nodes = parse_op_profile(text)
     if nodes:
         res["op_profile"] = nodes
+    if _mentions_gpu(text):
+        from .delegation import parse_delegation
+
+        res["delegation"] = parse_delegation(text).to_dict()
     if "latency_ms" not in res:
         raise ValueError("no benchmark_model timings found in the output")
     res["generation"] = gen or "stats-only"
     return res
+
+
+def _mentions_gpu(text: str) -> bool:
+    """A GPU-delegate run: the tool echoes ``Use gpu: [1]`` or the delegate logs itself."""
+    return bool(re.search(r"Use gpu\s*:\s*\[1\]|delegate for GPU|GPU delegate", text))
 
 
 def _parse_results_block(text: str) -> dict[str, Any]:

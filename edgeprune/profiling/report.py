@@ -27,17 +27,70 @@ def _label(r: dict[str, Any]) -> str:
     return r["target"] + (f" ({', '.join(extra)})" if extra else "")
 
 
+def _kind(r: dict[str, Any]) -> str:
+    """measured / predicted (estimate) / emulated, and a GPU row whose delegation was not complete."""
+    if r["kind"] == "predicted":
+        return "predicted (estimate)"
+    if r.get("unit") == "gpu" and r["kind"] == "measured" and not r.get("latency_ms"):
+        status = (r.get("delegation") or {}).get("status", "unknown")
+        return f"measured, delegation {status}: not a GPU latency"
+    return r["kind"]
+
+
 def results_table(report: dict[str, Any]) -> list[str]:
     lines = ["| target | kind | mean ms | p50 | p90 | p99 | std | instructions/inference | peak RSS MiB | threads |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     for r in report["results"]:
-        lat = r.get("latency_ms") or {}
+        lat = r.get("latency_ms") or r.get("mixed_latency_ms") or {}
         inst = f"{r['instructions']:,}" if r.get("instructions") else "-"
-        lines.append(f"| {_label(r)} | {r['kind']} | {_ms(lat.get('mean'))} | {_ms(lat.get('p50'))} | "
+        lines.append(f"| {_label(r)} | {_kind(r)} | {_ms(lat.get('mean'))} | {_ms(lat.get('p50'))} | "
                      f"{_ms(lat.get('p90'))} | {_ms(lat.get('p99'))} | {_ms(lat.get('std'))} | {inst} | "
                      f"{_mb(r.get('peak_memory_bytes'))} | {r.get('threads', '-')} |")
         if r.get("gpu_latency_ms"):
-            lines.append(f"| {r['target']} (gpu) | predicted | {_ms(r['gpu_latency_ms']['mean'])} | - | - | - | - | - | - | - |")
+            lines.append(f"| {r['target']} (gpu) | predicted (estimate) | {_ms(r['gpu_latency_ms']['mean'])} | - | - | "
+                         f"- | - | - | - | - |")
+    return lines
+
+
+def measured_on(report: dict[str, Any]) -> list[str]:
+    """One line per device a measurement ran on (host with its CPU and architecture, ssh, adb)."""
+    out = []
+    for r in report["results"]:
+        if r["kind"] != "measured":
+            continue
+        d = r.get("device") or {}
+        if not isinstance(d, dict):
+            d = {"dest": d}
+        where = {"host": "this machine", "ssh": f"ssh {d.get('dest', '?')}", "adb": f"adb {d.get('serial', '?')}"}
+        text = f"{r['target']}: {where.get(r.get('runner') or '', r.get('runner') or '?')}"
+        hw = ", ".join(str(x) for x in (d.get("machine"), d.get("cpu")) if x)
+        text += f" ({hw})" if hw else ""
+        if d.get("host_key"):
+            text += f"; host key: {d['host_key']}"
+        if r.get("delegation"):
+            dd = r["delegation"]
+            nodes = (f", {dd['nodes_delegated']}/{dd['nodes_total']} nodes" if dd.get("nodes_total") else "")
+            kern = f", {dd['delegate_kernels']} delegate kernels" if dd.get("delegate_kernels") is not None else ""
+            text += f"; GPU delegation {dd.get('status')}{nodes}{kern}"
+        if text not in out:
+            out.append(text)
+    return out
+
+
+def comparison_lines(report: dict[str, Any]) -> list[str]:
+    """The printed comparison: both numbers of each pair, the speed-up, and what else differs."""
+    lines = []
+    for row in report.get("comparison") or []:
+        note = f"  [differs: {'; '.join(row['differs'])}]" if row.get("differs") else ""
+        if row.get("speedup"):
+            kind = "predicted (estimate)" if row["kind"] == "predicted" else row["kind"]
+            unit = " gpu" if row.get("unit") == "gpu" else ""
+            xnn = " no-xnnpack" if row.get("xnnpack") is False else ""
+            lines.append(f"{row['target']}{unit}{xnn} {kind}: {_ms(row['latency_ms'])} ms vs baseline "
+                         f"{_ms(row['baseline_latency_ms'])} ms: {row['speedup']:.2f}x faster{note}")
+        elif row.get("instruction_ratio"):
+            lines.append(f"{row['target']} emulated: {row['instructions']:,} vs {row['baseline_instructions']:,} "
+                         f"instructions: {row['instruction_ratio']:.2f}x fewer{note}")
     return lines
 
 
@@ -59,11 +112,20 @@ def predicted_vs_measured(report: dict[str, Any]) -> list[str]:
 
 
 def markdown(report: dict[str, Any]) -> str:
+    inputs = ", ".join(f"{k} {v}" for k, v in (report.get("inputs") or {}).items()) or "-"
+    where = measured_on(report)
     out = [f"# Profile: {Path(report['artifact']).name}", "",
-           f"- format: {report['format']}, file: {report['file_bytes']:,} bytes, batch {report['batch']}, "
-           f"seq_len {report['seq_len']}, threads {report['threads']}, warm-up {report['warmup']}, runs {report['runs']}",
+           f"- format: {report['format']}, dtype {report.get('dtype', '-')}, file: {report['file_bytes']:,} bytes, "
+           f"batch {report['batch']}, seq_len {report['seq_len']}, threads {report['threads']}, "
+           f"warm-up {report['warmup']}, runs {report['runs']}",
+           f"- inputs fed (read from the artifact): {inputs}",
            f"- load time (first measured run): {_ms(report.get('load_ms'))} ms",
-           f"- machine: {report['machine']['platform']}", ""]
+           f"- this machine: {report['machine']['platform']}"
+           + (f", {report['machine']['cpu']}" if report["machine"].get("cpu") else ""),
+           "- measured on: " + ("; ".join(where) if where else "nothing: every latency below is an estimate"), ""]
+    if report.get("predict_only"):
+        out += [f"{report['predict_only']} was predicted only (an estimate); nothing ran on a "
+                f"{report['predict_only']}.", ""]
     if report.get("costs"):
         c = report["costs"]
         out += [f"- roofline inputs: {c['flops'] / 1e9:.3f} GFLOP, {c['bytes'] / 2**20:.1f} MiB touched, "
@@ -74,25 +136,50 @@ def markdown(report: dict[str, Any]) -> str:
         out += ["## Predicted next to measured", "", *pvm, ""]
     if report.get("comparison"):
         base = report["baseline"]
-        out += [f"## Against the baseline {Path(base['artifact']).name}", "",
-                "| target | kind | this | baseline | speed-up / ratio |", "|---|---|---|---|---|"]
+        out += [f"## Against the baseline {Path(base['artifact']).name}", ""]
+        diff = report["comparison"][-1].get("differs") if report["comparison"] else None
+        if diff:
+            out += [f"Not like for like: {'; '.join(diff)}. The ratios below include those differences.", ""]
+        out += ["| target | kind | this | baseline | speed-up / ratio | differs |", "|---|---|---|---|---|---|"]
         for row in report["comparison"]:
+            d = "; ".join(row.get("differs") or []) or "-"
             if row["kind"] == "file":
                 out.append(f"| file | size | {row['file_bytes']:,} B | {row['baseline_file_bytes']:,} B | "
-                           f"{row['size_ratio']:.2f}x |")
+                           f"{row['size_ratio']:.2f}x | {d} |")
             elif "instructions" in row:
                 out.append(f"| {row['target']} | emulated | {row['instructions']:,} instr | "
-                           f"{row['baseline_instructions']:,} instr | {row['instruction_ratio']:.2f}x |")
-            else:
+                           f"{row['baseline_instructions']:,} instr | {row['instruction_ratio']:.2f}x | {d} |")
+            elif row.get("speedup") is not None:
                 name = row["target"] + (" (gpu)" if row["unit"] == "gpu" else "") + \
                     (" (no-xnnpack)" if row.get("xnnpack") is False else "")
-                out.append(f"| {name} | {row['kind']} | {_ms(row['latency_ms'])} ms | "
-                           f"{_ms(row['baseline_latency_ms'])} ms | {row['speedup']:.2f}x |")
+                kind = "predicted (estimate)" if row["kind"] == "predicted" else row["kind"]
+                out.append(f"| {name} | {kind} | {_ms(row['latency_ms'])} ms | "
+                           f"{_ms(row['baseline_latency_ms'])} ms | {row['speedup']:.2f}x | {d} |")
         out.append("")
     out += ["Emulated rows are instruction counts of one single-thread inference under qemu-aarch64 with the "
             "target's CPU model; emulated time is never reported as a latency. Predicted rows are roofline "
-            "estimates (see efficiency).", ""]
+            "estimates (see efficiency), not measurements. A GPU row is a GPU latency only when benchmark_model "
+            "reports the whole graph delegated; partial or failed delegation is shown as such.", ""]
     return "\n".join(out)
+
+
+COLOURS = {"measured": "#1f77b4", "predicted": "#ff7f0e", "emulated": "#7f7f7f"}
+
+
+def plot_bars(rep: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Bar name -> {value, kind, spread (p10, p90) or None} for every row that has a latency."""
+    out: dict[str, dict[str, Any]] = {}
+    for r in rep["results"]:
+        lat = r.get("latency_ms")
+        if lat:
+            kind = r["kind"]
+            spread = (lat["p10"], lat["p90"]) if kind == "measured" and "p10" in lat and "p90" in lat else None
+            name = f"{_label(r)}\n{'predicted' if kind == 'predicted' else kind}"
+            out[name] = {"value": lat["mean"], "kind": kind, "spread": spread}
+        if r.get("gpu_latency_ms"):
+            out[f"{r['target']} (gpu)\npredicted"] = {"value": r["gpu_latency_ms"]["mean"], "kind": "predicted",
+                                                       "spread": None}
+    return out
 
 
 def plot(report: dict[str, Any], path: Path) -> None:
@@ -100,33 +187,48 @@ def plot(report: dict[str, Any], path: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.patches import Patch
 
-    def bars(rep: dict[str, Any]) -> dict[str, float]:
-        out = {}
-        for r in rep["results"]:
-            if r.get("latency_ms"):
-                out[f"{_label(r)}\n{r['kind']}"] = r["latency_ms"]["mean"]
-            if r.get("gpu_latency_ms"):
-                out[f"{r['target']} (gpu)\npredicted"] = r["gpu_latency_ms"]["mean"]
-        return out
-
-    this = bars(report)
-    base = bars(report["baseline"]) if report.get("baseline") else {}
+    this = plot_bars(report)
+    base = plot_bars(report["baseline"]) if report.get("baseline") else {}
     names = list(this) + [k for k in base if k not in this]
-    fig, ax = plt.subplots(figsize=(max(6.0, 1.1 * len(names)), 4.0))
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.1 * len(names)), 4.4))
     w = 0.4 if base else 0.7
-    xs = range(len(names))
-    ax.bar([x - (w / 2 if base else 0) for x in xs], [this.get(n, 0) for n in names], w,
-           label=Path(report["artifact"]).name)
+    series = [(this, -w / 2 if base else 0.0, None, 1.0)] + ([(base, w / 2, "//", 0.55)] if base else [])
+    spread_drawn = False
+    for bars, off, hatch, alpha in series:
+        keep = [(x, bars[n]) for x, n in enumerate(names) if n in bars]
+        if not keep:
+            continue
+        xs = [x + off for x, _ in keep]
+        vals = [b["value"] for _, b in keep]
+        rects = ax.bar(xs, vals, w, color=[COLOURS.get(b["kind"], "#7f7f7f") for _, b in keep], hatch=hatch,
+                       alpha=alpha, edgecolor="black", linewidth=0.4)
+        ax.bar_label(rects, labels=[_ms(v) for v in vals], fontsize=6, padding=1)
+        for x, (_, b) in zip(xs, keep):
+            if b["spread"]:
+                lo, hi = b["spread"]
+                ax.errorbar([x], [b["value"]], yerr=[[max(b["value"] - lo, 0)], [max(hi - b["value"], 0)]],
+                            fmt="none", ecolor="black", capsize=3, linewidth=0.8)
+                spread_drawn = True
+    handles = [Patch(color=COLOURS["measured"], label="measured"),
+               Patch(color=COLOURS["predicted"], label="predicted (estimate)")]
     if base:
-        ax.bar([x + w / 2 for x in xs], [base.get(n, 0) for n in names], w,
-               label=f"baseline {Path(report['baseline']['artifact']).name}")
-    ax.set_xticks(list(xs))
+        handles += [Patch(facecolor="white", edgecolor="black", label=Path(report["artifact"]).name),
+                    Patch(facecolor="white", edgecolor="black", hatch="//",
+                          label=f"baseline {Path(report['baseline']['artifact']).name}")]
+    if spread_drawn:
+        from matplotlib.lines import Line2D
+
+        handles.append(Line2D([], [], color="black", marker="|", linestyle="-", label="p10-p90 of the runs"))
+    ax.set_xticks(list(range(len(names))))
     ax.set_xticklabels(names, fontsize=7)
     ax.set_ylabel("latency per inference (ms, log)")
     ax.set_yscale("log")
-    ax.set_title(f"batch {report['batch']}, seq_len {report['seq_len']}, threads {report['threads']}")
-    ax.legend(fontsize=7)
+    measured = any(b["kind"] == "measured" for b in this.values())
+    ax.set_title(f"batch {report['batch']}, seq_len {report['seq_len']}, threads {report['threads']}"
+                 + ("" if measured else ": estimates only, nothing measured"), fontsize=9)
+    ax.legend(handles=handles, fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110, format="png")
     plt.close(fig)
