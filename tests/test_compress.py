@@ -183,7 +183,7 @@ def test_bad_input_is_one_line_exit_2(finetuned, glue, tmp_path, args, needle):
         del base["--block"]
     flat = [x for kv in base.items() for x in kv]
     out = tmp_path / "bad"
-    code, msg, _ = _cli(["compress", *flat, "--out", str(out), *FAST])
+    code, msg, _ = _cli(["compress", "--recipe", "paper", *flat, "--out", str(out), *FAST])
     assert code == 2, msg
     assert needle in msg and "\n" not in msg
     assert not (out / "compression.json").exists() and not (out / "model").exists()
@@ -282,7 +282,7 @@ def test_regularized_stage_is_reused_across_targets(finetuned, glue, tmp_path):
     from edgeprune.models import load_model
 
     a, b = tmp_path / "a", tmp_path / "b"
-    common = ["compress", "--model", str(finetuned), "--task", "mrpc", "--data", str(glue), "--block", "16x1",
+    common = ["compress", "--recipe", "paper", "--model", str(finetuned), "--task", "mrpc", "--data", str(glue), "--block", "16x1",
               "--epochs-reg", "1", "--epochs-retrain", "0", *FAST]
     code, msg, _ = _cli([*common, "--target", "2x", "--keep-regularized", "--out", str(a)])
     assert code == 0, msg
@@ -330,7 +330,7 @@ def test_hidden_distillation_changes_retraining(finetuned, glue, tmp_path):
     """Same seed and data: only the hidden-state term differs, so the retrained weights must differ."""
     outs = {}
     for w in ("0", "10"):
-        code, msg, _ = _cli(["compress", "--model", str(finetuned), "--task", "mrpc", "--data", str(glue), "--target",
+        code, msg, _ = _cli(["compress", "--recipe", "paper", "--model", str(finetuned), "--task", "mrpc", "--data", str(glue), "--target",
                              "2x", "--block", "16x1", "--method", "magnitude-block", "--epochs-reg", "0",
                              "--epochs-retrain", "1", "--distill", "--distill-hidden", w, "--out",
                              str(tmp_path / w), *FAST])
@@ -401,7 +401,7 @@ def test_gradual_masks_tighten_monotonically_to_the_exact_target(finetuned, glue
 
 def test_gradual_compress_end_to_end_and_resume(finetuned, glue, tmp_path):
     """CLI run with --prune-schedule gradual; an interrupted run resumes to the same weights and masks."""
-    args = ["compress", "--model", str(finetuned), "--task", "mrpc", "--data", str(glue), "--target", "4x",
+    args = ["compress", "--recipe", "paper", "--model", str(finetuned), "--task", "mrpc", "--data", str(glue), "--target", "4x",
             "--block", "16x1", "--method", "magnitude-block", "--score", "activation", "--distill",
             "--prune-schedule", "gradual", "--prune-ramp", "0.5", "--epochs-reg", "1", "--epochs-retrain", "1",
             "--save-steps", "2", "--lr", "1e-3", *FAST]

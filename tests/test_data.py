@@ -188,3 +188,21 @@ def test_embedded_demo_set_is_balanced_and_disjoint():
     texts_train = {e.text_a for e in train}
     assert len(texts_train) == len(train)
     assert not texts_train & {e.text_a for e in dev}
+
+
+def test_seeded_train_subset_is_random_reproducible_and_not_the_first_rows(glue):
+    """--train-limit draws a seeded sample: STS-B's first rows are one genre, so the first N would bias it."""
+    from edgeprune.data import load_split
+    from edgeprune.data.glue import holdout_split
+
+    full = load_split("stsb", "train", glue)
+    a = load_split("stsb", "train", glue, limit=200, seed=42)
+    b = load_split("stsb", "train", glue, limit=200, seed=42)
+    c = load_split("stsb", "train", glue, limit=200, seed=7)
+    first = load_split("stsb", "train", glue, limit=200)
+    assert a == b and len(a) == 200
+    assert a != c and a != first and first == full[:200]
+    assert all(e in full for e in a)
+    rest, held = holdout_split(full, 0.1, 0)
+    assert len(held) == round(0.1 * len(full)) and len(rest) + len(held) == len(full)
+    assert holdout_split(full, 0.1, 0) == (rest, held)
