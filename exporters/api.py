@@ -35,6 +35,26 @@ class Exporter:
         raise NotImplementedError
 
 
+def check_data(config: ExportConfig, run: PrunedRun) -> None:
+    """Before any work: the data that verification (dev) or int8 calibration (train) reads must load."""
+    from ..data.glue import get_task, load_split
+    from ..errors import ConfigError
+
+    if not (config.verify or config.dtype == "int8"):
+        return
+    if config.data_dir is None:
+        raise ConfigError("data_dir (--data) is required for verification and int8 calibration: the data the model "
+                          "was trained on (a CSV/TSV/JSONL file, a folder with train.*, or a GLUE folder); "
+                          "or skip verification with --no-verify")
+    task = config.task or run.task
+    if not task:
+        raise ConfigError("no task known for this checkpoint; pass --task (needed for verification and int8 "
+                          "calibration)")
+    spec = get_task(task)
+    for split in (("dev",) if config.verify else ()) + (("train",) if config.dtype == "int8" else ()):
+        load_split(spec, split, config.data_dir, limit=1)
+
+
 def export(run_dir: str | os.PathLike[str], config: ExportConfig, out: str | os.PathLike[str]) -> ExportResult:
     """Export a compress run (or a dense checkpoint) into a verified bundle directory at ``out``.
 
@@ -43,6 +63,7 @@ def export(run_dir: str | os.PathLike[str], config: ExportConfig, out: str | os.
     run = open_run(run_dir)
     exporter: Exporter = get_exporter(config.format)(config)
     exporter.check_config(run)
+    check_data(config, run)
     out = check_writable_dir(out)
     with atomic_dir(out) as tmp:
         report = exporter.build(run, tmp)

@@ -20,8 +20,8 @@ class ExportConfig:
     mode: str = "packed"
     seq_len: int | None = 128  # None = dynamic
     batch: int | None = None  # None = dynamic
-    data_dir: str | None = None  # GLUE folder for verification / calibration
-    task: str | None = None  # GLUE key; defaults to the run's task
+    data_dir: str | None = None  # data for verification / calibration (GLUE folder or your own file); no default
+    task: str | dict[str, Any] | None = None  # GLUE key or a file task's dict; defaults to the run's task
     verify_examples: int = 256
     calib_examples: int = 64
     verify: bool = True

@@ -353,14 +353,13 @@ class OnnxExporter(Exporter):
 
         from ..models import load_model
         from ..rundir import check_masks_match
-        from ..testing import glue_dir
         from .onnx_graph import export_graph
         from .onnx_quant import convert_dtype
         from .onnx_verify import verify_artifact
 
         c = self.config
         task = c.task or run.task
-        data_dir = c.data_dir or str(glue_dir())
+        data_dir = c.data_dir  # checked by export() when verification or calibration needs it
         model, tok = load_model(run.model_dir)
         model.eval()
         check_masks_match(run.masks, model)

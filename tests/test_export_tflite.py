@@ -111,7 +111,7 @@ def test_signature_and_manifest(bundles, arch):
     assert [i["name"] for i in man["inputs"]] == names
     assert all(i["dtype"] == "int32" and i["shape"] == [1, SEQ] for i in man["inputs"])
     assert man["outputs"] == [{"name": "logits", "dtype": "float32", "shape": [1, 2]}]
-    assert man["labels"] == ["0", "1"] and man["max_seq_len"] == SEQ and man["seq_len"] == SEQ
+    assert man["labels"] == ["negative", "positive"] and man["max_seq_len"] == SEQ and man["seq_len"] == SEQ
     assert man["dtype"] == "fp32" and man["format"] == "tflite" and man["mode"] == "packed"
     assert man["sparsity_encoding"] == "none" and man["arch"] == arch and man["task"] == "mrpc"
     assert man["artifact"] == "model.tflite" and verify_files(res.bundle_dir) == []
