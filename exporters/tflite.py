@@ -184,6 +184,8 @@ class TFLiteExporter(Exporter):
         c = self.config
         if c.seq_len is None:
             raise ConfigError("TFLite needs a static sequence length; pass --seq-len N (e.g. 128)")
+        if c.opset is not None:
+            raise ConfigError("--opset applies to ONNX exports only")
         if c.batch is not None and c.batch < 1:
             raise ConfigError(f"--batch must be >= 1, got {c.batch}")
         from ..data.glue import get_task

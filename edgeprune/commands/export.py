@@ -54,11 +54,12 @@ def _recorded_task(run_dir: Path):
               help="TFLite only: also apply the converter's native sparse encoding (smaller file, never faster).")
 @click.option("--int8-embeddings/--float-embeddings", default=True, show_default=True,
               help="ONNX int8: also store the embedding tables as int8 (they are over half of a pruned file).")
+@click.option("--opset", type=int, default=None, help="ONNX only: opset version, 17-21 [17].")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True, help="Bundle folder to write.")
 def command(run_dir: Path, fmt: str, dtype: str, mode: str, seq_len: str, batch: int | None, data_dir: Path | None,
             task: str | None, verify_examples: int, calib_examples: int, no_verify: bool, tflite_sparsity: bool,
             int8_embeddings: bool, out_dir: Path, text_column: str | None, text_pair_column: str | None,
-            label_column: str | None, dev_fraction: float | None) -> None:
+            label_column: str | None, dev_fraction: float | None, opset: int | None) -> None:
     """Export RUN_DIR (a compress run, or a model folder with --mode dense) into a verified bundle at --out."""
     from ..exporters.api import export
     from ..exporters.base import ExportConfig
@@ -76,7 +77,7 @@ def command(run_dir: Path, fmt: str, dtype: str, mode: str, seq_len: str, batch:
                           data_dir=str(data_dir) if data_dir else None,
                           task=task_key(spec) if spec is not None else None, verify_examples=verify_examples,
                           calib_examples=calib_examples, verify=not no_verify,
-                          tflite_sparsity=tflite_sparsity, int8_embeddings=int8_embeddings)
+                          tflite_sparsity=tflite_sparsity, int8_embeddings=int8_embeddings, opset=opset)
     res = export(run_dir, config, out_dir)
     v, rep = res.verification, res.report
     sizes = rep.get("sizes", {})
