@@ -68,7 +68,7 @@ def resolve_task(task: str | None, data: str | os.PathLike[str] | None, *, text_
         raise ConfigError("--data is required: a CSV/TSV/JSONL file or a folder with train.* (or a GLUE folder "
                           "with a GLUE --task)")
     if not is_file_data(data):
-        raise DataError(f"{data} holds no train.csv, train.tsv or train.jsonl; for a GLUE folder pass a GLUE --task")
+        raise DataError(f"{data} holds no train.csv, train.tsv or train.jsonl; for a GLUE folder pass --task NAME (e.g. --task mrpc)")
     problem = task.strip().lower() if task else None
     if isinstance(recorded, Mapping):
         spec = FileTask.from_dict(recorded)

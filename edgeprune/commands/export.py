@@ -61,23 +61,28 @@ def command(run_dir: Path, fmt: str, dtype: str, mode: str, seq_len: str, batch:
             int8_embeddings: bool, out_dir: Path, text_column: str | None, text_pair_column: str | None,
             label_column: str | None, dev_fraction: float | None, opset: int | None) -> None:
     """Export RUN_DIR (a compress run, or a model folder with --mode dense) into a verified bundle at --out."""
-    from ..exporters.api import export
-    from ..exporters.base import ExportConfig
+    import dataclasses
 
     from ..data.glue import task_key, task_name
     from ..errors import ConfigError
+    from ..exporters import get_exporter
+    from ..exporters.api import export
+    from ..exporters.base import ExportConfig
+    from ..rundir import open_run
 
-    if data_dir is None and (not no_verify or dtype == "int8"):
+    config = ExportConfig(format=fmt, dtype=dtype, mode=mode, seq_len=_seq_len(seq_len), batch=batch,
+                          data_dir=str(data_dir) if data_dir else None, verify_examples=verify_examples,
+                          calib_examples=calib_examples, verify=not no_verify,
+                          tflite_sparsity=tflite_sparsity, int8_embeddings=int8_embeddings, opset=opset)
+    get_exporter(fmt)  # an unknown --format fails here, before the data is read
+    open_run(run_dir)  # not a run / model folder: that message first
+    if data_dir is None and (config.verify or config.dtype == "int8"):
         raise ConfigError("--data is required for verification and int8 calibration (the data the model was "
                           "trained on); or pass --no-verify")
     spec = resolve_task(task, data_dir, text_column=text_column, text_pair_column=text_pair_column,
                         label_column=label_column, dev_fraction=dev_fraction, recorded=_recorded_task(run_dir),
                         need_data=False)
-    config = ExportConfig(format=fmt, dtype=dtype, mode=mode, seq_len=_seq_len(seq_len), batch=batch,
-                          data_dir=str(data_dir) if data_dir else None,
-                          task=task_key(spec) if spec is not None else None, verify_examples=verify_examples,
-                          calib_examples=calib_examples, verify=not no_verify,
-                          tflite_sparsity=tflite_sparsity, int8_embeddings=int8_embeddings, opset=opset)
+    config = dataclasses.replace(config, task=task_key(spec) if spec is not None else None)
     res = export(run_dir, config, out_dir)
     v, rep = res.verification, res.report
     sizes = rep.get("sizes", {})
