@@ -89,5 +89,14 @@ def export(run_dir: str | os.PathLike[str], config: ExportConfig, out: str | os.
             "verification": VERIFICATION_JSON,
             **report.get("manifest", {}),
         }
+        from ..modelcard import write_model_card
+
+        v = verification
+        write_model_card(tmp, model=str(run.root), task=fields["task"], labels=fields.get("labels"),
+                         metrics={v.get("metric", "main"): v["metric_artifact"]} if "metric_artifact" in v else None,
+                         kind=f"{config.format} {config.dtype} {config.mode} bundle", library=config.format,
+                         extra_tags=(config.format, config.dtype),
+                         compression={k: c["compression"] for k, c in fields["compression"].items()
+                                      if isinstance(c, dict) and "compression" in c} or None)
         write_manifest(tmp, fields)
     return ExportResult(Path(out), Path(out) / report["artifact"], verification, report)

@@ -206,6 +206,14 @@ def test_csv_end_to_end_finetune_compress_export_eval(tiny_bert: Path, reviews_c
     m = read_json(tmp_path / "m.json")
     assert m["num_examples"] == 24 and m["task"] == "reviews"
     assert abs(m["main"] - rec["metrics"]["pruned"]["main"]) < 1e-9
+    from edgeprune.modelcard import read_front_matter
+
+    cards = [read_front_matter(d) for d in (tmp_path / "ft" / "model", tmp_path / "cr" / "model", tmp_path / "bundle")]
+    assert [c["base_model"] for c in cards] == [tiny_bert.name] * 3  # the chain leads back to the start model
+    assert all(c["datasets"] == ["own data: reviews"] and c["labels"] == ["negative", "positive"] for c in cards)
+    assert cards[1]["edgeprune"]["compression"]["prunable_encoder"] == pytest.approx(2.0, rel=0.05)
+    assert cards[2]["library_name"] == "onnx" and cards[2]["edgeprune"]["measured"]["accuracy"] == ver["metric_artifact"]
+    assert "README.md" in man["files"]
 
 
 @pytest.mark.slow

@@ -83,3 +83,11 @@ def test_outputs_respect_the_umask(tmp_path: Path, umask: int):
     assert stat.S_IMODE((tmp_path / "bundle").stat().st_mode) == 0o777 & ~umask
     assert stat.S_IMODE((tmp_path / "bundle" / "m.json").stat().st_mode) == 0o666 & ~umask
     assert read_json(tmp_path / "a" / "x.json") == {"a": 1}
+
+
+def test_model_card_base_model_and_licence(hub_cache: Path):
+    from edgeprune.modelcard import base_model_of
+
+    assert base_model_of("minilm-l6") == ("sentence-transformers/all-MiniLM-L6-v2", "apache-2.0")
+    (hub_cache / "README.md").write_text("---\nlicense: mit\ntags: [x]\n---\n# card\n")
+    assert base_model_of(REPO) == (REPO, "mit")

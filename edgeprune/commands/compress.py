@@ -108,6 +108,12 @@ def command(out_dir: Path, resume: bool, target: str | None, sparsity: float | N
 
     if int(os.environ.get("RANK", "0")) != 0:  # under torchrun only rank 0 reports
         return
+    from ..modelcard import labels_of, write_model_card
+
+    write_model_card(out_dir / "model", model=d["model"], task=rec["task"], labels=labels_of(out_dir / "model"),
+                     metrics=rec["metrics"]["pruned"], kind="pruned", extra_tags=("pruned", "block-sparse"),
+                     compression={k: v["compression"] for k, v in rec["compression"].items()
+                                  if isinstance(v, dict) and "compression" in v})
     m = rec["metrics"]
     c = rec["compression"]
     from ..data.glue import task_name

@@ -47,6 +47,13 @@ def command(model: str, task: str | None, data_dir: Path | None, out_dir: Path, 
     from ..training import finetune
 
     report = finetune(model, spec, data_dir, out_dir, cfg, resume=resume, overwrite=overwrite)
+    from ..data.glue import task_key
+    from ..distributed import is_main
+    from ..modelcard import labels_of, write_model_card
+
+    if is_main():
+        write_model_card(out_dir / "model", model=model, task=task_key(spec), labels=labels_of(out_dir / "model"),
+                         metrics=report, kind="fine-tuned")
     others = ", ".join(f"{k} {report[k]:.4f}" for k in ("accuracy", "f1", "matthews_corr", "pearson", "spearman")
                        if k in report and k != report["metric"])
     click.echo(f"{spec.name} dev {report['metric']} = {report['main']:.4f}" + (f" ({others})" if others else "")
