@@ -65,8 +65,12 @@ def export(run_dir: str | os.PathLike[str], config: ExportConfig, out: str | os.
     exporter.check_config(run)
     check_data(config, run)
     out = check_writable_dir(out)
+    from ..quiet import stage
+
+    stage(f"[export] {config.format} {config.dtype} {config.mode} from {run.root}")
     with atomic_dir(out) as tmp:
         report = exporter.build(run, tmp)
+        stage(f"[export] writing the bundle to {out}")
         verification = report.get("verification", {})
         write_json(tmp / VERIFICATION_JSON, verification)
         write_json(tmp / REPORT_JSON, {k: v for k, v in report.items() if k != "manifest"})

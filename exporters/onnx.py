@@ -354,6 +354,7 @@ class OnnxExporter(Exporter):
         from ..models import load_model
         from ..rundir import check_masks_match
         from ..data.glue import task_name
+        from ..quiet import stage
         from .onnx_graph import export_graph
         from .onnx_quant import convert_dtype
         from .onnx_verify import verify_artifact
@@ -391,10 +392,12 @@ class OnnxExporter(Exporter):
         plans = self.plan(export_model, masks, orig_shapes)
         for name, h in head_counts(export_model, orig_shapes, head_records).items():
             plans[name].heads = h
+        stage(f"[export] tracing {c.mode} ONNX graph (opset {c.opset or OPSET})")
         onnx_model, input_names = export_graph(export_model, tok, plans, c.seq_len, c.batch, c.opset or OPSET)
         for node in onnx_model.graph.node:  # record the final op (the transposed-chain fusion renames some)
             if node.name in plans and plans[node.name].packed is not None:
                 plans[node.name].op = node.op_type
+        stage("[export] packing done; simplifying")
         onnx_model, sim_note = _simplify(onnx_model)
         fp32_path = out_dir / ARTIFACT
         import onnx
@@ -402,10 +405,13 @@ class OnnxExporter(Exporter):
         onnx.save(onnx_model, str(fp32_path))
         notes = [sim_note]
         if c.dtype != "fp32":
+            stage(f"[export] converting to {c.dtype}" + (f" (calibrating on {c.calib_examples} train examples)"
+                                                          if c.dtype == "int8" else ""))
             notes.append(convert_dtype(fp32_path, fp32_path, c.dtype, tok, task, data_dir, c.seq_len, c.calib_examples,
                                        input_names, quantize_embeddings=c.int8_embeddings))
         ref_model.eval()
         if c.verify:
+            stage(f"[export] verifying against PyTorch on up to {c.verify_examples} dev examples")
             ver = verify_artifact(ref_model, tok, fp32_path, task, data_dir, c.verify_examples, c.seq_len, c.dtype,
                                   self.ATOL, self.MAX_POINTS, c.batch)
         else:

@@ -240,3 +240,21 @@ def test_regression_finetune_on_floats(tiny_bert: Path, tmp_path: Path, glue: Pa
     cfg = read_json(tmp_path / "ft" / "model" / "config.json")
     assert cfg["problem_type"] == "regression" and len(cfg["id2label"]) == 1
     assert read_json(tmp_path / "ft" / "metrics.json")["metric"] == "pearson"
+
+
+@pytest.mark.slow
+def test_export_stdout_is_results_only_and_stages_go_to_stderr(tiny_bert: Path, reviews_csv: Path, tmp_path: Path):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    p = subprocess.run([sys.executable, "-m", "edgeprune", "export", str(tiny_bert), "--mode", "dense", "--data",
+                        str(reviews_csv), "--label-column", "sentiment", "--task", "classification", "--seq-len", "32",
+                        "--verify-examples", "8", "--out", str(tmp_path / "b")], capture_output=True, text=True,
+                       env=env)
+    assert p.returncode == 0, p.stderr
+    out = p.stdout.strip().splitlines()
+    assert out[0].startswith("wrote ") and out[1].startswith("verified on 8 reviews dev examples"), p.stdout
+    assert len(out) == 2
+    err = p.stderr.splitlines()
+    assert err and all(line.startswith("[export]") for line in err), p.stderr  # no third-party lines
+    assert any("verifying" in line for line in err)
+    assert (tmp_path / "b" / "config.json").is_file()
+    assert read_json(tmp_path / "b" / "config.json")["id2label"] == {"0": "negative", "1": "positive"}

@@ -103,7 +103,10 @@ def command(out_dir: Path, resume: bool, target: str | None, sparsity: float | N
     if d.get("regularized_from") is not None:
         d["regularized_from"] = str(d["regularized_from"])
     cfg = CompressConfig.from_dict(d)
-    rec = compress(cfg, resume=resume)
+    from ..quiet import to_stderr
+
+    with to_stderr():  # library prints (Trainer's metric dicts) are logs: stderr; the result line is stdout
+        rec = compress(cfg, resume=resume)
     import os
 
     if int(os.environ.get("RANK", "0")) != 0:  # under torchrun only rank 0 reports

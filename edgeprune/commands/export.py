@@ -83,7 +83,10 @@ def command(run_dir: Path, fmt: str, dtype: str, mode: str, seq_len: str, batch:
                         label_column=label_column, dev_fraction=dev_fraction, recorded=_recorded_task(run_dir),
                         need_data=False)
     config = dataclasses.replace(config, task=task_key(spec) if spec is not None else None)
-    res = export(run_dir, config, out_dir)
+    from ..quiet import to_stderr
+
+    with to_stderr():  # library prints (Trainer's metric dicts) are logs: stderr; the result line is stdout
+        res = export(run_dir, config, out_dir)
     v, rep = res.verification, res.report
     sizes = rep.get("sizes", {})
     click.echo(f"wrote {res.artifact} ({sizes.get('file_bytes', res.artifact.stat().st_size) / 1e6:.2f} MB"

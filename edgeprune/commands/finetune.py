@@ -46,7 +46,10 @@ def command(model: str, task: str | None, data_dir: Path | None, out_dir: Path, 
     cfg = TrainConfig.from_dict({**(base.to_dict() if base else {}), **given})
     from ..training import finetune
 
-    report = finetune(model, spec, data_dir, out_dir, cfg, resume=resume, overwrite=overwrite)
+    from ..quiet import to_stderr
+
+    with to_stderr():  # library prints (Trainer's metric dicts) are logs: stderr; the result line is stdout
+        report = finetune(model, spec, data_dir, out_dir, cfg, resume=resume, overwrite=overwrite)
     from ..data.glue import task_key
     from ..distributed import is_main
     from ..modelcard import labels_of, write_model_card
