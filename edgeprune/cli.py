@@ -42,7 +42,7 @@ class LazyGroup(click.Group):
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="edgeprune")
-@click.option("--verbose", "-v", is_flag=True, help="Show third-party warnings and log lines (hidden by default).")
+@click.option("--verbose", is_flag=True, help="Show third-party warnings and log lines (hidden by default).")
 def cli(verbose: bool) -> None:
     """edgeprune: prune BERT-family models into small, fast, verified edge artifacts."""
     from .quiet import quiet

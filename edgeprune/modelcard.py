@@ -53,6 +53,9 @@ def base_model_of(model: str | os.PathLike[str]) -> tuple[str, str | None]:
         except Exception:
             fm = {}
         return s, fm.get("license")
+    parts = p.resolve().parts
+    if len(parts) >= 3 and parts[-2] == "snapshots" and parts[-3].startswith("models--"):
+        return parts[-3].removeprefix("models--").replace("--", "/"), None  # a Hub cache snapshot folder
     return p.resolve().name, None
 
 

@@ -91,3 +91,5 @@ def test_model_card_base_model_and_licence(hub_cache: Path):
     assert base_model_of("minilm-l6") == ("sentence-transformers/all-MiniLM-L6-v2", "apache-2.0")
     (hub_cache / "README.md").write_text("---\nlicense: mit\ntags: [x]\n---\n# card\n")
     assert base_model_of(REPO) == (REPO, "mit")
+    (hub_cache / "README.md").unlink()
+    assert base_model_of(str(hub_cache)) == (REPO, None)  # the snapshot folder itself names its repo
