@@ -93,3 +93,27 @@ def test_model_card_base_model_and_licence(hub_cache: Path):
     assert base_model_of(REPO) == (REPO, "mit")
     (hub_cache / "README.md").unlink()
     assert base_model_of(str(hub_cache)) == (REPO, None)  # the snapshot folder itself names its repo
+
+
+def test_compress_a_hub_classifier_on_a_csv_without_fine_tuning(hub_cache: Path, glue: Path, tmp_path: Path):
+    from click.testing import CliRunner
+
+    from edgeprune.cli import cli
+
+    with open(glue / "SST-2" / "train.tsv", encoding="utf-8") as f:
+        next(f)
+        rows = [line.rstrip("\n").split("\t") for _, line in zip(range(80), f)]
+    csv = tmp_path / "mine.csv"
+    csv.write_text("sentence,label\n" + "".join(
+        f"\"{s.replace(chr(34), '')}\",{'positive' if lab == '1' else 'negative'}\n" for s, lab in rows))
+    res = CliRunner().invoke(cli, ["compress", "--model", REPO, "--data", str(csv), "--target", "2x", "--block",
+                                   "16x1", "--epochs-reg", "1", "--epochs-retrain", "0", "--batch-size", "16",
+                                   "--max-seq-len", "32", "--out", str(tmp_path / "run")], standalone_mode=False)
+    assert res.exception is None, res.exception
+    rec = read_json(tmp_path / "run" / "compression.json")
+    assert "dense_eval" in rec["phases"] and "finetune" not in rec["phases"]  # used as the dense teacher as it is
+    assert rec["task"]["labels"] == ["positive", "negative"]  # the Hub model's label order
+    assert read_json(tmp_path / "run" / "model" / "config.json")["id2label"] == {"0": "POSITIVE", "1": "NEGATIVE"}
+    from edgeprune.modelcard import read_front_matter
+
+    assert read_front_matter(tmp_path / "run" / "model")["base_model"] == REPO
