@@ -20,6 +20,7 @@ _API = {
     "profile": "edgeprune.profiling",
     "check": "edgeprune.budget",
     "load_model": "edgeprune.models",
+    "infer_task": "edgeprune.data.files",  # your own CSV/TSV/JSONL data -> a task for finetune/evaluate/compress
     "EdgepruneError": "edgeprune.errors",
     "ConfigError": "edgeprune.errors",
     "DataError": "edgeprune.errors",

@@ -42,8 +42,12 @@ class LazyGroup(click.Group):
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="edgeprune")
-def cli() -> None:
+@click.option("--verbose", is_flag=True, help="Show third-party warnings and log lines (hidden by default).")
+def cli(verbose: bool) -> None:
     """edgeprune: prune BERT-family models into small, fast, verified edge artifacts."""
+    from .quiet import quiet
+
+    quiet(verbose)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -51,6 +55,10 @@ def main(argv: list[str] | None = None) -> None:
 
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    if "--verbose" not in (argv if argv is not None else sys.argv[1:]):
+        from .quiet import quiet
+
+        quiet()  # before any subcommand imports torch / tensorflow / onnxruntime
     try:
         rv = cli.main(args=argv, standalone_mode=False)
     except EdgepruneError as e:

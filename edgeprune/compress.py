@@ -278,7 +278,7 @@ def finetuned_for_task(model_arg: str, task: str) -> tuple[Path, bool]:
     """
     from .data import get_task
     from .data.glue import task_key
-    from .models import resolve_model_path
+    from .models import head_names_task, resolve_model_path
     from .training import model_dir_of
 
     spec = get_task(task)
@@ -292,7 +292,7 @@ def finetuned_for_task(model_arg: str, task: str) -> tuple[Path, bool]:
     n_labels = cfg.get("num_labels") or len(cfg.get("id2label") or {}) or 2
     if n_labels != spec.num_labels:
         return path, False
-    if cfg.get("edgeprune_task") == task_key(spec):
+    if cfg.get("edgeprune_task") == task_key(spec) or head_names_task(cfg, spec):
         return path, True
     for run in (path.parent,):
         for name in ("metrics.json", COMPRESSION_JSON):
@@ -302,7 +302,7 @@ def finetuned_for_task(model_arg: str, task: str) -> tuple[Path, bool]:
                     t = read_json(f).get("task")
                 except Exception:
                     continue
-                if t is not None and get_task(str(t)) is spec:
+                if t is not None and get_task(t) == spec:
                     return path, True
     return path, False
 

@@ -11,12 +11,24 @@ from pathlib import Path
 from typing import Any, Iterator
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def normal_mode(path: str | os.PathLike[str], directory: bool = False) -> None:
+    """Give a file made by ``tempfile`` (0600/0700) the mode a plain ``open``/``mkdir`` would (umask applied)."""
+    os.chmod(path, (0o777 if directory else 0o666) & ~_umask())
+
+
 def write_json(path: str | os.PathLike[str], data: Any) -> Path:
     """Write JSON atomically (temporary name, then rename)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        normal_mode(tmp)
         with os.fdopen(fd, "w") as f:
             json.dump(data, f, indent=2, sort_keys=False, default=_json_default)
             f.write("\n")
@@ -69,6 +81,7 @@ def atomic_dir(path: str | os.PathLike[str], overwrite: bool = True) -> Iterator
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent))
     try:
+        normal_mode(tmp, directory=True)
         yield tmp
         if path.exists():
             if not overwrite:

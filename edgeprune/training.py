@@ -244,7 +244,7 @@ def load_for_task(model: Any, spec: TaskSpec, *, new_head: bool):
     if isinstance(model, tuple):
         m, tok = model
     elif new_head:
-        m, tok = load_model(model_dir_of(model), num_labels=spec.num_labels, label_names=list(spec.labels) or None)
+        m, tok = load_model(model_dir_of(model), num_labels=spec.num_labels, label_names=list(spec.label_names) or None)
     else:
         m, tok = load_model(model_dir_of(model))
     if m.config.num_labels != spec.num_labels:

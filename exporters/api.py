@@ -35,6 +35,26 @@ class Exporter:
         raise NotImplementedError
 
 
+def check_data(config: ExportConfig, run: PrunedRun) -> None:
+    """Before any work: the data that verification (dev) or int8 calibration (train) reads must load."""
+    from ..data.glue import get_task, load_split
+    from ..errors import ConfigError
+
+    if not (config.verify or config.dtype == "int8"):
+        return
+    if config.data_dir is None:
+        raise ConfigError("data_dir (--data) is required for verification and int8 calibration: the data the model "
+                          "was trained on (a CSV/TSV/JSONL file, a folder with train.*, or a GLUE folder); "
+                          "or skip verification with --no-verify")
+    task = config.task or run.task
+    if not task:
+        raise ConfigError("no task known for this checkpoint; pass --task (needed for verification and int8 "
+                          "calibration)")
+    spec = get_task(task)
+    for split in (("dev",) if config.verify else ()) + (("train",) if config.dtype == "int8" else ()):
+        load_split(spec, split, config.data_dir, limit=1)
+
+
 def export(run_dir: str | os.PathLike[str], config: ExportConfig, out: str | os.PathLike[str]) -> ExportResult:
     """Export a compress run (or a dense checkpoint) into a verified bundle directory at ``out``.
 
@@ -43,9 +63,14 @@ def export(run_dir: str | os.PathLike[str], config: ExportConfig, out: str | os.
     run = open_run(run_dir)
     exporter: Exporter = get_exporter(config.format)(config)
     exporter.check_config(run)
+    check_data(config, run)
     out = check_writable_dir(out)
+    from ..quiet import stage
+
+    stage(f"[export] {config.format} {config.dtype} {config.mode} from {run.root}")
     with atomic_dir(out) as tmp:
         report = exporter.build(run, tmp)
+        stage(f"[export] writing the bundle to {out}")
         verification = report.get("verification", {})
         write_json(tmp / VERIFICATION_JSON, verification)
         write_json(tmp / REPORT_JSON, {k: v for k, v in report.items() if k != "manifest"})
@@ -68,5 +93,14 @@ def export(run_dir: str | os.PathLike[str], config: ExportConfig, out: str | os.
             "verification": VERIFICATION_JSON,
             **report.get("manifest", {}),
         }
+        from ..modelcard import write_model_card
+
+        v = verification
+        write_model_card(tmp, model=str(run.root), task=fields["task"], labels=fields.get("labels"),
+                         metrics={v.get("metric", "main"): v["metric_artifact"]} if "metric_artifact" in v else None,
+                         kind=f"{config.format} {config.dtype} {config.mode} bundle", library=config.format,
+                         extra_tags=(config.format, config.dtype),
+                         compression={k: c["compression"] for k, c in fields["compression"].items()
+                                      if isinstance(c, dict) and "compression" in c} or None)
         write_manifest(tmp, fields)
     return ExportResult(Path(out), Path(out) / report["artifact"], verification, report)

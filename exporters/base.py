@@ -20,19 +20,22 @@ class ExportConfig:
     mode: str = "packed"
     seq_len: int | None = 128  # None = dynamic
     batch: int | None = None  # None = dynamic
-    data_dir: str | None = None  # GLUE folder for verification / calibration
-    task: str | None = None  # GLUE key; defaults to the run's task
+    data_dir: str | None = None  # data for verification / calibration (GLUE folder or your own file); no default
+    task: str | dict[str, Any] | None = None  # GLUE key or a file task's dict; defaults to the run's task
     verify_examples: int = 256
     calib_examples: int = 64
     verify: bool = True
     tflite_sparsity: bool = False  # tflite only: also apply TFLite's native sparse weight encoding
     int8_embeddings: bool = True  # onnx int8: store the (unpruned) embedding tables as int8 too
+    opset: int | None = None  # onnx only: the default ONNX opset (17) when None
 
     def __post_init__(self) -> None:
         if self.dtype not in DTYPES:
             raise ConfigError(f"unknown --dtype {self.dtype!r}; choose one of: {', '.join(DTYPES)}")
         if self.mode not in MODES:
             raise ConfigError(f"unknown --mode {self.mode!r}; choose one of: {', '.join(MODES)}")
+        if self.opset is not None and not (isinstance(self.opset, int) and 17 <= self.opset <= 21):
+            raise ConfigError(f"opset must be between 17 and 21, got {self.opset!r}")
         if self.seq_len is not None and not 1 <= self.seq_len <= 4096:
             raise ConfigError(f"--seq-len must be between 1 and 4096 or 'dynamic', got {self.seq_len}")
 

@@ -353,14 +353,15 @@ class OnnxExporter(Exporter):
 
         from ..models import load_model
         from ..rundir import check_masks_match
-        from ..testing import glue_dir
+        from ..data.glue import task_name
+        from ..quiet import stage
         from .onnx_graph import export_graph
         from .onnx_quant import convert_dtype
         from .onnx_verify import verify_artifact
 
         c = self.config
         task = c.task or run.task
-        data_dir = c.data_dir or str(glue_dir())
+        data_dir = c.data_dir  # checked by export() when verification or calibration needs it
         model, tok = load_model(run.model_dir)
         model.eval()
         check_masks_match(run.masks, model)
@@ -376,6 +377,7 @@ class OnnxExporter(Exporter):
             if model.config.num_labels != spec.num_labels:
                 raise ConfigError(f"the checkpoint has {model.config.num_labels} labels but task {task} has "
                                   f"{spec.num_labels}; pass the right --task")
+            name_labels(model, spec)
         import copy
 
         from ..arch import prunable_linears
@@ -390,10 +392,12 @@ class OnnxExporter(Exporter):
         plans = self.plan(export_model, masks, orig_shapes)
         for name, h in head_counts(export_model, orig_shapes, head_records).items():
             plans[name].heads = h
-        onnx_model, input_names = export_graph(export_model, tok, plans, c.seq_len, c.batch, OPSET)
+        stage(f"[export] tracing {c.mode} ONNX graph (opset {c.opset or OPSET})")
+        onnx_model, input_names = export_graph(export_model, tok, plans, c.seq_len, c.batch, c.opset or OPSET)
         for node in onnx_model.graph.node:  # record the final op (the transposed-chain fusion renames some)
             if node.name in plans and plans[node.name].packed is not None:
                 plans[node.name].op = node.op_type
+        stage("[export] packing done; simplifying")
         onnx_model, sim_note = _simplify(onnx_model)
         fp32_path = out_dir / ARTIFACT
         import onnx
@@ -401,15 +405,25 @@ class OnnxExporter(Exporter):
         onnx.save(onnx_model, str(fp32_path))
         notes = [sim_note]
         if c.dtype != "fp32":
+            stage(f"[export] converting to {c.dtype}" + (f" (calibrating on {c.calib_examples} train examples)"
+                                                          if c.dtype == "int8" else ""))
             notes.append(convert_dtype(fp32_path, fp32_path, c.dtype, tok, task, data_dir, c.seq_len, c.calib_examples,
                                        input_names, quantize_embeddings=c.int8_embeddings))
         ref_model.eval()
         if c.verify:
+            stage(f"[export] verifying against PyTorch on up to {c.verify_examples} dev examples")
             ver = verify_artifact(ref_model, tok, fp32_path, task, data_dir, c.verify_examples, c.seq_len, c.dtype,
                                   self.ATOL, self.MAX_POINTS, c.batch)
         else:
             ver = {"passed": True, "reason": "verification skipped (--no-verify)", "skipped": True}
-        tok.save_pretrained(out_dir / "tokenizer")
+        # optimum's ORTModelForSequenceClassification layout: model.onnx, config.json and tokenizer side by side
+        tok.save_pretrained(out_dir)
+        ref_model.config.save_pretrained(out_dir)
+        from .onnx_meta import stamp_metadata
+
+        stamp_metadata(fp32_path, {"task": task_name(task), "labels": _labels(model), "seq_len": c.seq_len,
+                                   "problem_type": "regression" if model.config.num_labels == 1 else
+                                   "single_label_classification", "dtype": c.dtype, "mode": c.mode})
         sizes = size_accounting(fp32_path, plans, c.dtype)
         layers = [p.record() for p in plans.values()]
         fallback = [p.name for p in plans.values() if p.op == "PackedDenseMatMul"]
@@ -427,6 +441,17 @@ class OnnxExporter(Exporter):
                          "file_bytes": sizes["file_bytes"], "ideal_bytes": sizes["ideal_bytes"],
                          "dense_file_bytes": sizes["dense_file_bytes"]},
         }
+
+
+def name_labels(model, spec) -> None:
+    """Give a checkpoint with the default LABEL_i names the task's label names (config.json, manifest, metadata)."""
+    import re
+
+    id2 = getattr(model.config, "id2label", None) or {}
+    if spec.label_names and len(id2) == len(spec.label_names) and all(
+            re.fullmatch(r"LABEL_\d+", str(v)) for v in id2.values()):
+        model.config.id2label = dict(enumerate(spec.label_names))
+        model.config.label2id = {n: i for i, n in enumerate(spec.label_names)}
 
 
 def _labels(model) -> list[str]:

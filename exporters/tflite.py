@@ -165,6 +165,29 @@ def apply_masks(model, masks: dict[str, Any]) -> None:
             params[name].mul_(m.to(params[name].dtype))
 
 
+def _label_list(model, spec) -> list[str]:
+    """The model's id2label names, or the task's when the checkpoint has the default LABEL_i names."""
+    import re
+
+    id2 = getattr(model.config, "id2label", None) or {}
+    names = [str(id2[i]) for i in sorted(id2)]
+    if spec.is_regression:
+        return []
+    if not names or all(re.fullmatch(r"LABEL_\d+", n) for n in names):
+        return list(spec.label_names)
+    return names
+
+
+def write_app_files(out_dir: Path, tokenizer, labels: list[str]) -> None:
+    """``vocab.txt`` (one token per line, in id order) and ``labels.txt`` (one name per line, in output order):
+    the associated files an Android text classifier (LiteRT Task Library BertNLClassifier, MediaPipe
+    TextClassifier) reads."""
+    vocab = sorted(tokenizer.get_vocab().items(), key=lambda kv: kv[1])
+    (out_dir / "vocab.txt").write_text("".join(t + "\n" for t, _ in vocab), encoding="utf-8")
+    if labels:
+        (out_dir / "labels.txt").write_text("".join(n + "\n" for n in labels), encoding="utf-8")
+
+
 @register_exporter("tflite")
 class TFLiteExporter(Exporter):
     ATOL = 1e-4
@@ -176,26 +199,21 @@ class TFLiteExporter(Exporter):
             raise ConfigError("no GLUE task known for this checkpoint; pass --task (e.g. mrpc)")
         return task
 
-    def _data(self) -> str:
-        """--data, or the shared GLUE folder (as the ONNX exporter does)."""
-        from ..testing import glue_dir
-
-        return self.config.data_dir or str(glue_dir())
+    def _data(self) -> str | None:
+        """--data (checked by ``export()`` before any work when verification or calibration needs it)."""
+        return self.config.data_dir
 
     def check_config(self, run: PrunedRun) -> None:
         c = self.config
         if c.seq_len is None:
             raise ConfigError("TFLite needs a static sequence length; pass --seq-len N (e.g. 128)")
+        if c.opset is not None:
+            raise ConfigError("--opset applies to ONNX exports only")
         if c.batch is not None and c.batch < 1:
             raise ConfigError(f"--batch must be >= 1, got {c.batch}")
         from ..data.glue import get_task
 
         get_task(self._task(run))
-        if c.verify or c.dtype == "int8":
-            from ..data.glue import split_path
-
-            # raises DataError naming the missing folder / file
-            split_path(get_task(self._task(run)), self._data(), "dev" if c.verify else "train")
         _tf()
 
     def build(self, run: PrunedRun, out_dir: Path) -> dict[str, Any]:
@@ -203,6 +221,8 @@ class TFLiteExporter(Exporter):
         from ..models import load_model
         from . import tf_graph as tg
         from .litert_run import run_in_child
+
+        from ..quiet import stage
 
         c = self.config
         seq, batch = int(c.seq_len), int(c.batch or 1)
@@ -217,6 +237,8 @@ class TFLiteExporter(Exporter):
             apply_masks(model, masks)
         weights = tg.extract(model, masks, tokenizer)
         names = tg.input_names(weights)
+        stage(f"[export] planning {c.mode} layers" + (" (timing formulations per layer)" if c.mode == "packed" and masks
+                                                      else ""))
         t0 = time.perf_counter()
         timer = LinearTimer(batch * seq, c.dtype)
         chooser = timer if c.mode == "packed" and masks else tg.choose_fewest_macs
@@ -233,6 +255,7 @@ class TFLiteExporter(Exporter):
                 for s in range(0, n - batch + 1, batch):
                     yield [calib[k][s:s + batch] for k in names]
 
+        stage(f"[export] converting to TFLite {c.dtype}")
         t0 = time.perf_counter()
         buf = convert(fn, c.dtype, rep, sparsity=c.tflite_sparsity)
         convert_s = time.perf_counter() - t0
@@ -242,9 +265,11 @@ class TFLiteExporter(Exporter):
 
         gpu = gpu_compatibility(artifact)
         tokenizer.save_pretrained(out_dir / TOKENIZER_DIR)
+        write_app_files(out_dir, tokenizer, _label_list(model, spec))
 
         verification: dict[str, Any] = {"passed": True, "skipped": True, "reason": "verification skipped (--no-verify)"}
         if c.verify:
+            stage(f"[export] verifying against PyTorch on up to {c.verify_examples} dev examples")
             examples = load_split(spec, "dev", self._data(), limit=c.verify_examples)
             inputs = tokenize(tokenizer, examples, seq, names)
             labels = np.asarray([e.label for e in examples])
@@ -279,7 +304,7 @@ class TFLiteExporter(Exporter):
             "gpu_compatibility": gpu,
             "manifest": {
                 "model": model.config.model_type, "arch": weights.arch, "batch": batch,
-                "labels": list(spec.labels), "num_labels": spec.num_labels, "is_regression": spec.is_regression,
+                "labels": _label_list(model, spec), "num_labels": spec.num_labels, "is_regression": spec.is_regression,
                 "signature": SIGNATURE_KEY, **io, "tokenizer": TOKENIZER_DIR + "/",
                 "max_seq_len": seq, "pad_token_id": weights.pad_id, "sparsity_encoding": sparsity,
                 "formulations": summary["formulations"], "linear_mac_reduction": summary["linear_mac_reduction"],

@@ -115,9 +115,11 @@ def test_fixture_model_is_real(bundle):
 
 
 def test_all_budgets_hold(bundle, capsys, tmp_path):
-    code, out, err = run(capsys, "check", str(bundle), *ALL_PASS, "--no-search", "--junit", str(tmp_path / "j.xml"),
+    code, out, err = run(capsys, "check", str(bundle), *ALL_PASS, "--no-search", "--junit",
+                         str(tmp_path / "reports" / "ci" / "j.xml"),  # missing folders are created
                          "--markdown", str(tmp_path / "s.md"), "--json", str(tmp_path / "r.json"))
     assert code == 0, err
+    assert (tmp_path / "reports" / "ci" / "j.xml").is_file()
     assert "all 9 checks hold" in out
     for name in ("integrity", "max_size", "max_params", "min_compression[prunable_encoder]",
                  "min_sparsity[prunable_encoder]", "max_latency[host]", "max_latency[rpi4]", "min_accuracy",
@@ -560,7 +562,7 @@ def test_tflite_parameter_count(tmp_path, capsys, monkeypatch):
 # Bad input: exit 2, one line, nothing written.
 
 @pytest.mark.parametrize("case", ["missing", "txt", "no_manifest", "no_budgets", "bad_override", "bad_toml",
-                                  "unknown_key", "junit_dir_missing", "plain_truncated", "bad_manifest"])
+                                  "unknown_key", "junit_parent_is_file", "plain_truncated", "bad_manifest"])
 def test_bad_input_exits_2(tmp_path, capsys, monkeypatch, case):
     monkeypatch.chdir(tmp_path)
     b = make_bundle(tmp_path / "b")
@@ -581,8 +583,8 @@ def test_bad_input_exits_2(tmp_path, capsys, monkeypatch, case):
         (tmp_path / "edgeprune.toml").write_text("[budgets\nmax_size = 1")
     elif case == "unknown_key":
         (tmp_path / "edgeprune.toml").write_text('[budgets]\nmax_sise = "30MB"\n')
-    elif case == "junit_dir_missing":
-        args += ["--junit", str(tmp_path / "no" / "such" / "dir" / "j.xml")]
+    elif case == "junit_parent_is_file":
+        args += ["--junit", str(b / "model.onnx" / "j.xml")]
     elif case == "plain_truncated":
         (tmp_path / "t.onnx").write_bytes((b / "model.onnx").read_bytes()[:100])
         args = ["check", str(tmp_path / "t.onnx"), "--no-search", "--max-params", "1M"]
@@ -595,7 +597,7 @@ def test_bad_input_exits_2(tmp_path, capsys, monkeypatch, case):
     assert sorted(p.name for p in tmp_path.rglob("*")) == before  # nothing written
     expected = {"missing": "does not exist", "txt": "neither .onnx nor .tflite", "no_manifest": "is not a bundle",
                 "no_budgets": "no budgets to check", "bad_override": "has no unit", "bad_toml": "not valid TOML",
-                "unknown_key": "valid keys: max_size", "junit_dir_missing": "does not exist",
+                "unknown_key": "valid keys: max_size", "junit_parent_is_file": "is a file, not a folder",
                 "plain_truncated": "cannot be parsed as ONNX", "bad_manifest": "not valid JSON"}[case]
     assert expected in err
 

@@ -165,7 +165,7 @@ def test_masked_weights_stay_zero_with_adamw(finetuned, glue, tmp_path):
 
 @pytest.mark.parametrize("args,needle", [
     (["--task", "nope"], "unknown GLUE task"),
-    (["--model", "/no/such/model"], "neither a folder nor a known alias"),
+    (["--model", "/no/such/model"], "is not a folder, an alias"),
     (["--target", "1000x"], "would prune every group"),
     (["--target", "0.5x"], "compression"),
     (["--block", "16y1"], "block shape"),

@@ -111,7 +111,14 @@ def test_signature_and_manifest(bundles, arch):
     assert [i["name"] for i in man["inputs"]] == names
     assert all(i["dtype"] == "int32" and i["shape"] == [1, SEQ] for i in man["inputs"])
     assert man["outputs"] == [{"name": "logits", "dtype": "float32", "shape": [1, 2]}]
-    assert man["labels"] == ["0", "1"] and man["max_seq_len"] == SEQ and man["seq_len"] == SEQ
+    assert man["labels"] == ["not_equivalent", "equivalent"] and man["max_seq_len"] == SEQ and man["seq_len"] == SEQ
+    assert (res.bundle_dir / "labels.txt").read_text().splitlines() == man["labels"]
+    from transformers import AutoTokenizer
+
+    vocab = (res.bundle_dir / "vocab.txt").read_text(encoding="utf-8").splitlines()
+    tok_vocab = AutoTokenizer.from_pretrained(res.bundle_dir / man["tokenizer"]).get_vocab()
+    assert len(vocab) == len(tok_vocab) and all(tok_vocab[t] == i for i, t in enumerate(vocab))
+    assert "vocab.txt" in man["files"] and "README.md" in man["files"]
     assert man["dtype"] == "fp32" and man["format"] == "tflite" and man["mode"] == "packed"
     assert man["sparsity_encoding"] == "none" and man["arch"] == arch and man["task"] == "mrpc"
     assert man["artifact"] == "model.tflite" and verify_files(res.bundle_dir) == []

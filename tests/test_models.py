@@ -62,7 +62,7 @@ def test_real_minilm_l6_loads_and_evaluates(glue: Path):
 
 
 def test_missing_and_broken_folders(tmp_path: Path, tiny_bert: Path):
-    with pytest.raises(ModelError, match="neither a folder nor a known alias"):
+    with pytest.raises(ModelError, match="is not a folder, an alias"):
         load_model(tmp_path / "nothing-here")
     (tmp_path / "empty").mkdir()
     with pytest.raises(ModelError, match="has no config.json"):

@@ -22,8 +22,10 @@ def _writable_file(path: str | None, flag: str) -> None:
     if p.is_dir():
         raise ConfigError(f"{flag} {p} is a directory; give a file name such as {flag} check.xml")
     parent = p.parent if str(p.parent) else Path(".")
+    while not parent.exists():  # missing folders are created when the report is written
+        parent = parent.parent
     if not parent.is_dir():
-        raise ConfigError(f"{flag} {p}: folder {parent} does not exist; create it first")
+        raise ConfigError(f"{flag} {p}: {parent} is a file, not a folder")
     if not os.access(parent, os.W_OK):
         raise ConfigError(f"{flag} {p}: folder {parent} is not writable")
 

@@ -5,15 +5,17 @@ from pathlib import Path
 
 import click
 
+from .dataopts import DATA_HELP, TASK_HELP, data_options, pop_data_flags, resolve_task
+
 _METHODS = ["reweighted-group-lasso", "group-lasso", "magnitude-block", "magnitude-unstructured"]
 
 
 @click.command("compress", short_help="Block-structured pruning (reweighted group Lasso).")
-@click.option("--model", default=None, help="Model folder, finetune run dir or alias minilm-l6 (fine-tuned first "
-              "when it is not fine-tuned on --task).")
-@click.option("--task", default=None, help="GLUE task: cola sst2 mrpc stsb qqp mnli mnli-mm qnli rte wnli.")
-@click.option("--data", "data_dir", type=click.Path(path_type=Path), default=None,
-              help="GLUE folder in the official TSV layout (<DIR>/<TASK>/train.tsv).")
+@click.option("--model", default=None, help="Model folder, finetune run dir, Hub id (org/name) or alias minilm-l6 "
+              "(fine-tuned first unless it is a classifier already trained for the task's labels).")
+@click.option("--task", default=None, help=TASK_HELP)
+@click.option("--data", "data_dir", type=click.Path(path_type=Path), default=None, help=DATA_HELP)
+@data_options
 @click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path), help="Run directory to write.")
 @click.option("--target", default=None, help="Compression like 5x, or a sparsity like 0.8 [5x].")
 @click.option("--sparsity", type=float, default=None, help="Target sparsity in [0, 1) (instead of --target).")
@@ -97,6 +99,7 @@ def command(out_dir: Path, resume: bool, target: str | None, sparsity: float | N
     saved = out_dir / STATE / "config.json"
     if resume and saved.is_file():
         base = read_json(saved)
+    dflags = pop_data_flags(flags)
     given = {k: v for k, v in flags.items() if v is not None}
     if target is not None:
         given["compression"] = parse_target(target)
@@ -111,21 +114,39 @@ def command(out_dir: Path, resume: bool, target: str | None, sparsity: float | N
     d = {**start, **given, "out": str(out_dir)}
     d.setdefault("compression", 5.0)
     d.setdefault("data_dir", None)
-    for need in ("model", "task"):
-        if not d.get(need):
-            raise ConfigError(f"--{need} is required")
+    if not d.get("model"):
+        raise ConfigError("--model is required")
+    if data_dir is not None or "task" in given or any(v is not None for v in dflags.values()):
+        from ..data.glue import task_key
+
+        spec = resolve_task(given.get("task"), d.get("data_dir"), model=str(d["model"]), recorded=base.get("task"),
+                            **dflags)
+        d["task"] = task_key(spec)
+    if not d.get("task"):
+        raise ConfigError("--task or --data is required (a GLUE task, or your own CSV/TSV/JSONL file)")
     d["model"] = str(d["model"])
     if d.get("regularized_from") is not None:
         d["regularized_from"] = str(d["regularized_from"])
     cfg = CompressConfig.from_dict(d)
-    rec = compress(cfg, resume=resume)
+    from ..quiet import to_stderr
+
+    with to_stderr():  # library prints (Trainer's metric dicts) are logs: stderr; the result line is stdout
+        rec = compress(cfg, resume=resume)
     import os
 
     if int(os.environ.get("RANK", "0")) != 0:  # under torchrun only rank 0 reports
         return
+    from ..modelcard import labels_of, write_model_card
+
+    write_model_card(out_dir / "model", model=d["model"], task=rec["task"], labels=labels_of(out_dir / "model"),
+                     metrics=rec["metrics"]["pruned"], kind="pruned", extra_tags=("pruned", "block-sparse"),
+                     compression={k: v["compression"] for k, v in rec["compression"].items()
+                                  if isinstance(v, dict) and "compression" in v})
     m = rec["metrics"]
     c = rec["compression"]
-    click.echo(f"{rec['task']} {m['metric']}: dense {m['dense']['main']:.4f} -> pruned {m['pruned']['main']:.4f}; "
+    from ..data.glue import task_name
+
+    click.echo(f"{task_name(rec['task'])} {m['metric']}: dense {m['dense']['main']:.4f} -> pruned {m['pruned']['main']:.4f}; "
                f"compression {c['prunable_encoder']['compression']:.2f}x prunable encoder, "
                f"{c['whole_encoder']['compression']:.2f}x whole encoder, {c['whole_model']['compression']:.2f}x "
                f"whole model; block {rec['block_str']}{' balanced' if rec['balanced'] else ''}; run in {out_dir}")

@@ -5,8 +5,10 @@ from pathlib import Path
 
 import click
 
+from .dataopts import DATA_HELP, TASK_HELP, data_options, resolve_task
 
-def infer_task(model: str) -> str | None:
+
+def infer_task(model: str):
     """The task recorded in a finetune run (config.json) or a compress run (compression.json), if any."""
     from ..io import read_json
 
@@ -19,33 +21,37 @@ def infer_task(model: str) -> str | None:
             except (OSError, ValueError, AttributeError):
                 continue
             if task:
-                return str(task)
+                return task  # a GLUE key, or a file task's dict
     return None
 
 
 @click.command("eval", short_help="Evaluate a checkpoint on a GLUE task.")
 @click.option("--model", required=True, help="Model folder, finetune/compress run folder, or alias.")
-@click.option("--task", default=None, help="GLUE task (default: the task recorded in a run folder).")
+@click.option("--task", default=None, help=TASK_HELP + " Default: the task recorded in a run folder.")
 @click.option("--data", "data_dir", type=click.Path(path_type=Path), default=None,
-              help="GLUE folder in the official TSV layout. Omitted: the datasets hub.")
+              help=DATA_HELP + " Omitted with a GLUE task: the datasets hub.")
+@data_options
 @click.option("--split", type=click.Choice(["dev", "train"]), default="dev", show_default=True)
 @click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
 @click.option("--max-seq-len", type=click.IntRange(1, 512), default=128, show_default=True)
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Only the first N examples.")
 @click.option("--out", "out_file", type=click.Path(path_type=Path), default=None, help="Write the metrics as JSON.")
 def command(model: str, task: str | None, data_dir: Path | None, split: str, batch_size: int, max_seq_len: int,
-            limit: int | None, out_file: Path | None) -> None:
+            limit: int | None, out_file: Path | None, text_column: str | None, text_pair_column: str | None,
+            label_column: str | None, dev_fraction: float | None) -> None:
     """Evaluate MODEL on TASK and print the official metrics."""
     from ..errors import ConfigError
     from ..io import write_json
     from ..training import evaluate
 
-    task = task or infer_task(model)
-    if task is None:
-        raise ConfigError(f"cannot tell the task of {model}; pass --task (e.g. --task mrpc)")
+    recorded = infer_task(model)
+    if task is None and recorded is None and data_dir is None:
+        raise ConfigError(f"cannot tell the task of {model}; pass --task (e.g. --task mrpc) or --data")
+    spec = resolve_task(task, data_dir, text_column=text_column, text_pair_column=text_pair_column,
+                        label_column=label_column, dev_fraction=dev_fraction, model=model, recorded=recorded)
     if out_file is not None and out_file.is_dir():
         raise ConfigError(f"--out {out_file} is a directory; give a file name such as metrics.json")
-    report = evaluate(model, task, data_dir, split=split, batch_size=batch_size, max_seq_len=max_seq_len,
+    report = evaluate(model, spec, data_dir, split=split, batch_size=batch_size, max_seq_len=max_seq_len,
                       limit=limit, progress=True)
     report["model"] = str(model)
     if out_file is not None:

@@ -5,6 +5,8 @@ from pathlib import Path
 
 import click
 
+from .dataopts import data_options, resolve_task
+
 
 def _seq_len(value: str) -> int | None:
     from ..errors import ConfigError
@@ -17,6 +19,21 @@ def _seq_len(value: str) -> int | None:
         raise ConfigError(f"--seq-len must be a number or 'dynamic', got {value!r}") from None
 
 
+def _recorded_task(run_dir: Path):
+    """The task a compress run (compression.json) or a checkpoint (config.json edgeprune_task) was made for."""
+    from ..io import read_json
+
+    for path, key in ((run_dir / "compression.json", "task"), (run_dir / "config.json", "edgeprune_task")):
+        if path.is_file():
+            try:
+                task = read_json(path).get(key)
+            except (OSError, ValueError, AttributeError):
+                continue
+            if task:
+                return task
+    return None
+
+
 @click.command("export", short_help="Export a checkpoint to ONNX or TFLite, verified.")
 @click.argument("run_dir", type=click.Path(path_type=Path))
 @click.option("--format", "fmt", default="onnx", show_default=True, help="Artifact format: onnx or tflite.")
@@ -26,8 +43,10 @@ def _seq_len(value: str) -> int | None:
 @click.option("--seq-len", default="128", show_default=True, help="Fixed sequence length, or 'dynamic'.")
 @click.option("--batch", type=click.IntRange(min=1), default=None, help="Fixed batch size (default: dynamic).")
 @click.option("--data", "data_dir", type=click.Path(path_type=Path), default=None,
-              help="GLUE folder for verification and calibration (default: the shared GLUE data).")
-@click.option("--task", default=None, help="GLUE task (default: the run's task).")
+              help="Data for verification (dev) and int8 calibration (train): your CSV/TSV/JSONL file or folder, "
+                   "or a GLUE folder. Required unless --no-verify with a float dtype.")
+@click.option("--task", default=None, help="GLUE task, classification or regression (default: the run's task).")
+@data_options
 @click.option("--verify-examples", type=click.IntRange(min=1), default=256, show_default=True)
 @click.option("--calib-examples", type=click.IntRange(min=1), default=64, show_default=True)
 @click.option("--no-verify", is_flag=True, help="Skip the comparison against PyTorch (not recommended).")
@@ -35,19 +54,39 @@ def _seq_len(value: str) -> int | None:
               help="TFLite only: also apply the converter's native sparse encoding (smaller file, never faster).")
 @click.option("--int8-embeddings/--float-embeddings", default=True, show_default=True,
               help="ONNX int8: also store the embedding tables as int8 (they are over half of a pruned file).")
+@click.option("--opset", type=int, default=None, help="ONNX only: opset version, 17-21 [17].")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True, help="Bundle folder to write.")
 def command(run_dir: Path, fmt: str, dtype: str, mode: str, seq_len: str, batch: int | None, data_dir: Path | None,
             task: str | None, verify_examples: int, calib_examples: int, no_verify: bool, tflite_sparsity: bool,
-            int8_embeddings: bool, out_dir: Path) -> None:
+            int8_embeddings: bool, out_dir: Path, text_column: str | None, text_pair_column: str | None,
+            label_column: str | None, dev_fraction: float | None, opset: int | None) -> None:
     """Export RUN_DIR (a compress run, or a model folder with --mode dense) into a verified bundle at --out."""
+    import dataclasses
+
+    from ..data.glue import task_key, task_name
+    from ..errors import ConfigError
+    from ..exporters import get_exporter
     from ..exporters.api import export
     from ..exporters.base import ExportConfig
+    from ..rundir import open_run
 
     config = ExportConfig(format=fmt, dtype=dtype, mode=mode, seq_len=_seq_len(seq_len), batch=batch,
-                          data_dir=str(data_dir) if data_dir else None, task=task, verify_examples=verify_examples,
+                          data_dir=str(data_dir) if data_dir else None, verify_examples=verify_examples,
                           calib_examples=calib_examples, verify=not no_verify,
-                          tflite_sparsity=tflite_sparsity, int8_embeddings=int8_embeddings)
-    res = export(run_dir, config, out_dir)
+                          tflite_sparsity=tflite_sparsity, int8_embeddings=int8_embeddings, opset=opset)
+    get_exporter(fmt)  # an unknown --format fails here, before the data is read
+    open_run(run_dir)  # not a run / model folder: that message first
+    if data_dir is None and (config.verify or config.dtype == "int8"):
+        raise ConfigError("--data is required for verification and int8 calibration (the data the model was "
+                          "trained on); or pass --no-verify")
+    spec = resolve_task(task, data_dir, text_column=text_column, text_pair_column=text_pair_column,
+                        label_column=label_column, dev_fraction=dev_fraction, recorded=_recorded_task(run_dir),
+                        need_data=False)
+    config = dataclasses.replace(config, task=task_key(spec) if spec is not None else None)
+    from ..quiet import to_stderr
+
+    with to_stderr():  # library prints (Trainer's metric dicts) are logs: stderr; the result line is stdout
+        res = export(run_dir, config, out_dir)
     v, rep = res.verification, res.report
     sizes = rep.get("sizes", {})
     click.echo(f"wrote {res.artifact} ({sizes.get('file_bytes', res.artifact.stat().st_size) / 1e6:.2f} MB"
@@ -56,7 +95,7 @@ def command(run_dir: Path, fmt: str, dtype: str, mode: str, seq_len: str, batch:
     if v.get("skipped"):
         click.echo("verification skipped (--no-verify)")
     else:
-        click.echo(f"verified on {v.get('num_examples')} {v.get('task', '')} dev examples: max abs diff "
+        click.echo(f"verified on {v.get('num_examples')} {task_name(v.get('task'))} dev examples: max abs diff "
                    f"{v.get('max_abs_diff', float('nan')):.2e}, {v.get('metric')} torch {v.get('metric_torch', 0):.4f} "
                    f"/ artifact {v.get('metric_artifact', 0):.4f}")
     if rep.get("fallback_layers"):

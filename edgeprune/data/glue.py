@@ -11,6 +11,7 @@ import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Mapping
 
 from ..errors import DataError
 
@@ -30,6 +31,12 @@ class TaskSpec:
     dev_file: str = "dev.tsv"
     hub: tuple[str, str] = ("glue", "")
     hub_split_dev: str = "validation"
+    names: tuple[str, ...] = ()  # human-readable label names (id2label), when the file labels are codes
+
+    @property
+    def label_names(self) -> tuple[str, ...]:
+        """The names a model's ``id2label`` gets: ``names``, else the labels as written in the files."""
+        return self.names or self.labels
 
     @property
     def is_regression(self) -> bool:
@@ -48,11 +55,15 @@ class GlueExample:
 
 
 TASKS: dict[str, TaskSpec] = {
-    "cola": TaskSpec("CoLA", "CoLA", ("0", "1"), "matthews_corr", 3, None, 1, header=False, hub=("glue", "cola")),
-    "sst2": TaskSpec("SST-2", "SST-2", ("0", "1"), "accuracy", "sentence", None, "label", hub=("glue", "sst2")),
-    "mrpc": TaskSpec("MRPC", "MRPC", ("0", "1"), "f1", "#1 String", "#2 String", "Quality", hub=("glue", "mrpc")),
+    "cola": TaskSpec("CoLA", "CoLA", ("0", "1"), "matthews_corr", 3, None, 1, header=False, hub=("glue", "cola"),
+                     names=("unacceptable", "acceptable")),
+    "sst2": TaskSpec("SST-2", "SST-2", ("0", "1"), "accuracy", "sentence", None, "label", hub=("glue", "sst2"),
+                     names=("negative", "positive")),
+    "mrpc": TaskSpec("MRPC", "MRPC", ("0", "1"), "f1", "#1 String", "#2 String", "Quality", hub=("glue", "mrpc"),
+                     names=("not_equivalent", "equivalent")),
     "stsb": TaskSpec("STS-B", "STS-B", (), "pearson", "sentence1", "sentence2", "score", hub=("glue", "stsb")),
-    "qqp": TaskSpec("QQP", "QQP", ("0", "1"), "f1", "question1", "question2", "is_duplicate", hub=("glue", "qqp")),
+    "qqp": TaskSpec("QQP", "QQP", ("0", "1"), "f1", "question1", "question2", "is_duplicate", hub=("glue", "qqp"),
+                    names=("not_duplicate", "duplicate")),
     "mnli": TaskSpec(
         "MNLI", "MNLI", ("contradiction", "entailment", "neutral"), "accuracy", "sentence1", "sentence2",
         "gold_label", dev_file="dev_matched.tsv", hub=("glue", "mnli"), hub_split_dev="validation_matched",
@@ -65,14 +76,22 @@ TASKS: dict[str, TaskSpec] = {
                      hub=("glue", "qnli")),
     "rte": TaskSpec("RTE", "RTE", ("entailment", "not_entailment"), "accuracy", "sentence1", "sentence2", "label",
                     hub=("glue", "rte")),
-    "wnli": TaskSpec("WNLI", "WNLI", ("0", "1"), "accuracy", "sentence1", "sentence2", "label", hub=("glue", "wnli")),
+    "wnli": TaskSpec("WNLI", "WNLI", ("0", "1"), "accuracy", "sentence1", "sentence2", "label", hub=("glue", "wnli"),
+                     names=("not_entailment", "entailment")),
 }
 
 _ALIASES = {"sst-2": "sst2", "sts-b": "stsb", "mnli-m": "mnli", "mnli_matched": "mnli", "mnli_mismatched": "mnli-mm",
             "mnli-mismatched": "mnli-mm", "mnli-matched": "mnli"}
 
 
-def get_task(name: str) -> TaskSpec:
+def get_task(name: "str | TaskSpec | Mapping[str, Any]") -> TaskSpec:
+    """A GLUE task by name, a spec itself, or a file task from its recorded dict (``FileTask.to_dict``)."""
+    if isinstance(name, TaskSpec):
+        return name
+    if isinstance(name, Mapping):
+        from .files import FileTask
+
+        return FileTask.from_dict(name)
     key = name.strip().lower().replace("_", "-")
     key = _ALIASES.get(key, key)
     if key not in TASKS:
@@ -80,8 +99,22 @@ def get_task(name: str) -> TaskSpec:
     return TASKS[key]
 
 
-def task_key(spec: TaskSpec) -> str:
+def task_key(spec: TaskSpec) -> "str | dict[str, Any]":
+    """What run records keep under ``"task"``: the GLUE key, or a file task's dict."""
+    if hasattr(spec, "to_dict"):
+        return spec.to_dict()  # type: ignore[attr-defined]
     return next(k for k, v in TASKS.items() if v is spec)
+
+
+def task_name(task: "str | TaskSpec | Mapping[str, Any] | None") -> str:
+    """A task for messages: the GLUE key or spec name, or a file task's name."""
+    if task is None:
+        return "?"
+    if isinstance(task, TaskSpec):
+        return task.name
+    if isinstance(task, Mapping):
+        return str(task.get("name", "data"))
+    return str(task)
 
 
 def split_path(spec: TaskSpec, data_dir: str | os.PathLike[str], split: str) -> Path:
@@ -148,16 +181,20 @@ def _parse_label(spec: TaskSpec, raw: str, path: Path, lineno: int) -> float | i
     return spec.labels.index(raw)
 
 
-def load_split(task: str | TaskSpec, split: str, data_dir: str | os.PathLike[str] | None = None,
+def load_split(task: "str | TaskSpec | Mapping[str, Any]", split: str, data_dir: str | os.PathLike[str] | None = None,
                limit: int | None = None, seed: int | None = None) -> list[GlueExample]:
-    """Examples of one split, from ``data_dir`` (GLUE TSV layout) or the hub when ``data_dir`` is None.
+    """Examples of one split, from ``data_dir`` (GLUE TSV layout, or a CSV/TSV/JSONL file task) or the hub.
 
     ``limit`` with a ``seed``: a seeded random subset (files are often sorted by source or label, so
     the first N rows are a biased sample: STS-B's first 1000 are all video captions); without a
     seed, the first ``limit`` rows.
     """
-    spec = get_task(task) if isinstance(task, str) else task
-    if data_dir is not None:
+    spec = get_task(task)
+    if getattr(spec, "kind", "") == "file":
+        from .files import load_file_split
+
+        examples = load_file_split(spec, split, data_dir)  # type: ignore[arg-type]
+    elif data_dir is not None:
         examples = read_tsv(spec, split_path(spec, data_dir, split))
     else:
         examples = _load_hub(spec, split)
