@@ -45,6 +45,7 @@ class LayerPlan:
     packed: PackedLinear | None = None
     est_speedup: float = 1.0
     heads: tuple[int, int] | None = None  # attention linears: (heads, live heads after the structural shrink)
+    int8: Any = None  # int8 exports: the layer's onnx_int8.Int8Decision (packed int8 op or standard int8 MatMul)
 
     def record(self) -> dict[str, Any]:
         r = {"layer": self.name, "shape": list(self.orig_shape), "exported_shape": list(self.shape),
@@ -57,6 +58,8 @@ class LayerPlan:
             r.update({"blocks": self.packed.nb, "block_rows": self.packed.block_rows, "k": self.packed.k,
                       "row_map": self.packed.row_map is not None,
                       "padding_ratio": round(self.packed.values.size / max(self.kept, 1), 3)})
+        if self.int8 is not None:
+            r.update({k: v for k, v in self.int8.record().items() if k != "layer"})
         return r
 
 
@@ -308,6 +311,8 @@ class OnnxExporter(Exporter):
             if not (c.task or run.task):
                 raise ConfigError("no GLUE task known for this checkpoint; pass --task (needed for verification "
                                   "and int8 calibration)")
+        if c.int8_choice == "measure" and not c.dtype.startswith("int8"):
+            raise ConfigError(f"--int8-layer-choice measure only applies to --dtype int8 / int8-dynamic, not {c.dtype}")
         if c.dtype == "int8" and c.seq_len is None:
             raise ConfigError("--dtype int8 (static, calibrated) needs a fixed --seq-len; use --dtype int8-dynamic "
                               "for dynamic shapes")
@@ -401,8 +406,16 @@ class OnnxExporter(Exporter):
         onnx.save(onnx_model, str(fp32_path))
         notes = [sim_note]
         if c.dtype != "fp32":
-            notes.append(convert_dtype(fp32_path, fp32_path, c.dtype, tok, task, data_dir, c.seq_len, c.calib_examples,
-                                       input_names, quantize_embeddings=c.int8_embeddings))
+            note, decisions = convert_dtype(fp32_path, fp32_path, c.dtype, tok, task, data_dir, c.seq_len,
+                                            c.calib_examples, input_names, quantize_embeddings=c.int8_embeddings,
+                                            int8_choice=c.int8_choice, threads=c.int8_threads,
+                                            rows=(c.seq_len or 128) * (c.batch or 1),
+                                            in_features={n: p.shape[1] for n, p in plans.items()})
+            notes.append(note)
+            for d in decisions:
+                if d.layer in plans:
+                    plans[d.layer].int8 = d
+                    plans[d.layer].op = d.op
         ref_model.eval()
         if c.verify:
             ver = verify_artifact(ref_model, tok, fp32_path, task, data_dir, c.verify_examples, c.seq_len, c.dtype,
@@ -413,6 +426,7 @@ class OnnxExporter(Exporter):
         sizes = size_accounting(fp32_path, plans, c.dtype)
         layers = [p.record() for p in plans.values()]
         fallback = [p.name for p in plans.values() if p.op == "PackedDenseMatMul"]
+        int8_fallback = [p.name for p in plans.values() if p.int8 is not None and p.int8.fallback]
         return {
             "artifact": ARTIFACT,
             "verification": ver,
@@ -420,6 +434,8 @@ class OnnxExporter(Exporter):
             "layers": layers,
             "attention_heads": head_records,  # structured mode: encoder layers that lost heads
             "fallback_layers": fallback,
+            # int8: packed layers that run as the standard (structured / dense) int8 MatMul, and why (layers[])
+            "int8_fallback_layers": int8_fallback,
             "inputs": input_names,
             "notes": [n for n in notes if n],
             "config": c.to_dict(),
