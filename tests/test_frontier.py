@@ -100,3 +100,12 @@ def test_frontier_bad_input_one_line_exit_2(tmp_path, capsys):
     assert frontier.main(["--dense", str(tmp_path / "d"), "--runs", str(tmp_path), "--out", str(tmp_path / "o")]) == 2
     assert "not a compress run" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+
+
+def test_thread_scaling_table_by_hand():
+    import thread_profile
+
+    rows = thread_profile.scaling_table({1: {"MatMul": 10.0, "Transpose": 2.0, "Gather": 1.0},
+                                         2: {"MatMul": 5.0, "Transpose": 4.0}}, top=2)
+    assert rows == [{"op": "MatMul", "t1_ms": 10.0, "t2_ms": 5.0, "scaling_t2": 2.0},
+                    {"op": "Transpose", "t1_ms": 2.0, "t2_ms": 4.0, "scaling_t2": 0.5}]
