@@ -72,7 +72,10 @@ def choose_op(p: PackedLinear) -> tuple[str, float]:
     pen = next((f for r, f in ROW_PENALTY if p.block_rows >= r), 2.0)
     t = GATHER_OVERHEAD + GATHER_SLOPE * work * pen + (0.02 if p.row_map is not None else 0.0)
     if p.block_rows >= MIN_BLOCK_ROWS and t < 0.95:
-        return (ops.BSMM if p.row_map is None else ops.BSMM_ROWMAP), 1.0 / t
+        if p.row_map is None:
+            return ops.BSMM, 1.0 / t
+        selects_only = int(p.row_map.max()) < p.nb * p.block_rows  # no output row pruned whole: no zero row
+        return (ops.BSMM_SELECT if selects_only else ops.BSMM_ROWMAP), 1.0 / t
     return ops.PACKED_DENSE, 1.0
 
 

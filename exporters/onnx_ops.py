@@ -32,9 +32,15 @@ BSMM_ROWMAP = "BlockSparseMatMulRowMap"
 PACKED_DENSE = "PackedDenseMatMul"
 BSMM_INT8 = "BlockSparseMatMulInt8"
 BSMM_INT8_DIRECT = "BlockSparseMatMulInt8Direct"  # int8 without row_map (computed row i = output row i)
+# row_map that only selects / reorders computed rows (no output row is pruned whole, so no zero row): a plain
+# Gather of the computed rows, without the Concat that appends the zero row (one [nb*R, N] copy less per layer).
+# Structured mode makes these common: removing heads leaves row counts that are not multiples of R (padded blocks).
+BSMM_SELECT = "BlockSparseMatMulSelect"
+BSMM_INT8_SELECT = "BlockSparseMatMulInt8Select"
 BSMM_OUT_T = "BlockSparseMatMulOutT"  # X [..., in] -> Y^T [out, N]   (feeds an elementwise chain + BSMM_IN_T)
 BSMM_IN_T = "BlockSparseMatMulInT"  # X^T [in, N] (+ like [..., in']) -> Y [..., out]
-OP_TYPES = (BSMM, BSMM_ROWMAP, PACKED_DENSE, BSMM_INT8, BSMM_INT8_DIRECT, BSMM_OUT_T, BSMM_IN_T)
+OP_TYPES = (BSMM, BSMM_ROWMAP, PACKED_DENSE, BSMM_INT8, BSMM_INT8_DIRECT, BSMM_OUT_T, BSMM_IN_T, BSMM_SELECT,
+            BSMM_INT8_SELECT)
 INT8_ZERO_POINT = 128  # values_q = round(values / scale) + 128, stored as uint8 (MatMulInteger's uint8 x uint8 path)
 
 
@@ -66,7 +72,13 @@ def _computed_rows_shape(values: str = "values") -> list[onnx.NodeProto]:
             helper.make_node("Concat", ["nbxr", "neg1"], ["pshape"], axis=0)]
 
 
-def _bsmm_function(row_map: bool) -> onnx.FunctionProto:
+def _select_rows(src: str, out: str) -> list[onnx.NodeProto]:
+    """``out = src[row_map]`` (row_map < nb*R: no zero row needed)."""
+    return [helper.make_node("Cast", ["row_map"], ["rm"], to=TensorProto.INT64),
+            helper.make_node("Gather", [src, "rm"], [out], axis=0)]
+
+
+def _bsmm_function(row_map: bool, zero_row: bool = True) -> onnx.FunctionProto:
     inputs = ["X", "values", "col_idx", "bias"] + (["row_map"] if row_map else [])
     n = [
         _c("neg1", [-1]),
@@ -80,7 +92,10 @@ def _bsmm_function(row_map: bool) -> onnx.FunctionProto:
         helper.make_node("Reshape", ["P", "pshape"], ["Pr"]),  # [nb*R, N] = Y^T in computed-row order
     ]
     last = "Pr"
-    if row_map:
+    if row_map and not zero_row:
+        n += _select_rows("Pr", "Pm")
+        last = "Pm"
+    elif row_map:
         n += [_c("one", [1]), helper.make_node("Shape", ["Xt"], ["ndim"], start=1)]
         n += _rows_by_row_map("Pr", "ndim", "Pm")  # [out, N]
         last = "Pm"
@@ -91,7 +106,8 @@ def _bsmm_function(row_map: bool) -> onnx.FunctionProto:
         helper.make_node("Concat", ["lead", "odim"], ["oshape"], axis=0),
         helper.make_node("Reshape", ["Yb", "oshape"], ["Y"]),
     ]
-    return helper.make_function(DOMAIN, BSMM_ROWMAP if row_map else BSMM, inputs, ["Y"], n,
+    name = (BSMM_ROWMAP if zero_row else BSMM_SELECT) if row_map else BSMM
+    return helper.make_function(DOMAIN, name, inputs, ["Y"], n,
                                 [helper.make_opsetid("", BODY_OPSET)], doc_string=(
                                     "Y[..., :] = (X[..., col_idx[b]] @ values[b]^T per block row b) + bias"))
 
@@ -136,7 +152,7 @@ def _bsmm_in_t_function() -> onnx.FunctionProto:
                                 doc_string="BlockSparseMatMul of X given as X^T [in, N]; output [*like[:-1], out]")
 
 
-def _bsmm_int8_function(row_map: bool = True) -> onnx.FunctionProto:
+def _bsmm_int8_function(row_map: bool = True, zero_row: bool = True) -> onnx.FunctionProto:
     """Int8 variant: uint8 packed values (zero point 128) x the dynamically quantized activation.
 
     The activation is quantized once, before the gather (one range over all of ``X``, as onnxruntime's own
@@ -162,7 +178,10 @@ def _bsmm_int8_function(row_map: bool = True) -> onnx.FunctionProto:
         helper.make_node("Reshape", ["P", "pshape"], ["Pr"]),
     ]
     last = "Pr"
-    if row_map:
+    if row_map and not zero_row:
+        n += _select_rows("Pr", "Pm")
+        last = "Pm"
+    elif row_map:
         n += [helper.make_node("Shape", ["Xt"], ["ndim"], start=1),
               *_rows_by_row_map("Pr", "ndim", "Pm", like=None)]  # float products: the zero row is float already
         last = "Pm"
@@ -174,7 +193,8 @@ def _bsmm_int8_function(row_map: bool = True) -> onnx.FunctionProto:
         helper.make_node("Reshape", ["Yb", "oshape"], ["Y"]),
     ]
     inputs = ["X", "values_q", "scale", "col_idx", "bias"] + (["row_map"] if row_map else [])
-    return helper.make_function(DOMAIN, BSMM_INT8 if row_map else BSMM_INT8_DIRECT, inputs, ["Y"], n,
+    name = (BSMM_INT8 if zero_row else BSMM_INT8_SELECT) if row_map else BSMM_INT8_DIRECT
+    return helper.make_function(DOMAIN, name, inputs, ["Y"], n,
                                 [helper.make_opsetid("", BODY_OPSET)],
                                 doc_string="Int8 BlockSparseMatMul: (values_q - 128) * scale, X quantized per call "
                                            "(DynamicQuantizeLinear over all of X) before the gather.")
@@ -223,6 +243,7 @@ def functions(used: set[str] | None = None) -> list[onnx.FunctionProto]:
     """FunctionProtos of the ops in ``used`` (all when None), for ``ModelProto.functions``."""
     fs = {BSMM: _bsmm_function(False), BSMM_ROWMAP: _bsmm_function(True), PACKED_DENSE: _packed_dense_function(),
           BSMM_INT8: _bsmm_int8_function(True), BSMM_INT8_DIRECT: _bsmm_int8_function(False),
+          BSMM_SELECT: _bsmm_function(True, zero_row=False), BSMM_INT8_SELECT: _bsmm_int8_function(True, False),
           BSMM_OUT_T: _bsmm_out_t_function(), BSMM_IN_T: _bsmm_in_t_function()}
     return [f for name, f in fs.items() if used is None or name in used]
 
@@ -250,6 +271,22 @@ class BlockSparseMatMulRowMap(OpRun):
 
     def _run(self, X, values, col_idx, bias, row_map):  # type: ignore[override]
         return (packed_matmul_arrays(X, values, col_idx, bias, row_map),)
+
+
+class BlockSparseMatMulSelect(OpRun):
+    op_domain = DOMAIN
+
+    def _run(self, X, values, col_idx, bias, row_map):  # type: ignore[override]
+        if row_map.size and int(row_map.max()) >= values.shape[0] * values.shape[1]:
+            raise ValueError("BlockSparseMatMulSelect: row_map points at the zero row; use BlockSparseMatMulRowMap")
+        return (packed_matmul_arrays(X, values, col_idx, bias, row_map),)
+
+
+class BlockSparseMatMulInt8Select(OpRun):
+    op_domain = DOMAIN
+
+    def _run(self, X, values_q, scale, col_idx, bias, row_map):  # type: ignore[override]
+        return (int8_packed_reference(X, values_q, scale, col_idx, bias, row_map),)
 
 
 class PackedDenseMatMul(OpRun):
@@ -310,7 +347,7 @@ class BlockSparseMatMulInT(OpRun):
 
 
 REFERENCE_OPS = [BlockSparseMatMul, BlockSparseMatMulRowMap, PackedDenseMatMul, BlockSparseMatMulInt8,
-                 BlockSparseMatMulInt8Direct,
+                 BlockSparseMatMulInt8Direct, BlockSparseMatMulSelect, BlockSparseMatMulInt8Select,
                  BlockSparseMatMulOutT, BlockSparseMatMulInT]
 
 

@@ -119,7 +119,8 @@ def quantize_packed_nodes(model, choice: str = "model", threads: int = 1, rows: 
     decisions = []
     new_nodes = []
     for node in model.graph.node:
-        if node.domain != ops.DOMAIN or node.op_type not in (ops.BSMM, ops.BSMM_ROWMAP, ops.PACKED_DENSE):
+        if node.domain != ops.DOMAIN or node.op_type not in (ops.BSMM, ops.BSMM_ROWMAP, ops.BSMM_SELECT,
+                                                             ops.PACKED_DENSE):
             new_nodes.append(node)
             continue
         x, vname, cname, bname = node.input[:4]
@@ -134,7 +135,8 @@ def quantize_packed_nodes(model, choice: str = "model", threads: int = 1, rows: 
             raise ExportError(f"cannot infer the input width of packed layer {node.name}; int8 needs it to choose "
                               "its formulation")
         base = node.name or vname.rsplit(".", 1)[0]  # onnxsim may share identical initializers between layers
-        packed_op = ops.BSMM_INT8 if row_map is not None else ops.BSMM_INT8_DIRECT
+        packed_op = ops.BSMM_INT8_DIRECT if row_map is None else (
+            ops.BSMM_INT8_SELECT if int(row_map.max()) < values.shape[0] * values.shape[1] else ops.BSMM_INT8)
         q, scale = ops.quantize_values(values)
         if node.op_type == ops.PACKED_DENSE:
             d = q8.Int8Decision(node.name, q8.DENSE_INT8, 1.0, True,
