@@ -191,7 +191,9 @@ def evaluate_one(a: Artifact, exp: dict[str, Any], work: Path, task: str, seq: i
     else:
         from edgeprune.exporters.litert_run import run_in_child
 
-        feeds = encode_examples(tok, ex, seq, exp["inputs"] or ["input_ids", "attention_mask"])
+        manifest = json.loads((Path(exp["dir"]) / "manifest.json").read_text())
+        names = [i["name"] if isinstance(i, dict) else i for i in manifest.get("inputs", [])]
+        feeds = encode_examples(tok, ex, seq, names or ["input_ids", "attention_mask"])
         logits, err = run_in_child(Path(exp["artifact"]), feeds, work)
         if logits is None:
             raise RuntimeError(f"{a.key}: LiteRT evaluation failed: {err}")
@@ -283,10 +285,14 @@ def write_png(points: list[dict[str, Any]], path: Path) -> None:
     from edgeprune.io import atomic_file
 
     panels = sorted({(p["runtime"], p["threads"]) for p in points})
-    fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4.8), squeeze=False)
+    ncols = min(2, len(panels))
+    nrows = -(-len(panels) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(6.5 * ncols, 4.8 * nrows), squeeze=False)
+    for ax in axes.flat[len(panels):]:
+        ax.set_visible(False)
     smax = max(p["file_bytes"] for p in points)
     colors = {"fp32": "tab:blue", "fp16": "tab:cyan", "int8-dynamic": "tab:orange", "int8": "tab:red"}
-    for ax, (rt, t) in zip(axes[0], panels):
+    for ax, (rt, t) in zip(axes.flat, panels):
         ps = [p for p in points if p["runtime"] == rt and p["threads"] == t]
         for p in ps:
             ax.scatter(p["latency_ms"], p["metric"], s=40 + 800 * p["file_bytes"] / smax, alpha=0.6,
