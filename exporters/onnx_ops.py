@@ -37,10 +37,11 @@ BSMM_INT8_DIRECT = "BlockSparseMatMulInt8Direct"  # int8 without row_map (comput
 # Structured mode makes these common: removing heads leaves row counts that are not multiples of R (padded blocks).
 BSMM_SELECT = "BlockSparseMatMulSelect"
 BSMM_INT8_SELECT = "BlockSparseMatMulInt8Select"
+BSMM_SELECT_OUT_T = "BlockSparseMatMulSelectOutT"  # Select with the transposed output (FFN chain in structured mode)
 BSMM_OUT_T = "BlockSparseMatMulOutT"  # X [..., in] -> Y^T [out, N]   (feeds an elementwise chain + BSMM_IN_T)
 BSMM_IN_T = "BlockSparseMatMulInT"  # X^T [in, N] (+ like [..., in']) -> Y [..., out]
 OP_TYPES = (BSMM, BSMM_ROWMAP, PACKED_DENSE, BSMM_INT8, BSMM_INT8_DIRECT, BSMM_OUT_T, BSMM_IN_T, BSMM_SELECT,
-            BSMM_INT8_SELECT)
+            BSMM_INT8_SELECT, BSMM_SELECT_OUT_T)
 INT8_ZERO_POINT = 128  # values_q = round(values / scale) + 128, stored as uint8 (MatMulInteger's uint8 x uint8 path)
 
 
@@ -112,8 +113,9 @@ def _bsmm_function(row_map: bool, zero_row: bool = True) -> onnx.FunctionProto:
                                     "Y[..., :] = (X[..., col_idx[b]] @ values[b]^T per block row b) + bias"))
 
 
-def _bsmm_out_t_function() -> onnx.FunctionProto:
-    """Like BlockSparseMatMul but returns the transposed output ``[out, N]`` (bias added per row)."""
+def _bsmm_out_t_function(select: bool = False) -> onnx.FunctionProto:
+    """Like BlockSparseMatMul (``select``: BlockSparseMatMulSelect) but returns the transposed output ``[out, N]``
+    (bias added per row)."""
     n = [
         _c("neg1", [-1]), _c("ax1", [1]),
         helper.make_node("Flatten", ["X"], ["X2"], axis=-1),
@@ -123,10 +125,12 @@ def _bsmm_out_t_function() -> onnx.FunctionProto:
         helper.make_node("MatMul", ["values", "G"], ["P"]),
         *_computed_rows_shape(),  # [nb*R, -1] from the values initializer: folded at session load
         helper.make_node("Reshape", ["P", "pshape"], ["Pr"]),
+        *(_select_rows("Pr", "Pm") if select else []),  # [out, N]: rows selected, still transposed
         helper.make_node("Unsqueeze", ["bias", "ax1"], ["bcol"]),
-        helper.make_node("Add", ["Pr", "bcol"], ["Yt"]),
+        helper.make_node("Add", ["Pm" if select else "Pr", "bcol"], ["Yt"]),
     ]
-    return helper.make_function(DOMAIN, BSMM_OUT_T, ["X", "values", "col_idx", "bias"], ["Yt"], n,
+    inputs = ["X", "values", "col_idx", "bias"] + (["row_map"] if select else [])
+    return helper.make_function(DOMAIN, BSMM_SELECT_OUT_T if select else BSMM_OUT_T, inputs, ["Yt"], n,
                                 [helper.make_opsetid("", BODY_OPSET)],
                                 doc_string="Y^T [out, N] = BlockSparseMatMul(X)^T; no transpose back")
 
@@ -243,7 +247,7 @@ def functions(used: set[str] | None = None) -> list[onnx.FunctionProto]:
     """FunctionProtos of the ops in ``used`` (all when None), for ``ModelProto.functions``."""
     fs = {BSMM: _bsmm_function(False), BSMM_ROWMAP: _bsmm_function(True), PACKED_DENSE: _packed_dense_function(),
           BSMM_INT8: _bsmm_int8_function(True), BSMM_INT8_DIRECT: _bsmm_int8_function(False),
-          BSMM_SELECT: _bsmm_function(True, zero_row=False), BSMM_INT8_SELECT: _bsmm_int8_function(True, False),
+          BSMM_SELECT: _bsmm_function(True, zero_row=False), BSMM_SELECT_OUT_T: _bsmm_out_t_function(True), BSMM_INT8_SELECT: _bsmm_int8_function(True, False),
           BSMM_OUT_T: _bsmm_out_t_function(), BSMM_IN_T: _bsmm_in_t_function()}
     return [f for name, f in fs.items() if used is None or name in used]
 
@@ -338,6 +342,14 @@ class BlockSparseMatMulOutT(OpRun):
         return (np.ascontiguousarray(y.T),)
 
 
+class BlockSparseMatMulSelectOutT(OpRun):
+    op_domain = DOMAIN
+
+    def _run(self, X, values, col_idx, bias, row_map):  # type: ignore[override]
+        y = packed_matmul_arrays(X.reshape(-1, X.shape[-1]), values, col_idx, bias, row_map)
+        return (np.ascontiguousarray(y.T),)
+
+
 class BlockSparseMatMulInT(OpRun):
     op_domain = DOMAIN
 
@@ -348,6 +360,7 @@ class BlockSparseMatMulInT(OpRun):
 
 REFERENCE_OPS = [BlockSparseMatMul, BlockSparseMatMulRowMap, PackedDenseMatMul, BlockSparseMatMulInt8,
                  BlockSparseMatMulInt8Direct, BlockSparseMatMulSelect, BlockSparseMatMulInt8Select,
+                 BlockSparseMatMulSelectOutT,
                  BlockSparseMatMulOutT, BlockSparseMatMulInT]
 
 

@@ -107,10 +107,10 @@ def quantize_packed_nodes(model, choice: str = "model", threads: int = 1, rows: 
     from .packing import PackedLinear, unpack_linear
 
     for node in model.graph.node:  # int8 works on the plain layout: undo the transposed-chain fusion
-        if node.domain == ops.DOMAIN and node.op_type in (ops.BSMM_OUT_T, ops.BSMM_IN_T):
+        if node.domain == ops.DOMAIN and node.op_type in (ops.BSMM_OUT_T, ops.BSMM_IN_T, ops.BSMM_SELECT_OUT_T):
             if node.op_type == ops.BSMM_IN_T:
                 del node.input[4]
-            node.op_type = ops.BSMM
+            node.op_type = ops.BSMM_SELECT if node.op_type == ops.BSMM_SELECT_OUT_T else ops.BSMM
             del model.graph.value_info[:]  # shapes of the chain changed back; re-inferred by the quantizer
     in_features = in_features or {}
     dims = {} if all(n.name in in_features for n in model.graph.node if n.domain == ops.DOMAIN) else \

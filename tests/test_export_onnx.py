@@ -215,3 +215,43 @@ def test_bad_inputs_fail_early_with_nothing_written(tiny_bert, tmp_path, glue):
     with pytest.raises(ConfigError, match="shape"):
         export(run, cfg(glue), tmp_path / "b4")
     assert not any((tmp_path / f"b{i}").exists() for i in range(1, 5))
+
+
+@pytest.mark.parametrize("dtype", ["fp32", "int8-dynamic"])
+def test_structured_ffn_with_padded_blocks_keeps_transposed_chain(dtype, tiny_bert, tmp_path, glue, monkeypatch):
+    """Units 0-9 pruned whole: after the shrink ffn_in has runs of 22 and 32 rows, packed into padded 32-row
+    blocks whose row map only selects computed rows. The FFN then runs as SelectOutT -> GELU -> InT (no zero
+    row, no transposes of the intermediate); int8 undoes the chain to Select and quantizes it exactly as well."""
+    from edgeprune.arch import prunable_linears
+    from edgeprune.models import load_model
+
+    force_packed_int8(monkeypatch)
+    model, _ = load_model(tiny_bert)
+    rng = np.random.default_rng(9)
+    masks = {}
+    for n, lin in prunable_linears(model).items():
+        m = block_mask(rng, *lin.weight.shape, 32, 1, 0.5)
+        if n.endswith("intermediate.dense"):
+            m[:10] = False
+        elif n.endswith("output.dense") and "attention" not in n:  # every column alive in one block row
+            cols = rng.permutation(m.shape[1])
+            m[:] = False
+            m[:32, cols[: m.shape[1] // 2]] = True
+            m[32:, cols[m.shape[1] // 2:]] = True
+        masks[f"{n}.weight"] = torch.from_numpy(m.astype(np.uint8))
+    root = tmp_path / "run"
+    shutil.copytree(tiny_bert, root / "model")
+    save_masks(masks, root / "model" / "masks.safetensors")
+    write_json(root / "compression.json", {"task": "mrpc", "block": [32, 1]})
+    res = export(root, cfg(glue, mode="structured", dtype=dtype, seq_len=16), tmp_path / "bundle")
+    assert res.verification["passed"]
+    nodes = edgeprune_nodes(res.artifact)
+    ffn = {l_["layer"]: l_ for l_ in res.report["layers"] if l_["layer"].endswith("intermediate.dense")}
+    assert all(l_["exported_shape"][0] == 118 for l_ in ffn.values())
+    if dtype == "fp32":
+        assert res.verification["max_abs_diff"] <= 1e-4
+        assert nodes.count(ops.BSMM_SELECT_OUT_T) == 2 and nodes.count(ops.BSMM_IN_T) == 2
+        assert ops.BSMM_ROWMAP not in nodes
+    else:
+        assert {l_["int8_op"] for l_ in ffn.values()} == {ops.BSMM_INT8_SELECT}
+        assert ops.BSMM_SELECT_OUT_T not in nodes and nodes.count(ops.BSMM_INT8_SELECT) >= 2
