@@ -30,8 +30,8 @@ def write_md(r: dict, path: Path) -> None:
     L += ["",
          "## End to end", "",
          "| target | mode | dtype | batch | threads | latency ms | dense ms | speedup | ideal | of ideal | file MB | "
-         "dense MB | ideal MB | file/ideal | max abs diff | metric torch | metric artifact | verified | fallback layers |",
-         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+         "dense MB | ideal MB | file/ideal | max abs diff | metric torch | metric artifact | verified | fallback layers | int8 fallback layers |",
+         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for x in r["runs"]:
         if "error" in x:
             L.append(f"| {x['compression']}x | {x['mode']} | {x['dtype']} | | | | | | | | | | | | | | | FAILED: "
@@ -42,7 +42,7 @@ def write_md(r: dict, path: Path) -> None:
                  f"{_f(x['fraction_of_ideal'])} | {x['file_bytes'] / 1e6:.2f} | "
                  f"{_f((x['dense_file_bytes'] or 0) / 1e6)} | {x['ideal_bytes'] / 1e6:.2f} | {x['file_over_ideal']:.3f} | "
                  f"{x['max_abs_diff']:.1e} | {x['metric_pruned_torch']:.4f} | {x['metric_artifact']:.4f} | "
-                 f"{x['verification_passed']} | {x['fallback_layers']} |")
+                 f"{x['verification_passed']} | {x['fallback_layers']} | {x.get('int8_fallback_layers', '')} |")
     profs = r.get("op_profiles") or []
     if profs:
         L += ["", "## Where the time goes (onnxruntime profiler, 1 thread, kernel ms per run)", "",

@@ -55,6 +55,27 @@ def check_data(config: ExportConfig, run: PrunedRun) -> None:
         load_split(spec, split, config.data_dir, limit=1)
 
 
+def failure_message(config: ExportConfig, verification: dict[str, Any]) -> str:
+    """One line: what failed, by how much, on what data, and what to try (quantized artifacts)."""
+    v = verification
+    what = f"{config.format} {config.mode} {config.dtype} artifact failed verification against PyTorch"
+    data = ""
+    if "metric_torch" in v:
+        data = (f" ({v.get('metric')} {v['metric_torch']:.4f} torch vs {v['metric_artifact']:.4f} artifact on "
+                f"{v.get('num_examples')} {v.get('task') or ''} dev examples)")
+    hints = []
+    if config.dtype.startswith("int8"):
+        if config.format == "onnx" and config.int8_embeddings:
+            hints.append("--float-embeddings (int8 embedding tables cost accuracy on some models)")
+        if config.dtype == "int8-dynamic":
+            hints.append("--dtype int8 (static, calibrated)")
+        else:
+            hints.append(f"more --calib-examples (now {config.calib_examples})")
+        hints.append("--dtype fp16")
+    hint = f"; try {', or '.join(hints)}" if hints else ""
+    return f"{what}: {v.get('reason', 'no verification record')}{data}; nothing was written{hint}"
+
+
 def export(run_dir: str | os.PathLike[str], config: ExportConfig, out: str | os.PathLike[str]) -> ExportResult:
     """Export a compress run (or a dense checkpoint) into a verified bundle directory at ``out``.
 
@@ -75,12 +96,7 @@ def export(run_dir: str | os.PathLike[str], config: ExportConfig, out: str | os.
         write_json(tmp / VERIFICATION_JSON, verification)
         write_json(tmp / REPORT_JSON, {k: v for k, v in report.items() if k != "manifest"})
         if config.verify and not verification.get("passed", False):
-            hint = ""
-            if config.format == "onnx" and config.dtype.startswith("int8") and config.int8_embeddings:
-                hint = " (try --float-embeddings: int8 embedding tables cost accuracy on some models)"
-            raise NumericMismatchError(
-                f"{config.format} {config.dtype} artifact failed verification against PyTorch: "
-                f"{verification.get('reason', 'no verification record')}; nothing was written{hint}")
+            raise NumericMismatchError(failure_message(config, verification))
         fields = {
             "format": config.format,
             "artifact": report["artifact"],

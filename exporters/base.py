@@ -28,6 +28,8 @@ class ExportConfig:
     tflite_sparsity: bool = False  # tflite only: also apply TFLite's native sparse weight encoding
     int8_embeddings: bool = True  # onnx int8: store the (unpruned) embedding tables as int8 too
     opset: int | None = None  # onnx only: the default ONNX opset (17) when None
+    int8_choice: str = "model"  # onnx int8: per-layer packed-vs-standard choice by cost model or "measure" (timed)
+    int8_threads: int = 1  # onnx int8 with int8_choice="measure": intra-op threads the layers are timed at
 
     def __post_init__(self) -> None:
         if self.dtype not in DTYPES:
@@ -36,6 +38,10 @@ class ExportConfig:
             raise ConfigError(f"unknown --mode {self.mode!r}; choose one of: {', '.join(MODES)}")
         if self.opset is not None and not (isinstance(self.opset, int) and 17 <= self.opset <= 21):
             raise ConfigError(f"opset must be between 17 and 21, got {self.opset!r}")
+        if self.int8_choice not in ("model", "measure"):
+            raise ConfigError(f"unknown --int8-layer-choice {self.int8_choice!r}; choose one of: model, measure")
+        if not 1 <= self.int8_threads <= 256:
+            raise ConfigError(f"--int8-threads must be between 1 and 256, got {self.int8_threads}")
         if self.seq_len is not None and not 1 <= self.seq_len <= 4096:
             raise ConfigError(f"--seq-len must be between 1 and 4096 or 'dynamic', got {self.seq_len}")
 

@@ -45,6 +45,7 @@ class LayerPlan:
     packed: PackedLinear | None = None
     est_speedup: float = 1.0
     heads: tuple[int, int] | None = None  # attention linears: (heads, live heads after the structural shrink)
+    int8: Any = None  # int8 exports: the layer's onnx_int8.Int8Decision (packed int8 op or standard int8 MatMul)
 
     def record(self) -> dict[str, Any]:
         r = {"layer": self.name, "shape": list(self.orig_shape), "exported_shape": list(self.shape),
@@ -57,6 +58,8 @@ class LayerPlan:
             r.update({"blocks": self.packed.nb, "block_rows": self.packed.block_rows, "k": self.packed.k,
                       "row_map": self.packed.row_map is not None,
                       "padding_ratio": round(self.packed.values.size / max(self.kept, 1), 3)})
+        if self.int8 is not None:
+            r.update({k: v for k, v in self.int8.record().items() if k != "layer"})
         return r
 
 
@@ -69,7 +72,10 @@ def choose_op(p: PackedLinear) -> tuple[str, float]:
     pen = next((f for r, f in ROW_PENALTY if p.block_rows >= r), 2.0)
     t = GATHER_OVERHEAD + GATHER_SLOPE * work * pen + (0.02 if p.row_map is not None else 0.0)
     if p.block_rows >= MIN_BLOCK_ROWS and t < 0.95:
-        return (ops.BSMM if p.row_map is None else ops.BSMM_ROWMAP), 1.0 / t
+        if p.row_map is None:
+            return ops.BSMM, 1.0 / t
+        selects_only = int(p.row_map.max()) < p.nb * p.block_rows  # no output row pruned whole: no zero row
+        return (ops.BSMM_SELECT if selects_only else ops.BSMM_ROWMAP), 1.0 / t
     return ops.PACKED_DENSE, 1.0
 
 
@@ -308,6 +314,8 @@ class OnnxExporter(Exporter):
             if not (c.task or run.task):
                 raise ConfigError("no GLUE task known for this checkpoint; pass --task (needed for verification "
                                   "and int8 calibration)")
+        if c.int8_choice == "measure" and not c.dtype.startswith("int8"):
+            raise ConfigError(f"--int8-layer-choice measure only applies to --dtype int8 / int8-dynamic, not {c.dtype}")
         if c.dtype == "int8" and c.seq_len is None:
             raise ConfigError("--dtype int8 (static, calibrated) needs a fixed --seq-len; use --dtype int8-dynamic "
                               "for dynamic shapes")
@@ -407,8 +415,16 @@ class OnnxExporter(Exporter):
         if c.dtype != "fp32":
             stage(f"[export] converting to {c.dtype}" + (f" (calibrating on {c.calib_examples} train examples)"
                                                           if c.dtype == "int8" else ""))
-            notes.append(convert_dtype(fp32_path, fp32_path, c.dtype, tok, task, data_dir, c.seq_len, c.calib_examples,
-                                       input_names, quantize_embeddings=c.int8_embeddings))
+            note, decisions = convert_dtype(fp32_path, fp32_path, c.dtype, tok, task, data_dir, c.seq_len,
+                                            c.calib_examples, input_names, quantize_embeddings=c.int8_embeddings,
+                                            int8_choice=c.int8_choice, threads=c.int8_threads,
+                                            rows=(c.seq_len or 128) * (c.batch or 1),
+                                            in_features={n: p.shape[1] for n, p in plans.items()})
+            notes.append(note)
+            for d in decisions:
+                if d.layer in plans:
+                    plans[d.layer].int8 = d
+                    plans[d.layer].op = d.op
         ref_model.eval()
         if c.verify:
             stage(f"[export] verifying against PyTorch on up to {c.verify_examples} dev examples")
@@ -427,6 +443,7 @@ class OnnxExporter(Exporter):
         sizes = size_accounting(fp32_path, plans, c.dtype)
         layers = [p.record() for p in plans.values()]
         fallback = [p.name for p in plans.values() if p.op == "PackedDenseMatMul"]
+        int8_fallback = [p.name for p in plans.values() if p.int8 is not None and p.int8.fallback]
         return {
             "artifact": ARTIFACT,
             "verification": ver,
@@ -434,6 +451,8 @@ class OnnxExporter(Exporter):
             "layers": layers,
             "attention_heads": head_records,  # structured mode: encoder layers that lost heads
             "fallback_layers": fallback,
+            # int8: packed layers that run as the standard (structured / dense) int8 MatMul, and why (layers[])
+            "int8_fallback_layers": int8_fallback,
             "inputs": input_names,
             "notes": [n for n in notes if n],
             "config": c.to_dict(),

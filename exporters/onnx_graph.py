@@ -170,7 +170,7 @@ def fuse_transposed_chains(g) -> set[str]:
             p = producer.get(name)
             if p is None:
                 ok = False
-            elif p.domain == ops.DOMAIN and p.op_type == ops.BSMM and (a is None or a is p):
+            elif p.domain == ops.DOMAIN and p.op_type in (ops.BSMM, ops.BSMM_SELECT) and (a is None or a is p):
                 a = p
             elif p.domain == "" and p.op_type in ELEMENTWISE:
                 if id(p) not in chain:
@@ -187,8 +187,8 @@ def fuse_transposed_chains(g) -> set[str]:
         if any(o in graph_outputs for o in inner) or any(
                 c is not b and id(c) not in chain for o in inner for c in consumers.get(o, [])):
             continue
-        a.op_type = ops.BSMM_OUT_T
+        a.op_type = ops.BSMM_SELECT_OUT_T if a.op_type == ops.BSMM_SELECT else ops.BSMM_OUT_T
         b.op_type = ops.BSMM_IN_T
         b.input.append(a.input[0])  # "like": same leading dims as A's input
-        introduced |= {ops.BSMM_OUT_T, ops.BSMM_IN_T}
+        introduced |= {a.op_type, ops.BSMM_IN_T}
     return introduced

@@ -50,6 +50,15 @@ def make_run(model_dir: Path, root: Path, seed: int = 0, keep: float = 0.4, whol
     return root
 
 
+def force_packed_int8(monkeypatch):
+    """The tiny models' layers (<= 64x128) are too small for the packed int8 op to pay, so the cost model sends
+    them all to the standard int8 MatMul; tests of the packed int8 path switch its fixed cost off."""
+    from edgeprune.exporters import onnx_int8
+
+    monkeypatch.setattr(onnx_int8, "INT8_FIXED_MACS", 0.0)
+    monkeypatch.setattr(onnx_int8, "INT8_OVERHEAD", 0.0)
+
+
 def cfg(glue, **kw):
     return ExportConfig(format="onnx", data_dir=str(glue), task="mrpc", verify_examples=32, **kw)
 
@@ -126,13 +135,14 @@ def test_dense_mode_on_plain_checkpoint(tiny_distilbert, tmp_path, glue):
 
 
 @pytest.mark.parametrize("dtype", ["fp16", "int8-dynamic"])
-def test_reduced_precision_exports(dtype, tiny_bert, tmp_path, glue):
+def test_reduced_precision_exports(dtype, tiny_bert, tmp_path, glue, monkeypatch):
+    force_packed_int8(monkeypatch)
     run = make_run(tiny_bert, tmp_path / "run", seed=2)
     res = export(run, cfg(glue, dtype=dtype), tmp_path / "bundle")
     assert res.verification["passed"] and res.verification["metric_diff_points"] <= 0.5
     onnx.checker.check_model(onnx.load(str(res.artifact)), full_check=True)
     if dtype == "int8-dynamic":
-        assert ops.BSMM_INT8 in edgeprune_nodes(res.artifact)
+        assert {ops.BSMM_INT8, ops.BSMM_INT8_DIRECT} <= set(edgeprune_nodes(res.artifact))
         m = onnx.load(str(res.artifact))
         inits = {t.name: t for t in m.graph.initializer}
         word = [n for n in m.graph.node if n.op_type == "Gather" and any("word_embeddings" in i for i in n.input)]
@@ -143,10 +153,11 @@ def test_reduced_precision_exports(dtype, tiny_bert, tmp_path, glue):
 
 
 @pytest.mark.parametrize("mode", ["packed", "structured"])
-def test_static_int8_export_calibrated_on_glue(mode, tiny_bert, tmp_path, glue):
+def test_static_int8_export_calibrated_on_glue(mode, tiny_bert, tmp_path, glue, monkeypatch):
     """--dtype int8: packed layers as BlockSparseMatMulInt8, the other MatMuls/Gemms as calibrated QDQ."""
     import json
 
+    force_packed_int8(monkeypatch)
     from edgeprune.exporters.onnx_verify import encode_examples, load_examples, ort_session
     from edgeprune.models import load_tokenizer
 
@@ -156,7 +167,7 @@ def test_static_int8_export_calibrated_on_glue(mode, tiny_bert, tmp_path, glue):
     onnx.checker.check_model(model, full_check=True)
     ops_used = [(n.domain, n.op_type) for n in model.graph.node]
     assert ("", "QuantizeLinear") in ops_used and ("", "DequantizeLinear") in ops_used
-    assert ops.BSMM_INT8 in edgeprune_nodes(res.artifact)
+    assert {ops.BSMM_INT8, ops.BSMM_INT8_DIRECT} & set(edgeprune_nodes(res.artifact))
     assert any(t.data_type == onnx.TensorProto.INT8 for t in model.graph.initializer)  # QDQ weights
     assert any(n.endswith(".values_q") for n in (t.name for t in model.graph.initializer))  # packed uint8 values
     assert any("int8 static" in n and "calibrated on 16 mrpc train examples" in n for n in res.report["notes"])
@@ -204,3 +215,43 @@ def test_bad_inputs_fail_early_with_nothing_written(tiny_bert, tmp_path, glue):
     with pytest.raises(ConfigError, match="shape"):
         export(run, cfg(glue), tmp_path / "b4")
     assert not any((tmp_path / f"b{i}").exists() for i in range(1, 5))
+
+
+@pytest.mark.parametrize("dtype", ["fp32", "int8-dynamic"])
+def test_structured_ffn_with_padded_blocks_keeps_transposed_chain(dtype, tiny_bert, tmp_path, glue, monkeypatch):
+    """Units 0-9 pruned whole: after the shrink ffn_in has runs of 22 and 32 rows, packed into padded 32-row
+    blocks whose row map only selects computed rows. The FFN then runs as SelectOutT -> GELU -> InT (no zero
+    row, no transposes of the intermediate); int8 undoes the chain to Select and quantizes it exactly as well."""
+    from edgeprune.arch import prunable_linears
+    from edgeprune.models import load_model
+
+    force_packed_int8(monkeypatch)
+    model, _ = load_model(tiny_bert)
+    rng = np.random.default_rng(9)
+    masks = {}
+    for n, lin in prunable_linears(model).items():
+        m = block_mask(rng, *lin.weight.shape, 32, 1, 0.5)
+        if n.endswith("intermediate.dense"):
+            m[:10] = False
+        elif n.endswith("output.dense") and "attention" not in n:  # every column alive in one block row
+            cols = rng.permutation(m.shape[1])
+            m[:] = False
+            m[:32, cols[: m.shape[1] // 2]] = True
+            m[32:, cols[m.shape[1] // 2:]] = True
+        masks[f"{n}.weight"] = torch.from_numpy(m.astype(np.uint8))
+    root = tmp_path / "run"
+    shutil.copytree(tiny_bert, root / "model")
+    save_masks(masks, root / "model" / "masks.safetensors")
+    write_json(root / "compression.json", {"task": "mrpc", "block": [32, 1]})
+    res = export(root, cfg(glue, mode="structured", dtype=dtype, seq_len=16), tmp_path / "bundle")
+    assert res.verification["passed"]
+    nodes = edgeprune_nodes(res.artifact)
+    ffn = {l_["layer"]: l_ for l_ in res.report["layers"] if l_["layer"].endswith("intermediate.dense")}
+    assert all(l_["exported_shape"][0] == 118 for l_ in ffn.values())
+    if dtype == "fp32":
+        assert res.verification["max_abs_diff"] <= 1e-4
+        assert nodes.count(ops.BSMM_SELECT_OUT_T) == 2 and nodes.count(ops.BSMM_IN_T) == 2
+        assert ops.BSMM_ROWMAP not in nodes
+    else:
+        assert {l_["int8_op"] for l_ in ffn.values()} == {ops.BSMM_INT8_SELECT}
+        assert ops.BSMM_SELECT_OUT_T not in nodes and nodes.count(ops.BSMM_INT8_SELECT) >= 2

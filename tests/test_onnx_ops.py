@@ -44,6 +44,35 @@ def test_op_checker_shapes_numpy_reference_and_ort_agree(op, kw):
     np.testing.assert_allclose(y_ref, y_ort, rtol=1e-4, atol=1e-4)
 
 
+def test_select_op_for_padded_block_rows_without_pruned_rows():
+    """Runs of 40 and 56 identical rows (as head removal leaves them) pack into padded 56-row blocks: the row map
+    only selects computed rows, so the exporter picks the Select body (no zero row, no Concat)."""
+    from edgeprune.exporters.onnx import choose_op
+    from onnx.reference import ReferenceEvaluator
+
+    rng = np.random.default_rng(5)
+    m = np.zeros((96, 64), bool)
+    m[:40, rng.choice(64, 20, replace=False)] = True
+    m[40:, rng.choice(64, 20, replace=False)] = True
+    w = rng.standard_normal((96, 64)).astype(np.float32)
+    b = rng.standard_normal(96).astype(np.float32)
+    p = pack_linear(w, m, b)
+    assert p.row_map is not None and p.nb * p.block_rows > 96 and int(p.row_map.max()) < p.nb * p.block_rows
+    assert choose_op(p)[0] == ops.BSMM_SELECT
+    model = ops.packed_model_for_layer(p, ["B", 64], ops.BSMM_SELECT)
+    onnx.checker.check_model(model, full_check=True)
+    body = [n.op_type for n in model.functions[0].node]
+    assert "ConstantOfShape" not in body and body.count("Gather") == 2  # no zero row appended: X^T rows, out rows
+    x = rng.standard_normal((5, 64)).astype(np.float32)
+    expected = x @ (w * m).T + b
+    np.testing.assert_allclose(ort_session(model.SerializeToString()).run(None, {"X": x})[0], expected, rtol=1e-4,
+                               atol=1e-4)
+    np.testing.assert_allclose(ReferenceEvaluator(model).run(None, {"X": x})[0], expected, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(ops.reference_session(model).run(None, {"X": x})[0], expected, rtol=1e-4, atol=1e-4)
+    m[3] = False  # a pruned output row needs the zero row again
+    assert choose_op(pack_linear(w, m, b))[0] == ops.BSMM_ROWMAP
+
+
 def test_function_body_alone_matches_reference():
     """Running the FunctionProto body in onnx.reference (no new_ops) gives the NumPy semantics too."""
     from onnx.reference import ReferenceEvaluator

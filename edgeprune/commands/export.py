@@ -54,12 +54,18 @@ def _recorded_task(run_dir: Path):
               help="TFLite only: also apply the converter's native sparse encoding (smaller file, never faster).")
 @click.option("--int8-embeddings/--float-embeddings", default=True, show_default=True,
               help="ONNX int8: also store the embedding tables as int8 (they are over half of a pruned file).")
+@click.option("--int8-layer-choice", "int8_choice", default="model", show_default=True,
+              help="ONNX int8: per packed layer, packed int8 op or the standard int8 MatMul, chosen by the cost "
+                   "'model' or 'measure'd here in onnxruntime.")
+@click.option("--int8-threads", type=click.IntRange(min=1, max=256), default=1, show_default=True,
+              help="ONNX int8 with --int8-layer-choice measure: threads to time the layers at (the target's).")
 @click.option("--opset", type=int, default=None, help="ONNX only: opset version, 17-21 [17].")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True, help="Bundle folder to write.")
 def command(run_dir: Path, fmt: str, dtype: str, mode: str, seq_len: str, batch: int | None, data_dir: Path | None,
             task: str | None, verify_examples: int, calib_examples: int, no_verify: bool, tflite_sparsity: bool,
-            int8_embeddings: bool, out_dir: Path, text_column: str | None, text_pair_column: str | None,
-            label_column: str | None, dev_fraction: float | None, opset: int | None) -> None:
+            int8_embeddings: bool, int8_choice: str, int8_threads: int, out_dir: Path, text_column: str | None,
+            text_pair_column: str | None, label_column: str | None, dev_fraction: float | None,
+            opset: int | None) -> None:
     """Export RUN_DIR (a compress run, or a model folder with --mode dense) into a verified bundle at --out."""
     import dataclasses
 
@@ -73,7 +79,8 @@ def command(run_dir: Path, fmt: str, dtype: str, mode: str, seq_len: str, batch:
     config = ExportConfig(format=fmt, dtype=dtype, mode=mode, seq_len=_seq_len(seq_len), batch=batch,
                           data_dir=str(data_dir) if data_dir else None, verify_examples=verify_examples,
                           calib_examples=calib_examples, verify=not no_verify,
-                          tflite_sparsity=tflite_sparsity, int8_embeddings=int8_embeddings, opset=opset)
+                          tflite_sparsity=tflite_sparsity, int8_embeddings=int8_embeddings, opset=opset,
+                          int8_choice=int8_choice, int8_threads=int8_threads)
     get_exporter(fmt)  # an unknown --format fails here, before the data is read
     open_run(run_dir)  # not a run / model folder: that message first
     if data_dir is None and (config.verify or config.dtype == "int8"):
@@ -98,5 +105,8 @@ def command(run_dir: Path, fmt: str, dtype: str, mode: str, seq_len: str, batch:
         click.echo(f"verified on {v.get('num_examples')} {task_name(v.get('task'))} dev examples: max abs diff "
                    f"{v.get('max_abs_diff', float('nan')):.2e}, {v.get('metric')} torch {v.get('metric_torch', 0):.4f} "
                    f"/ artifact {v.get('metric_artifact', 0):.4f}")
+    if rep.get("int8_fallback_layers"):
+        click.echo(f"{len(rep['int8_fallback_layers'])} packed layers run as the standard int8 MatMul (packed int8 "
+                   "not faster; see export_report.json layers[].int8_reason)")
     if rep.get("fallback_layers"):
         click.echo(f"{len(rep['fallback_layers'])} layers use the dense-rebuild fallback (PackedDenseMatMul)")
