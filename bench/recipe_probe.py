@@ -19,7 +19,6 @@ from pathlib import Path
 from bench.common import RESULTS, ROOT, WORK, machine
 from edgeprune.io import read_json, write_json
 
-OUT = RESULTS / "recipe_probe.json"
 
 
 def oneshot_cut(teacher: str, task: str, data: str, compression: float) -> float:
@@ -50,6 +49,8 @@ def main(argv=None) -> None:
     ap.add_argument("--stage-steps", type=int, default=100)
     ap.add_argument("--epochs-retrain", type=float, default=0.5)
     ap.add_argument("--calib-examples", type=int, default=256)
+    ap.add_argument("--retrain-lr", type=float, default=None, help="override the recipe's distillation lr")
+    ap.add_argument("--name", default="recipe_probe", help="results file stem in bench/results/")
     args = ap.parse_args(argv)
     import torch
 
@@ -59,11 +60,12 @@ def main(argv=None) -> None:
     from edgeprune.data import get_task, load_split
 
     spec = get_task(args.task)
-    run = WORK / "probe" / f"{args.task}-edgeprune-{args.target:g}x"
+    run = WORK / "probe" / (f"{args.task}-edgeprune-{args.target:g}x"
+                            + (f"-rlr{args.retrain_lr:g}" if args.retrain_lr else ""))
     cfg = CompressConfig.for_recipe("edgeprune", model=args.teacher, task=args.task, data_dir=args.data, out=str(run),
                                     compression=args.target, train_limit=args.train_limit,
                                     stage_steps=args.stage_steps, epochs_retrain=args.epochs_retrain,
-                                    calib_examples=args.calib_examples, save_steps=100)
+                                    calib_examples=args.calib_examples, save_steps=100, retrain_lr=args.retrain_lr)
     t0 = time.perf_counter()
     rec = compress(cfg, resume=(run / "compress_state").is_dir())
     wall = time.perf_counter() - t0
@@ -96,12 +98,14 @@ def main(argv=None) -> None:
                        "epochs_retrain": args.epochs_retrain, "calib_examples": args.calib_examples,
                        "optimizer_steps": rec["steps"], "wall_s": round(wall, 1), "phases_s": rec["phases"]},
             "config": rec["config"], "recipe": "edgeprune", "seed": 42}
-    write_json(OUT, data)
+    data["retrain_lr"] = cfg.retrain_lr_
+    write_json(RESULTS / f"{args.name}.json", data)
     lines = [f"# Recipe probe: {spec.name}, staged edgeprune recipe to {args.target:g}x (single seed)", "",
              f"Teacher: `{args.teacher}` (dense {spec.metric} {dense:.4f}); majority-label score "
              f"{constant if constant is None else round(constant, 4)}. Budget: {args.train_limit} seeded training "
              f"examples, {args.stage_steps} distillation steps after each intermediate cut, {args.epochs_retrain:g} "
-             f"retraining epochs at the target, {args.calib_examples} calibration sentences; {rec['steps']} optimizer "
+             f"retraining epochs at the target, distillation lr {cfg.retrain_lr_:g}, {args.calib_examples} calibration "
+             f"sentences; {rec['steps']} optimizer "
              f"steps in all, {wall / 60:.0f} min wall on a 2-core machine shared with another training job "
              "(1 torch thread).", "",
              "| stage | compression | after cut + refit | after distillation | output error cut -> refit | steps |",
@@ -112,7 +116,7 @@ def main(argv=None) -> None:
                      f"{r['output_error_cut']:.3f} -> {r['output_error_refit']:.3f} | {r['steps']} |")
     lines += ["", "The paper's hard prune (group norm, 128x1 balanced) on the same teacher, no training: "
               + ", ".join(f"{c:g}x {v:.4f}" for c, v in paper.items()) + ".", ""]
-    (RESULTS / "recipe_probe.md").write_text("\n".join(lines))
+    (RESULTS / f"{args.name}.md").write_text("\n".join(lines))
     print("\n".join(lines))
 
 
