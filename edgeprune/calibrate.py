@@ -175,9 +175,11 @@ def cut_and_reconstruct(student, teacher, batches: list[dict[str, torch.Tensor]]
                 for n in group:
                     st = stats[n]
                     p = s_mods[n.removesuffix(".weight")].weight
-                    w0 = p.detach().double()
+                    # the target is the dense layer on dense inputs: X_d W_dense^T (later stages start from
+                    # an already pruned student, whose own weights would make the refit chase the last stage)
+                    w0 = t_mods[n.removesuffix(".weight")].weight.detach().double()
                     m = choose_mask(n, p.detach(), st.H, st.n).to(p.device)
-                    cut = w0 * m
+                    cut = p.detach().double() * m
                     hdd = sum(x.T @ x for x in t_x[n])
                     rec = MatrixCut(n, float(m.float().mean()), output_error(w0, cut, st.H, st.C, hdd), None)
                     if reconstruct:

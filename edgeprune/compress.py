@@ -248,7 +248,7 @@ RECIPES: dict[str, dict[str, Any]] = {
     # (2x, 3x, ... to the target), each refitted layer by layer by least squares and followed by
     # logit + hidden-state distillation from the dense teacher
     "edgeprune": dict(method="magnitude-block", score="activation", reconstruct=True, stages="auto",
-                      stage_steps=150, distill=True, distill_alpha=0.5, distill_hidden=1.0, lr=2e-4,
+                      stage_steps=150, distill=True, distill_alpha=0.5, distill_hidden=1.0, lr=5e-5,
                       epochs_reg=0.0, epochs_retrain=2.0, calib_examples=256, freeze_word_embeddings=True),
 }
 
