@@ -81,7 +81,7 @@ class CompressConfig:
     save_steps: int | None = None
     keep_checkpoints: bool = False
     score: str = "weight"  # weight: the paper's group norm; activation: norm of W * input RMS (calibrated)
-    calib_examples: int = 64
+    calib_examples: int | None = 64  # None: 256, or the whole training set when it is smaller
     eval_after_prune: bool = True  # dev metrics right after hard pruning, before retraining (diagnostic)
     regularized_from: str | None = None  # reuse the regularized stage of this earlier run (same settings)
     keep_regularized: bool = False  # keep compress_state/regularize/model so later runs can reuse it
@@ -249,7 +249,7 @@ RECIPES: dict[str, dict[str, Any]] = {
     # logit + hidden-state distillation from the dense teacher
     "edgeprune": dict(method="magnitude-block", score="activation", reconstruct=True, stages="auto",
                       stage_steps=150, distill=True, distill_alpha=0.5, distill_hidden=1.0, lr=5e-5,
-                      epochs_reg=0.0, epochs_retrain=2.0, calib_examples=256, freeze_word_embeddings=True),
+                      epochs_reg=0.0, epochs_retrain=2.0, calib_examples=None, freeze_word_embeddings=True),
 }
 
 
@@ -518,11 +518,12 @@ def _staged_cuts(cfg: CompressConfig, model, tok, spec, train, dense_dir, state:
     from .rundir import load_masks, save_masks
     from .training import evaluate, make_trainer
 
-    if cfg.calib_examples > len(train):
+    n_calib = min(256, len(train)) if cfg.calib_examples is None else cfg.calib_examples
+    if n_calib > len(train):
         raise ConfigError(f"--calib-examples {cfg.calib_examples} is larger than the training set "
                           f"({len(train)} examples); give at most {len(train)}")
     teacher, _ = load_model(dense_dir, num_labels=spec.num_labels)
-    batches = calibration_batches(tok, seeded_subset(train, cfg.calib_examples, cfg.seed + 1), cfg.max_seq_len)
+    batches = calibration_batches(tok, seeded_subset(train, n_calib, cfg.seed + 1), cfg.max_seq_len)
     targets = cfg.stage_targets()
     masks = None
     log: list[dict[str, Any]] = []
@@ -539,7 +540,7 @@ def _staged_cuts(cfg: CompressConfig, model, tok, spec, train, dense_dir, state:
         t0 = time.perf_counter()
         params, tilings, _, layers = _prunable(model, cfg)
         _say(f"[3/4] stage {si + 1}/{len(targets)}: cut to {c:g}x by {cfg.score} rank"
-             f"{', least-squares refit' if cfg.reconstruct else ''} on {cfg.calib_examples} calibration examples")
+             f"{', least-squares refit' if cfg.reconstruct else ''} on {n_calib} calibration examples")
         keep: float | dict[str, float] = 1.0 / c
         alloc_table = None
         if cfg.allocation == "sensitivity":
@@ -720,7 +721,7 @@ def compress(cfg: CompressConfig, resume: bool = False,
     params, tilings, roles, layers = _prunable(model, cfg)
     masks_path = state / MASKS_FILE
     layerwise = cfg.reconstruct or cfg.stages != "none" or cfg.score == "obs"
-    rms = input_rms(model, tok, params, train[:cfg.calib_examples], cfg.max_seq_len) \
+    rms = input_rms(model, tok, params, train[:cfg.calib_examples or 64], cfg.max_seq_len) \
         if cfg.score == "activation" and not masks_path.is_file() and not layerwise else None
     prune_metrics = None
     stage_log = None

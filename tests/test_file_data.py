@@ -190,7 +190,7 @@ def test_csv_end_to_end_finetune_compress_export_eval(tiny_bert: Path, reviews_c
     assert code == 0, msg
     rec = read_json(tmp_path / "cr" / "compression.json")
     assert rec["task"]["labels"] == ["negative", "positive"] and rec["num_eval_examples"] == 24
-    assert "reweighted" in rec["method"] and rec["phases"].get("finetune") is None  # the dense run was reused
+    assert rec["recipe"] == "edgeprune" and rec["phases"].get("finetune") is None  # the dense run was reused
     pruned = read_json(tmp_path / "cr" / "model" / "config.json")
     assert pruned["id2label"] == {"0": "negative", "1": "positive"}
     code, msg, _ = _cli(["export", str(tmp_path / "cr"), "--data", str(reviews_csv), "--seq-len", "32",
