@@ -107,11 +107,10 @@ REG_SOURCE = RUN_SETS["paper"][0]
 
 
 def machine() -> dict:
-    """The same machine record as the dense baselines it is compared with."""
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from dense_baselines import machine as dense_machine
+    """The same machine record as the dense baselines it is compared with (bench.common)."""
+    from bench.common import machine as common_machine
 
-    return dense_machine()
+    return common_machine()
 
 
 def run_id(task: str, r: dict, block: str) -> str:

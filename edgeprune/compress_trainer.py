@@ -310,7 +310,6 @@ class ProximalCallback(TrainerCallback):
     def __init__(self, regularizer: GroupLassoRegularizer):
         self.reg = regularizer
         self._lr = 0.0
-        self.zeroed_groups = 0
 
     def on_step_begin(self, args, state, control, lr_scheduler=None, optimizer=None, **kwargs):
         if lr_scheduler is not None:
@@ -321,10 +320,7 @@ class ProximalCallback(TrainerCallback):
     def on_step_end(self, args, state, control, **kwargs):
         from .prune.group_lasso import group_soft_threshold
 
-        zeroed = 0
         with torch.no_grad():
             for term in self.reg.terms:
                 alpha = term.alpha.to(term.param.device) if term.alpha is not None else 1.0
-                new = group_soft_threshold(term.param.detach(), term.tiling, self._lr * term.lam * alpha)
-                term.param.copy_(new)
-        self.zeroed_groups = zeroed
+                term.param.copy_(group_soft_threshold(term.param.detach(), term.tiling, self._lr * term.lam * alpha))
