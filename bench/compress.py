@@ -96,6 +96,9 @@ RUN_SETS: dict[str, list[dict]] = {
              dict(recipe="paper", method="magnitude-block", compression=5.0, tag="gen3"),
              dict(recipe="paper", method="magnitude-unstructured", compression=5.0, tag="gen3")],
 }
+# the same runs in two parts, so our recipe can go first on every task (same ids: results merge)
+RUN_SETS["gen3-edgeprune"] = RUN_SETS["gen3"][:1]
+RUN_SETS["gen3-peers"] = RUN_SETS["gen3"][1:]
 # generation-3 budget: seeded subset of at most 8,000 training examples, paper 1 + 2 epochs, ours 150 steps per
 # intermediate stage + 2 epochs at the target (about an hour per run on one of these cores)
 G3 = dict(train_limit=8000, epochs_reg=1.0, epochs_retrain=2.0, stage_steps=150)
