@@ -566,10 +566,12 @@ def write_report(res: dict, notes: dict[str, str]) -> None:
                          f"{'distill' if r['distill'] else '-'}/{r.get('score', 'weight')} | {r['pruned']:.4f} | "
                          f"{r['dense']:.4f} | {r['num_train_examples']} | {st.get('epochs_reg', 0):g}+"
                          f"{st.get('epochs_retrain', 0):g} | {st.get('lr')} |")
-    lines += ["", "Plot: `bench/results/compress.png` (pruned metric vs compression, per task; dashed = dense).", ""]
-    lines = lines[:2] + gen3_lines(g3) + ["## Generations 1-2 (before issue 13)", ""] + lines[2:]
+    lines += ["", "Plot: `bench/results/compress_gen12.png` (pruned metric vs compression, per task; dashed = dense).", ""]
+    g3_plot = ["Plot: `bench/results/compress.png` (generation 3: metric vs compression per task, one shared legend).", ""]
+    lines = lines[:2] + gen3_lines(g3) + g3_plot + ["## Generations 1-2 (before issue 13)", ""] + lines[2:]
     (RESULTS / f"{NAME}.md").write_text("\n".join(lines))
     plot(runs, consts if runs else {}, variants)
+    plot_gen3(g3)
 
 
 def _main_twin(r: dict, runs: list[dict]) -> dict | None:
@@ -695,6 +697,51 @@ def plot(runs: list[dict], consts: dict[str, float | None], variants: list[dict]
         ax.grid(alpha=0.3)
         ax.legend(fontsize=6)
     fig.tight_layout()
+    fig.savefig(RESULTS / f"{NAME}_gen12.png", dpi=110)
+    plt.close(fig)
+
+
+GEN3_STYLE = {("edgeprune", "magnitude-block"): ("edgeprune recipe (staged, refit, distilled)", "-D", "C0"),
+              ("paper", RGL): ("paper: reweighted group Lasso", "-o", "C1"),
+              ("paper", "magnitude-block"): ("magnitude-block (same budget)", "^", "C2"),
+              ("paper", "magnitude-unstructured"): ("magnitude-unstructured (same budget)", "v", "C3")}
+
+
+def plot_gen3(rows: list[dict]) -> None:
+    """Generation 3, one panel per task (all five, empty ones say so), one legend for the figure."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if not rows:
+        return
+    fig, axes = plt.subplots(1, len(TASKS), figsize=(3.4 * len(TASKS), 3.4), squeeze=False)
+    handles: dict[str, object] = {}
+    for ax, t in zip(axes[0], TASKS):
+        rs = [r for r in rows if r["task"] == t]
+        ax.set_title(t)
+        ax.set_xlabel("compression (prunable encoder)")
+        ax.grid(alpha=0.3)
+        if not rs:
+            ax.text(0.5, 0.5, "not run yet", ha="center", va="center", transform=ax.transAxes, color="gray")
+            continue
+        ax.set_ylabel(rs[0]["metric"])
+        dense, const = rs[0]["dense"], rs[0].get("constant")
+        handles["dense"] = ax.axhline(dense, ls="--", color="gray")
+        if const is not None:
+            handles["majority label"] = ax.axhline(const, ls=":", color="red")
+            handles["midpoint (issue-13 floor)"] = ax.axhline((const + dense) / 2, ls="-.", color="salmon", lw=0.8)
+        for key, (label, style, color) in GEN3_STYLE.items():
+            pts = sorted((r for r in rs if (r["recipe"], r["method"]) == key), key=lambda r: r["compression"])
+            if pts:
+                (h,) = ax.plot([1.0] + [r["compression"] for r in pts] if "-" in style else
+                               [r["compression"] for r in pts],
+                               [dense] + [r["pruned"] for r in pts] if "-" in style else [r["pruned"] for r in pts],
+                               style, color=color)
+                handles[label] = h
+    fig.legend(list(handles.values()), list(handles), loc="lower center", ncol=min(len(handles), 4), fontsize=8)
+    fig.tight_layout(rect=(0, 0.1, 1, 1))
     fig.savefig(RESULTS / f"{NAME}.png", dpi=110)
     plt.close(fig)
 
