@@ -10,7 +10,8 @@ import pkgutil
 EXPORTERS: dict[str, type] = {}
 
 # format name -> module that registers it (lets us import lazily)
-_MODULES = {"onnx": "edgeprune.exporters.onnx", "tflite": "edgeprune.exporters.tflite"}
+_MODULES = {"onnx": "edgeprune.exporters.onnx", "tflite": "edgeprune.exporters.tflite",
+            "hf": "edgeprune.exporters.hf"}
 
 
 def register_exporter(name: str):

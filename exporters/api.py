@@ -31,7 +31,8 @@ class Exporter:
 
     def build(self, run: PrunedRun, out_dir: Path) -> dict[str, Any]:
         """Write the artifact into ``out_dir``; return a report with at least ``artifact`` (file name),
-        ``verification`` (see :func:`base.verification_record`) and ``manifest`` (extra manifest fields)."""
+        ``verification`` (see :func:`base.verification_record`) and ``manifest`` (extra manifest fields), and
+        optionally ``card`` (model-card ``library``, ``tags``, ``notes``)."""
         raise NotImplementedError
 
 
@@ -94,7 +95,7 @@ def export(run_dir: str | os.PathLike[str], config: ExportConfig, out: str | os.
         stage(f"[export] writing the bundle to {out}")
         verification = report.get("verification", {})
         write_json(tmp / VERIFICATION_JSON, verification)
-        write_json(tmp / REPORT_JSON, {k: v for k, v in report.items() if k != "manifest"})
+        write_json(tmp / REPORT_JSON, {k: v for k, v in report.items() if k not in ("manifest", "card")})
         if config.verify and not verification.get("passed", False):
             raise NumericMismatchError(failure_message(config, verification))
         fields = {
@@ -111,11 +112,12 @@ def export(run_dir: str | os.PathLike[str], config: ExportConfig, out: str | os.
         }
         from ..modelcard import write_model_card
 
-        v = verification
+        v, card = verification, report.get("card", {})
         write_model_card(tmp, model=str(run.root), task=fields["task"], labels=fields.get("labels"),
                          metrics={v.get("metric", "main"): v["metric_artifact"]} if "metric_artifact" in v else None,
-                         kind=f"{config.format} {config.dtype} {config.mode} bundle", library=config.format,
-                         extra_tags=(config.format, config.dtype),
+                         kind=f"{config.format} {config.dtype} {fields['mode']} bundle",
+                         library=card.get("library", config.format),
+                         extra_tags=(config.format, config.dtype, *card.get("tags", ())), notes=card.get("notes"),
                          compression={k: c["compression"] for k, c in fields["compression"].items()
                                       if isinstance(c, dict) and "compression" in c} or None)
         write_manifest(tmp, fields)

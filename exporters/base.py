@@ -95,3 +95,20 @@ def verification_record(torch_logits: np.ndarray, artifact_logits: np.ndarray, l
         "metric_diff_points": float(points),
         "max_points": 0.0 if dtype == "fp32" else max_points,
     }
+
+
+def name_labels(model, spec) -> None:
+    """Give a checkpoint with the default LABEL_i names the task's label names (config.json, manifest, metadata)."""
+    import re
+
+    id2 = getattr(model.config, "id2label", None) or {}
+    if spec.label_names and len(id2) == len(spec.label_names) and all(
+            re.fullmatch(r"LABEL_\d+", str(v)) for v in id2.values()):
+        model.config.id2label = dict(enumerate(spec.label_names))
+        model.config.label2id = {n: i for i, n in enumerate(spec.label_names)}
+
+
+def model_labels(model) -> list[str]:
+    """The model's label names in output order ([] when its config has none)."""
+    id2 = getattr(model.config, "id2label", None) or {}
+    return [str(id2[i]) for i in sorted(id2)] if id2 else []

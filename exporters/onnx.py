@@ -1,9 +1,9 @@
 """ONNX exporter: pruned linears become ``ai.edgeprune`` ops over packed initializers, verified in onnxruntime.
 
 Path: load the checkpoint, apply its masks, (structured) physically shrink what is pruned whole (attention heads,
-FFN units), replace each pruned ``nn.Linear`` by a marker whose TorchScript symbolic is a placeholder node,
-export with the legacy exporter, then swap every placeholder for the packed op chosen for that layer (see
-:func:`choose_op`).
+FFN units; :mod:`structure`), replace each pruned ``nn.Linear`` by a marker whose TorchScript symbolic is a
+placeholder node, export with the legacy exporter, then swap every placeholder for the packed op chosen for that
+layer (see :func:`choose_op`).
 """
 from __future__ import annotations
 
@@ -14,11 +14,13 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ConfigError, ExportError
+from ..errors import ConfigError
 from ..rundir import PrunedRun
 from . import register_exporter
 from .api import Exporter
+from .base import model_labels, name_labels
 from .packing import PackedLinear, analyze_mask, pack_linear
+from .structure import dead_heads, head_counts, shrink_ffn, shrink_heads
 
 MARKER_DOMAIN = "edgeprune_marker"
 ARTIFACT = "model.onnx"
@@ -110,11 +112,6 @@ def _marker_cls():
     return MarkedLinear
 
 
-def _set_module(model, name: str, module) -> None:
-    parent, _, attr = name.rpartition(".")
-    setattr(model.get_submodule(parent) if parent else model, attr, module)
-
-
 def _classifier_wrapper(model, input_names: list[str]):
     import torch
 
@@ -127,178 +124,6 @@ def _classifier_wrapper(model, input_names: list[str]):
             return self.model(**dict(zip(input_names, args))).logits
 
     return Wrapper().eval()  # the exporter restores the wrapper's mode afterwards: it must be eval
-
-
-def _roles_by_layer(model) -> tuple[dict[str, Any], dict[int, dict[str, str]]]:
-    """(module name -> prunable linear, layer index -> role -> module name): what the shrinks walk over."""
-    from ..arch import get_arch, prunable_linears
-
-    arch = get_arch(model.config.model_type)
-    lin = prunable_linears(model)
-    by_layer: dict[int, dict[str, str]] = {}
-    for name in lin:
-        by_layer.setdefault(arch.layer_of(name), {})[arch.role_of(name)] = name
-    return lin, by_layer
-
-
-def _full_or(mask, lin):
-    """The bool mask of ``lin`` (all kept when the layer has none)."""
-    import torch
-
-    return mask.bool() if mask is not None else torch.ones_like(lin.weight, dtype=torch.bool)
-
-
-def dead_heads(m_v, m_out, head_size: int):
-    """(v_dead, out_dead) bool ``[heads]``: heads whose value rows / attention-output columns are all pruned.
-
-    Either makes the head removable; pruned Q/K rows only change the attention pattern, never remove a head.
-    """
-    heads = m_v.shape[0] // head_size
-    return ~m_v.reshape(heads, -1).any(dim=1), ~m_out.t().reshape(heads, -1).any(dim=1)
-
-
-def _set_head_count(attn, heads: int) -> None:
-    """The attention module's head attributes (BERT/RoBERTa ``num_attention_heads``/``all_head_size``,
-    DistilBERT ``n_heads``); the forward reshapes with ``-1`` heads, these keep the module self-consistent."""
-    for attr in ("num_attention_heads", "n_heads"):
-        if hasattr(attn, attr):
-            setattr(attn, attr, heads)
-    if hasattr(attn, "all_head_size"):
-        attn.all_head_size = heads * attn.attention_head_size
-
-
-def shrink_heads(model, masks: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """Structured mode: drop attention heads that are dead (see :func:`dead_heads`); exact.
-
-    A head whose value rows are all pruned outputs its value bias at every position (softmax weights sum to
-    1), so ``W_out[:, head] @ b_v[head]`` is folded into the attention-output bias. A layer whose heads all
-    die keeps head 0 with zero Q/K/V/output weights (and masks): the reshapes need one head, it adds nothing.
-    Returns the masks of the shrunk layers (others unchanged) and one record per layer that lost heads.
-    """
-    import torch
-    from transformers.pytorch_utils import prune_linear_layer
-
-    lin, by_layer = _roles_by_layer(model)
-    masks = dict(masks)
-    records = []
-    for layer, roles in sorted(by_layer.items()):
-        names = [roles.get(r) for r in ("q", "k", "v", "attn_out")]
-        if None in names or all(masks.get(f"{n}.weight") is None for n in names):
-            continue
-        attn = model.get_submodule(names[0].rpartition(".")[0])
-        d = int(attn.attention_head_size)
-        m = [_full_or(masks.get(f"{n}.weight"), lin[n]) for n in names]
-        v_dead, o_dead = dead_heads(m[2], m[3], d)
-        dead, fold = v_dead | o_dead, v_dead & ~o_dead  # fold: the value bias still reaches the output
-        if not bool(dead.any()):
-            continue
-        heads = int(dead.numel())
-        keep = ~dead
-        placeholder = not bool(keep.any())
-        if placeholder:
-            keep[0] = True
-        dims = torch.arange(heads * d).reshape(heads, d)[keep].flatten()
-        fold_dims = torch.arange(heads * d).reshape(heads, d)[fold].flatten()
-        v, o = lin[names[2]], lin[names[3]]
-        with torch.no_grad():
-            new = [prune_linear_layer(lin[n], dims, dim=0) for n in names[:3]]
-            new.append(prune_linear_layer(o, dims, dim=1))
-            if v.bias is not None and fold_dims.numel():
-                new[3].bias += (o.weight[:, fold_dims] * m[3][:, fold_dims]) @ v.bias[fold_dims]
-            if placeholder:
-                for n_lin in new[:3]:
-                    n_lin.weight.zero_()
-                    if n_lin.bias is not None:
-                        n_lin.bias.zero_()
-                new[3].weight.zero_()
-        m = [mi[dims] for mi in m[:3]] + [m[3][:, dims]]
-        if placeholder:
-            m = [torch.zeros_like(mi) for mi in m]
-        for n, n_lin, mi in zip(names, new, m):
-            _set_module(model, n, n_lin)
-            masks[f"{n}.weight"] = mi.to(torch.uint8)
-        kept = int(keep.sum())
-        _set_head_count(attn, kept)
-        records.append({"layer": layer, "heads": heads, "heads_kept": 0 if placeholder else kept,
-                        "exported_heads": kept, "dead_by_value": int(v_dead.sum()),
-                        "dead_by_output": int(o_dead.sum()), "v_bias_folded": int(fold.sum()),
-                        "placeholder_head": placeholder})
-    return masks, records
-
-
-def shrink_ffn(model, masks: dict[str, Any]) -> dict[str, Any]:
-    """Structured mode: drop FFN intermediate units pruned whole; fold constant units into the next bias.
-
-    Unit i is dead when row i of ffn_in or column i of ffn_out is pruned whole. When only ffn_in's row is
-    pruned, the unit outputs act(b_in[i]) for every token, which is exactly folded into ffn_out's bias.
-    Returns the masks of the shrunk layers (others unchanged).
-    """
-    import torch
-
-    lin, by_layer = _roles_by_layer(model)
-    masks = dict(masks)
-    for roles in by_layer.values():
-        fi, fo = roles.get("ffn_in"), roles.get("ffn_out")
-        mi, mo = masks.get(f"{fi}.weight"), masks.get(f"{fo}.weight")
-        if fi is None or fo is None or (mi is None and mo is None):
-            continue
-        l_in, l_out = lin[fi], lin[fo]
-        mi, mo = _full_or(mi, l_in), _full_or(mo, l_out)
-        dead_in, dead_out = ~mi.any(dim=1), ~mo.any(dim=0)
-        keep = ~(dead_in | dead_out)
-        if bool(keep.all()):
-            continue
-        act = _ffn_activation(model, fi)
-        with torch.no_grad():
-            fold = dead_in & ~dead_out
-            new_bias = l_out.bias.detach().clone()
-            if bool(fold.any()):
-                const = act(l_in.bias.detach()[fold])
-                new_bias += (l_out.weight.detach()[:, fold] * mo[:, fold]) @ const
-            placeholder = not bool(keep.any())  # every unit dead: keep one whose output weight is zero
-            if placeholder:
-                keep[0] = True
-            k = int(keep.sum())
-            n_in = torch.nn.Linear(l_in.in_features, k)
-            n_in.weight.copy_(l_in.weight[keep])
-            n_in.bias.copy_(l_in.bias[keep])
-            n_out = torch.nn.Linear(k, l_out.out_features)
-            n_out.weight.copy_(l_out.weight[:, keep] * (0 if placeholder else 1))
-            n_out.bias.copy_(new_bias)
-            if placeholder:
-                mo = mo.clone()
-                mo[:, 0] = False
-        _set_module(model, fi, n_in)
-        _set_module(model, fo, n_out)
-        masks[f"{fi}.weight"] = mi[keep].to(torch.uint8)
-        masks[f"{fo}.weight"] = mo[:, keep].to(torch.uint8)
-    return masks
-
-
-def head_counts(model, orig_shapes: dict[str, tuple[int, int]], records: list[dict[str, Any]]
-                ) -> dict[str, tuple[int, int]]:
-    """(heads, live heads) for every Q/K/V/attention-output linear, so each layer plan says what was removed."""
-    _, by_layer = _roles_by_layer(model)
-    live = {r["layer"]: r["heads_kept"] for r in records}
-    out = {}
-    for layer, roles in by_layer.items():
-        if "q" not in roles:
-            continue
-        names = [roles[r] for r in ("q", "k", "v", "attn_out") if r in roles]
-        d = int(model.get_submodule(roles["q"].rpartition(".")[0]).attention_head_size)
-        heads = orig_shapes[roles["q"]][0] // d
-        out.update({n: (heads, live.get(layer, heads)) for n in names})
-    return out
-
-
-def _ffn_activation(model, ffn_in_name: str):
-    """The activation applied to ffn_in's output (BERT/RoBERTa intermediate, DistilBERT ffn)."""
-    parent = model.get_submodule(ffn_in_name.rpartition(".")[0])
-    for attr in ("intermediate_act_fn", "activation"):
-        if hasattr(parent, attr):
-            return getattr(parent, attr)
-    raise ExportError(f"cannot find the FFN activation next to {ffn_in_name}; structured mode does not know this "
-                      "architecture")
 
 
 @register_exporter("onnx")
@@ -437,7 +262,7 @@ class OnnxExporter(Exporter):
         ref_model.config.save_pretrained(out_dir)
         from .onnx_meta import stamp_metadata
 
-        stamp_metadata(fp32_path, {"task": task_name(task), "labels": _labels(model), "seq_len": c.seq_len,
+        stamp_metadata(fp32_path, {"task": task_name(task), "labels": model_labels(model), "seq_len": c.seq_len,
                                    "problem_type": "regression" if model.config.num_labels == 1 else
                                    "single_label_classification", "dtype": c.dtype, "mode": c.mode})
         sizes = size_accounting(fp32_path, plans, c.dtype)
@@ -456,26 +281,10 @@ class OnnxExporter(Exporter):
             "inputs": input_names,
             "notes": [n for n in notes if n],
             "config": c.to_dict(),
-            "manifest": {"model": str(run.model_dir), "inputs": input_names, "labels": _labels(model),
+            "manifest": {"model": str(run.model_dir), "inputs": input_names, "labels": model_labels(model),
                          "file_bytes": sizes["file_bytes"], "ideal_bytes": sizes["ideal_bytes"],
                          "dense_file_bytes": sizes["dense_file_bytes"]},
         }
-
-
-def name_labels(model, spec) -> None:
-    """Give a checkpoint with the default LABEL_i names the task's label names (config.json, manifest, metadata)."""
-    import re
-
-    id2 = getattr(model.config, "id2label", None) or {}
-    if spec.label_names and len(id2) == len(spec.label_names) and all(
-            re.fullmatch(r"LABEL_\d+", str(v)) for v in id2.values()):
-        model.config.id2label = dict(enumerate(spec.label_names))
-        model.config.label2id = {n: i for i, n in enumerate(spec.label_names)}
-
-
-def _labels(model) -> list[str]:
-    id2 = getattr(model.config, "id2label", None) or {}
-    return [str(id2[i]) for i in sorted(id2)] if id2 else []
 
 
 def _simplify(model):

@@ -30,7 +30,8 @@ def export_graph(model, tokenizer, plans: dict[str, Any], seq_len: int | None, b
     import onnx
     import torch
 
-    from .onnx import _classifier_wrapper, _marker_cls, _set_module
+    from .onnx import _classifier_wrapper, _marker_cls
+    from .structure import set_module
 
     MarkedLinear = _marker_cls()
     marked: dict[int, Any] = {}
@@ -44,7 +45,7 @@ def export_graph(model, tokenizer, plans: dict[str, Any], seq_len: int | None, b
     for i, (name, plan) in enumerate(plans.items()):
         if plan.packed is not None:
             lin = model.get_submodule(name)
-            _set_module(model, name, MarkedLinear(lin, i))
+            set_module(model, name, MarkedLinear(lin, i))
             marked[i] = plan
     try:
         names = model_input_names(model, tokenizer)
@@ -81,7 +82,7 @@ def export_graph(model, tokenizer, plans: dict[str, Any], seq_len: int | None, b
             if type(mod).__name__ == "MarkedLinear":
                 lin = torch.nn.Linear(mod.in_features, mod.out_features, bias=mod.bias is not None)
                 lin.weight, lin.bias = mod.weight, mod.bias
-                _set_module(model, name, lin)
+                set_module(model, name, lin)
     m = onnx.load_model_from_string(buf.getvalue())
     m = replace_markers(m, marked, opset)
     return m, names

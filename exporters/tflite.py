@@ -23,6 +23,7 @@ from . import register_exporter
 from . import tf_linear as tl
 from .api import Exporter
 from .base import ExportConfig, verification_record
+from .structure import apply_masks
 
 ARTIFACT = "model.tflite"
 TOKENIZER_DIR = "tokenizer"
@@ -150,19 +151,6 @@ def torch_logits(model, inputs: dict[str, np.ndarray], batch: int = 32) -> np.nd
             feed = {k: torch.from_numpy(v[s:s + batch].astype(np.int64)) for k, v in inputs.items()}
             outs.append(model(**feed).logits.float().numpy())
     return np.concatenate(outs)
-
-
-def apply_masks(model, masks: dict[str, Any]) -> None:
-    """Zero the pruned weights of the in-memory model (the files on disk are never touched)."""
-    import torch
-
-    from ..rundir import check_masks_match
-
-    check_masks_match(masks, model)
-    params = dict(model.named_parameters())
-    with torch.no_grad():
-        for name, m in masks.items():
-            params[name].mul_(m.to(params[name].dtype))
 
 
 def _label_list(model, spec) -> list[str]:

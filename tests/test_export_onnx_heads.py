@@ -180,8 +180,8 @@ def test_all_heads_dead_layer_outputs_its_bias(tiny_distilbert, tmp_path, glue):
     res = export(run, cfg(glue, mode="structured", seq_len=16), tmp_path / "bundle")
     assert res.verification["passed"] and res.verification["max_abs_diff"] <= 1e-4
     assert res.report["attention_heads"][1] == {
-        "layer": 1, "heads": 4, "heads_kept": 0, "exported_heads": 1, "dead_by_value": 2, "dead_by_output": 2,
-        "v_bias_folded": 2, "placeholder_head": True}
+        "layer": 1, "heads": 4, "heads_kept": 0, "exported_heads": 1, "dead_heads": [0, 1, 2, 3], "dead_by_value": 2,
+        "dead_by_output": 2, "v_bias_folded": 2, "placeholder_head": True}
     model, _ = load_model(run / "model")
     names = _attn_names(model, 1)
     v, o = model.get_submodule(names["v"]), model.get_submodule(names["attn_out"])

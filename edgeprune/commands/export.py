@@ -1,4 +1,4 @@
-"""``edgeprune export``: a compress run (or a dense checkpoint) -> a verified ONNX / TFLite bundle."""
+"""``edgeprune export``: a compress run (or a dense checkpoint) -> a verified ONNX / TFLite / Hugging Face bundle."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -34,9 +34,10 @@ def _recorded_task(run_dir: Path):
     return None
 
 
-@click.command("export", short_help="Export a checkpoint to ONNX or TFLite, verified.")
+@click.command("export", short_help="Export a checkpoint to ONNX, TFLite or a shrunk HF checkpoint, verified.")
 @click.argument("run_dir", type=click.Path(path_type=Path))
-@click.option("--format", "fmt", default="onnx", show_default=True, help="Artifact format: onnx or tflite.")
+@click.option("--format", "fmt", default="onnx", show_default=True,
+              help="Artifact format: onnx, tflite or hf (a Hugging Face checkpoint, pruned heads and FFN units removed).")
 @click.option("--dtype", default="fp32", show_default=True, help="fp32, fp16, int8 (static, calibrated) or int8-dynamic.")
 @click.option("--mode", default="packed", show_default=True,
               help="packed (ai.edgeprune ops), structured (whole rows/units removed, rest packed) or dense.")
@@ -105,6 +106,9 @@ def command(run_dir: Path, fmt: str, dtype: str, mode: str, seq_len: str, batch:
         click.echo(f"verified on {v.get('num_examples')} {task_name(v.get('task'))} dev examples: max abs diff "
                    f"{v.get('max_abs_diff', float('nan')):.2e}, {v.get('metric')} torch {v.get('metric_torch', 0):.4f} "
                    f"/ artifact {v.get('metric_artifact', 0):.4f}")
+    if "parameters" in rep:
+        p = rep["parameters"]
+        click.echo(f"parameters {p['before']:,} -> {p['after']:,} ({p['ratio']:.1%})")
     if rep.get("int8_fallback_layers"):
         click.echo(f"{len(rep['int8_fallback_layers'])} packed layers run as the standard int8 MatMul (packed int8 "
                    "not faster; see export_report.json layers[].int8_reason)")
