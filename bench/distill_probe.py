@@ -23,6 +23,9 @@ OUT = RESULTS / "distill_probe.json"
 VARIANTS = [("recipe", 5e-5, 0.5, 1.0), ("dense-control-lr5e-05", 5e-5, 0.0, 0.0), ("low-lr", 1e-5, 0.5, 1.0),
             ("no-hidden", 2e-5, 0.5, 0.0), ("kd-only", 2e-5, 1.0, 1.0), ("logits-kd", 5e-5, 1.0, 0.0),
             ("dense-control-lr1e-05", 1e-5, 0.0, 0.0)]
+# variants with their own budget: (steps, train_limit) instead of --steps / --train-limit
+BUDGETS = {"long": (1200, 38400)}
+VARIANTS.append(("long", 5e-5, 0.5, 1.0))
 
 
 def teacher_of(task: str) -> str:
@@ -34,17 +37,18 @@ def run_variant(args, name: str, lr: float, alpha: float, hidden: float) -> dict
     from edgeprune.compress import CompressConfig, compress
 
     run = WORK / "distill_probe" / f"{args.task}-{args.target:g}x-{name}"
-    epochs = args.steps * 32 / args.train_limit
+    steps, limit = BUDGETS.get(name, (args.steps, args.train_limit))
+    epochs = steps * 32 / limit
     cfg = CompressConfig.for_recipe("edgeprune", model=teacher_of(args.task), task=args.task, data_dir=args.data,
                                     out=str(run), compression=args.target, stages=f"{args.target:g}",
-                                    train_limit=args.train_limit, epochs_retrain=epochs, retrain_lr=lr,
+                                    train_limit=limit, epochs_retrain=epochs, retrain_lr=lr,
                                     distill_alpha=alpha, distill_hidden=hidden, save_steps=100)
     t0 = time.perf_counter()
     rec = compress(cfg, resume=(run / "compress_state").is_dir())
     return {"variant": name, "retrain_lr": lr, "distill_alpha": alpha, "distill_hidden": hidden,
             "dense": rec["metrics"]["dense"]["main"], "compression": rec["compression"]["prunable_encoder"]["compression"],
             "after_cut": (rec["metrics"].get("pruned_before_retrain") or rec["stages"][-1]["metrics_after_cut"])["main"],
-            "after_retrain": rec["metrics"]["pruned"]["main"], "steps": rec["steps"],
+            "after_retrain": rec["metrics"]["pruned"]["main"], "steps": rec["steps"], "train_limit": limit,
             "wall_s": round(time.perf_counter() - t0, 1)}
 
 
@@ -59,6 +63,7 @@ def run_dense_control(args, lr: float) -> dict:
     rep = finetune(teacher_of(args.task), args.task, args.data, run, cfg, resume=True)
     return {"variant": f"dense-control-lr{lr:g}", "retrain_lr": lr, "distill_alpha": 0.0, "distill_hidden": 0.0,
             "compression": 1.0, "after_cut": None, "after_retrain": rep["main"], "steps": rep["train"]["global_step"],
+            "train_limit": args.train_limit,
             "wall_s": round(time.perf_counter() - t0, 1)}
 
 
@@ -89,14 +94,14 @@ def write_md(d: dict) -> None:
         lines += [f"## {p['task']} at {p['target']:g}x (teacher {dense:.4f})" if dense else f"## {key}", "",
                   f"Budget per variant: {b['steps']} optimizer steps, batch {b['batch_size']}, seeded subset of "
                   f"{b['train_limit']} training examples; {b['note']}.", "",
-                  "| variant | lr | alpha | hidden | compression | after cut + refit | after retraining | change | "
-                  "vs teacher | wall |", "|---|---|---|---|---|---|---|---|---|---|"]
+                  "| variant | lr | alpha | hidden | steps / examples | compression | after cut + refit | "
+                  "after retraining | change | vs teacher | wall |", "|---|---|---|---|---|---|---|---|---|---|---|"]
         for r in rows:
             cut = f"{r['after_cut']:.4f}" if r["after_cut"] is not None else "-"
             ch = f"{100 * (r['after_retrain'] - r['after_cut']):+.1f}" if r["after_cut"] is not None else "-"
             vs = f"{100 * (r['after_retrain'] - dense):+.1f}" if dense else "-"
             lines.append(f"| {r['variant']} | {r['retrain_lr']:g} | {r['distill_alpha']:g} | {r['distill_hidden']:g} | "
-                         f"{r['compression']:.2f}x | {cut} | {r['after_retrain']:.4f} | {ch} | {vs} | "
+                         f"{r['steps']} / {r.get('train_limit', b['train_limit'])} | {r['compression']:.2f}x | {cut} | {r['after_retrain']:.4f} | {ch} | {vs} | "
                          f"{r['wall_s'] / 60:.0f} min |")
         lines.append("")
     (RESULTS / "distill_probe.md").write_text("\n".join(lines))
