@@ -14,7 +14,7 @@ $(VENV)/.installed: pyproject.toml
 env: $(VENV)/.installed
 
 demo: $(VENV)/.installed
-	HF_HUB_OFFLINE=1 $(VENV)/bin/edgeprune demo --out runs/demo
+	HF_HUB_OFFLINE=1 $(VENV)/bin/edgeprune demo --out runs/demo --overwrite
 
 test: $(VENV)/.installed
 	bash scripts/setup-test-system.sh || echo "setup-test-system.sh failed: the ssh/emulation tests will fail and say why"

@@ -5,7 +5,7 @@ import os
 import platform
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from .errors import ConfigError
 from .io import read_json, sha256_file, write_json
@@ -38,6 +38,11 @@ def write_manifest(bundle_dir: str | os.PathLike[str], fields: dict[str, Any]) -
             files[rel] = {"sha256": sha256_file(p), "bytes": p.stat().st_size}
     manifest = {"manifest_version": MANIFEST_VERSION, **fields, "files": files, "tools": tool_versions()}
     return write_json(root / MANIFEST, manifest)
+
+
+def bundle_kind(path: Path) -> Literal["finished"] | None:
+    """For the overwrite rule (:mod:`edgeprune.outputs`): an export bundle, or a folder edgeprune did not write."""
+    return "finished" if (path / MANIFEST).is_file() else None
 
 
 def read_manifest(bundle_dir: str | os.PathLike[str]) -> dict[str, Any]:

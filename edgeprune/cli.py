@@ -6,7 +6,6 @@ Library errors (:class:`edgeprune.errors.EdgepruneError`) become one line and th
 from __future__ import annotations
 
 import importlib
-import os
 import sys
 
 import click
@@ -45,34 +44,32 @@ class LazyGroup(click.Group):
 @click.option("--verbose", is_flag=True, help="Show third-party warnings and log lines (hidden by default).")
 def cli(verbose: bool) -> None:
     """edgeprune: prune BERT-family models into small, fast, verified edge artifacts."""
-    from .quiet import quiet
+    from .quiet import quiet, verbose as verbose_env
 
-    quiet(verbose)
+    quiet(verbose or verbose_env())
 
 
 def main(argv: list[str] | None = None) -> None:
     from .errors import EdgepruneError
+    from .quiet import native_stderr_off, quiet, verbose
 
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    if "--verbose" not in (argv if argv is not None else sys.argv[1:]):
-        from .quiet import quiet
-
-        quiet()  # before any subcommand imports torch / tensorflow / onnxruntime
-    try:
-        rv = cli.main(args=argv, standalone_mode=False)
-    except EdgepruneError as e:
-        click.echo(f"error: {e}", err=True)
-        sys.exit(e.exit_code)
-    except click.exceptions.Abort:
-        click.echo("aborted", err=True)
-        sys.exit(130)
-    except click.ClickException as e:
-        e.show()
-        sys.exit(2 if e.exit_code == 1 else e.exit_code)
-    except KeyboardInterrupt:
-        click.echo("interrupted; run again with --resume to continue", err=True)
-        sys.exit(130)
+    # before any subcommand imports torch / tensorflow / onnxruntime
+    quiet("--verbose" in (argv if argv is not None else sys.argv[1:]) or verbose())
+    with native_stderr_off():
+        try:
+            rv = cli.main(args=argv, standalone_mode=False)
+        except EdgepruneError as e:
+            click.echo(f"error: {e}", err=True)
+            sys.exit(e.exit_code)
+        except click.exceptions.Abort:
+            click.echo("aborted", err=True)
+            sys.exit(130)
+        except click.ClickException as e:
+            e.show()
+            sys.exit(2 if e.exit_code == 1 else e.exit_code)
+        except KeyboardInterrupt:
+            click.echo("interrupted; run again with --resume to continue", err=True)
+            sys.exit(130)
     sys.exit(rv if isinstance(rv, int) else 0)
 
 

@@ -20,14 +20,15 @@ so every method gets the same training budget after the dense fine-tune.
 """
 from __future__ import annotations
 
+import shutil
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Literal
 
 from .distributed import barrier, init as init_distributed, is_main
 from .errors import ConfigError, ModelError
-from .io import atomic_dir, check_writable_dir, read_json, write_json
+from .io import atomic_dir, read_json, write_json
 from .prune.blocks import BlockSpec, Side, parse_block
 from .prune.group_lasso import PAPER_EPS, PAPER_MILESTONES, PAPER_PENALTY
 from .prune.masks import SCOPES
@@ -322,18 +323,19 @@ def _metrics_from_eval(d: dict[str, Any]) -> dict[str, Any]:
     return {k.removeprefix("eval_"): v for k, v in d.items() if k.removeprefix("eval_") not in skip}
 
 
-def _prepare(cfg: CompressConfig, resume: bool) -> Path:
-    out = Path(cfg.out)
-    check_writable_dir(out)
-    state = out / STATE
+def run_kind(out: Path) -> Literal["finished", "partial"] | None:
+    """For the overwrite rule (:mod:`edgeprune.outputs`): a finished or unfinished compress run, or neither."""
     if (out / COMPRESSION_JSON).is_file():
-        if not resume:
-            raise ConfigError(f"{out} already holds a finished compress run; choose another --out")
-        return state
-    if state.is_dir() and not resume:
-        raise ConfigError(f"{out} holds an unfinished compress run; pass --resume to continue it or choose another --out")
-    if out.is_dir() and any(out.iterdir()) and not state.is_dir():
-        raise ConfigError(f"{out} exists and is not empty; choose a new --out for the run directory")
+        return "finished"
+    return "partial" if (out / STATE).is_dir() else None
+
+
+def _prepare(cfg: CompressConfig, resume: bool, replace: bool) -> Path:
+    """The state folder of the run; ``replace``: the earlier run in ``out`` goes first (--overwrite)."""
+    out = Path(cfg.out)
+    state = out / STATE
+    if replace and is_main():
+        shutil.rmtree(out)
     if resume and (state / "config.json").is_file():
         old = read_json(state / "config.json")
         old_key = _resume_key(CompressConfig.from_dict(old))
@@ -600,10 +602,11 @@ def _staged_cuts(cfg: CompressConfig, model, tok, spec, train, dense_dir, state:
 # ----------------------------------------------------------------------------------------- pipeline
 
 
-def compress(cfg: CompressConfig, resume: bool = False,
+def compress(cfg: CompressConfig, resume: bool = False, overwrite: bool = False,
              _callbacks: dict[str, Iterable[Any]] | None = None) -> dict[str, Any]:
     """Run (or resume) the whole pipeline; return the ``compression.json`` record.
 
+    ``overwrite`` replaces a run already in ``cfg.out`` (removed once the inputs are checked).
     ``_callbacks`` (testing) maps a phase name to extra Trainer callbacks.
     """
     import torch
@@ -612,6 +615,7 @@ def compress(cfg: CompressConfig, resume: bool = False,
     from .data import get_task, load_split
     from .data.glue import task_key
     from .models import load_model
+    from .outputs import output_dir
     from .training import evaluate, finetune, make_trainer
 
     cbs = _callbacks or {}
@@ -619,7 +623,10 @@ def compress(cfg: CompressConfig, resume: bool = False,
     spec = get_task(cfg.task)
     key = task_key(spec)
     out = Path(cfg.out)
-    if resume and (out / COMPRESSION_JSON).is_file():
+    if resume and overwrite:
+        raise ConfigError("--resume and --overwrite contradict each other; pass one of them")
+    existing = output_dir(out, "compress run", run_kind, overwrite=overwrite, resume=resume)
+    if resume and existing == "finished":
         return read_json(out / COMPRESSION_JSON)
     # --- validate everything cheap before any training
     model_dir, is_ft = finetuned_for_task(cfg.model, cfg.task)
@@ -632,7 +639,7 @@ def compress(cfg: CompressConfig, resume: bool = False,
     reused = reusable_regularized(cfg) if cfg.regularized_from is not None else None
     if not is_ft and cfg.epochs_finetune <= 0:
         raise ConfigError(f"{cfg.model} is not fine-tuned on {spec.name}; give --epochs-finetune > 0")
-    state = _prepare(cfg, resume)
+    state = _prepare(cfg, resume, replace=overwrite and existing != "new")
     phases: dict[str, float] = {}
     if (state / "phases.json").is_file():
         phases.update(read_json(state / "phases.json"))

@@ -1,17 +1,25 @@
 """Quiet by default: third-party warnings and C++ log lines off unless ``--verbose``; stage lines on stderr.
 
 ``quiet()`` runs before torch, tensorflow or onnxruntime are imported (their C++ loggers read the
-environment once). ``stage()`` prints one edgeprune progress line on stderr, so results alone reach
-stdout; ``to_stderr()`` sends a library's own prints (Trainer's metric dicts) to stderr as well.
+environment once). Some native libraries log to file descriptor 2 whatever the environment says
+(absl's pre-init banner, oneDNN, the XNNPACK delegate), so ``native_stderr_off()`` points that
+descriptor at /dev/null for the command and keeps Python's ``sys.stderr`` on the real one.
+``stage()`` prints one edgeprune progress line on stderr and :class:`Progress` one that counts, so
+results alone reach stdout; ``to_stderr()`` sends a library's own prints (Trainer's metric dicts)
+to stderr as well.
 """
 from __future__ import annotations
 
 import contextlib
+import faulthandler
 import logging
 import os
 import sys
+import time
 import warnings
-from typing import Iterator
+from typing import Iterable, Iterator, TypeVar
+
+T = TypeVar("T")
 
 VERBOSE_ENV = "EDGEPRUNE_VERBOSE"
 
@@ -33,9 +41,48 @@ def quiet(verbose_: bool = False) -> None:
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     warnings.filterwarnings("ignore")
-    for name in ("absl", "tensorflow", "onnxscript", "torch.onnx", "torch._dynamo", "torch.export", "jax",
-                 "transformers", "accelerate"):
+    # the root logger too: onnxruntime's quantizer warns through logging.warning()
+    for name in ("", "absl", "tensorflow", "onnxruntime", "onnxscript", "torch.onnx", "torch._dynamo",
+                 "torch.export", "jax", "transformers", "accelerate"):
         logging.getLogger(name).setLevel(logging.ERROR)
+
+
+@contextlib.contextmanager
+def native_stderr_off() -> Iterator[None]:
+    """Discard what native code writes to file descriptor 2 in the block (unless verbose).
+
+    Python's ``sys.stderr`` keeps writing to the real stderr (our stage lines, errors, tracebacks
+    after the block); a fatal native crash still prints its Python traceback there (faulthandler).
+    When ``sys.stderr`` is not descriptor 2 (a test's capture), it is left alone.
+    """
+    if verbose():
+        yield
+        return
+    sys.stderr.flush()
+    try:
+        real = sys.stderr.fileno() == 2
+    except (AttributeError, OSError, ValueError):
+        real = False
+    saved = os.dup(2)
+    null = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null, 2)
+    os.close(null)
+    old, crash_log = sys.stderr, faulthandler.is_enabled()
+    if real:
+        sys.stderr = open(saved, "w", buffering=1, encoding=old.encoding, errors="backslashreplace", closefd=False)
+        faulthandler.enable(file=sys.stderr)
+    try:
+        yield
+    finally:
+        sys.stderr.flush()
+        if real:
+            faulthandler.disable()
+            sys.stderr.close()
+            sys.stderr = old
+            if crash_log:
+                faulthandler.enable()
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def ort_quiet() -> None:
@@ -53,6 +100,51 @@ def ort_quiet() -> None:
 def stage(msg: str) -> None:
     """One progress line on stderr."""
     print(msg, file=sys.stderr, flush=True)
+
+
+class Progress:
+    """A stage line that counts, ``[export] verify 64/256``.
+
+    On a terminal it is redrawn in place; elsewhere (CI logs, pipes) it is printed when it starts,
+    at most every ``every_s`` seconds while it runs, and when it is done, so logs stay short. Used
+    as a context manager, a stage that fails part-way still ends its line (the error goes below).
+    """
+
+    def __init__(self, label: str, total: int, every_s: float = 10.0) -> None:
+        self.label, self.total, self.every_s = label, max(int(total), 0), every_s
+        self.done = 0
+        self._tty = sys.stderr.isatty()
+        self._last = time.monotonic()
+        self._show()
+
+    def update(self, done: int) -> None:
+        """``done`` of ``total`` finished."""
+        self.done = min(int(done), self.total)
+        now = time.monotonic()
+        if self._tty or self.done >= self.total or now - self._last >= self.every_s:
+            self._last = now
+            self._show()
+
+    def advance(self, n: int = 1) -> None:
+        self.update(self.done + n)
+
+    def track(self, items: Iterable[T]) -> Iterator[T]:
+        """Each of ``items``, counting one step once the caller is done with it."""
+        for item in items:
+            yield item
+            self.advance()
+
+    def __enter__(self) -> Progress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._tty and self.done < self.total:
+            print(file=sys.stderr, flush=True)
+
+    def _show(self) -> None:
+        line = f"{self.label} {self.done}/{self.total}"
+        end = "\n" if self.done >= self.total or not self._tty else ""
+        print(("\r\x1b[K" if self._tty else "") + line, end=end, file=sys.stderr, flush=True)
 
 
 @contextlib.contextmanager

@@ -17,7 +17,7 @@ import os
 import shutil
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Literal, Sequence
 
 import numpy as np
 
@@ -25,7 +25,7 @@ from .data import GlueExample, TaskSpec, compute_metrics, get_task, load_split
 from .data.glue import seeded_subset, task_key
 from .distributed import backend as ddp_backend, barrier, init as init_distributed, is_main
 from .errors import ConfigError, DataError, ModelError
-from .io import atomic_dir, check_writable_dir, read_json, write_json
+from .io import atomic_dir, read_json, write_json
 from .rundir import settings_diff
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -317,17 +317,23 @@ def saved_config(out_dir: str | os.PathLike[str]) -> TrainConfig | None:
         raise ConfigError(f"{path} is not an edgeprune finetune config ({e}); use another --out") from None
 
 
+def run_kind(out: Path) -> Literal["finished", "partial"] | None:
+    """For the overwrite rule (:mod:`edgeprune.outputs`): a finished or unfinished finetune run, or neither."""
+    try:
+        ours = read_json(out / CONFIG_JSON).get("kind") == "edgeprune.finetune"
+    except (OSError, ValueError, AttributeError):
+        ours = (out / CHECKPOINTS).is_dir()
+    if not ours:
+        return None
+    return "finished" if (out / METRICS_JSON).is_file() else "partial"
+
+
 def _check_out(out: Path, cfg: TrainConfig, resume: bool, overwrite: bool) -> None:
     """Refuse to clobber a run unless asked; has no side effects (so bad data cannot cost a finished run)."""
-    check_writable_dir(out)
-    state = run_state(out)
-    if overwrite:
-        return
-    if state == "finished" and not resume:
-        raise ConfigError(f"{out} already holds a finished run; pass --overwrite to replace it or choose another --out")
-    if state == "partial" and not resume:
-        raise ConfigError(f"{out} holds an unfinished run; pass --resume to continue it or --overwrite to restart")
-    if resume and state != "empty":
+    from .outputs import output_dir
+
+    state = output_dir(out, "run", run_kind, overwrite=overwrite, resume=resume)
+    if resume and not overwrite and state == "partial":
         old = saved_config(out)
         if old is not None and old != cfg:
             saved = old.to_dict()

@@ -5,9 +5,9 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ..bundle import write_manifest
+from ..bundle import bundle_kind, write_manifest
 from ..errors import NumericMismatchError
-from ..io import atomic_dir, check_writable_dir, write_json
+from ..io import atomic_dir, write_json
 from ..rundir import PrunedRun, open_run
 from . import get_exporter
 from .base import ExportConfig, ExportResult
@@ -80,13 +80,17 @@ def failure_message(config: ExportConfig, verification: dict[str, Any]) -> str:
 def export(run_dir: str | os.PathLike[str], config: ExportConfig, out: str | os.PathLike[str]) -> ExportResult:
     """Export a compress run (or a dense checkpoint) into a verified bundle directory at ``out``.
 
-    Nothing is left at ``out`` unless the artifact was built and verified.
+    Nothing is left at ``out`` unless the artifact was built and verified. An earlier bundle there is
+    replaced (the CLI asks for ``--overwrite`` first); a folder that holds anything else is refused.
     """
+    from ..outputs import output_dir
+
     run = open_run(run_dir)
     exporter: Exporter = get_exporter(config.format)(config)
     exporter.check_config(run)
     check_data(config, run)
-    out = check_writable_dir(out)
+    output_dir(out, "export bundle", bundle_kind, overwrite=True)
+    out = Path(out)
     from ..quiet import stage
 
     stage(f"[export] {config.format} {config.dtype} {config.mode} from {run.root}")

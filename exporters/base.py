@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -55,6 +55,13 @@ class ExportResult:
     artifact: Path
     verification: dict[str, Any] = field(default_factory=dict)
     report: dict[str, Any] = field(default_factory=dict)
+
+
+def batches(feeds: dict[str, np.ndarray], size: int) -> Iterator[dict[str, np.ndarray]]:
+    """Consecutive ``size``-row slices of named input arrays (the last one may be shorter)."""
+    n = next(iter(feeds.values())).shape[0]
+    for i in range(0, n, size):
+        yield {k: v[i:i + size] for k, v in feeds.items()}
 
 
 def metric_points_diff(a: float, b: float) -> float:

@@ -148,10 +148,12 @@ class OnnxExporter(Exporter):
     # -- planning ------------------------------------------------------------------------------------
     def plan(self, model, masks: dict[str, Any], orig_shapes: dict[str, tuple[int, int]]) -> dict[str, LayerPlan]:
         from ..arch import prunable_linears
+        from ..quiet import Progress
 
         plans: dict[str, LayerPlan] = {}
         modules = dict(model.named_modules())
-        for pname, m in masks.items():
+        progress = Progress("[export] pack layers", len(masks)) if self.config.mode != "dense" else None
+        for pname, m in progress.track(masks.items()) if progress else masks.items():
             name = pname.rsplit(".", 1)[0]
             mod = modules.get(name)
             if mod is None or not pname.endswith(".weight") or not hasattr(mod, "in_features"):
@@ -225,12 +227,12 @@ class OnnxExporter(Exporter):
         plans = self.plan(export_model, masks, orig_shapes)
         for name, h in head_counts(export_model, orig_shapes, head_records).items():
             plans[name].heads = h
-        stage(f"[export] tracing {c.mode} ONNX graph (opset {c.opset or OPSET})")
+        stage(f"[export] trace the {c.mode} ONNX graph (opset {c.opset or OPSET})")
         onnx_model, input_names = export_graph(export_model, tok, plans, c.seq_len, c.batch, c.opset or OPSET)
         for node in onnx_model.graph.node:  # record the final op (the transposed-chain fusion renames some)
             if node.name in plans and plans[node.name].packed is not None:
                 plans[node.name].op = node.op_type
-        stage("[export] packing done; simplifying")
+        stage("[export] simplify (onnxsim)")
         onnx_model, sim_note = _simplify(onnx_model)
         fp32_path = out_dir / ARTIFACT
         import onnx
@@ -238,8 +240,7 @@ class OnnxExporter(Exporter):
         onnx.save(onnx_model, str(fp32_path))
         notes = [sim_note]
         if c.dtype != "fp32":
-            stage(f"[export] converting to {c.dtype}" + (f" (calibrating on {c.calib_examples} train examples)"
-                                                          if c.dtype == "int8" else ""))
+            stage(f"[export] quantize to {c.dtype}" if c.dtype.startswith("int8") else f"[export] convert to {c.dtype}")
             note, decisions = convert_dtype(fp32_path, fp32_path, c.dtype, tok, task, data_dir, c.seq_len,
                                             c.calib_examples, input_names, quantize_embeddings=c.int8_embeddings,
                                             int8_choice=c.int8_choice, threads=c.int8_threads,
@@ -252,7 +253,6 @@ class OnnxExporter(Exporter):
                     plans[d.layer].op = d.op
         ref_model.eval()
         if c.verify:
-            stage(f"[export] verifying against PyTorch on up to {c.verify_examples} dev examples")
             ver = verify_artifact(ref_model, tok, fp32_path, task, data_dir, c.verify_examples, c.seq_len, c.dtype,
                                   self.ATOL, self.MAX_POINTS, c.batch)
         else:

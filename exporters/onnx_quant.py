@@ -56,9 +56,11 @@ def convert_dtype(src: Path, dst: Path, dtype: str, tokenizer, task: str | None,
                     "per-channel)"), decisions
         from onnxruntime.quantization import CalibrationDataReader, QuantFormat, quantize_static
 
+        from ..quiet import stage
         from .onnx_verify import encode_examples, load_examples
 
         examples = load_examples(task, data_dir, "train", calib_examples)
+        stage(f"[export] calibrate int8 activations on {len(examples)} train examples")
         feeds = encode_examples(tokenizer, examples, seq_len, input_names)
 
         class Reader(CalibrationDataReader):
@@ -102,6 +104,7 @@ def quantize_packed_nodes(model, choice: str = "model", threads: int = 1, rows: 
     """
     from onnx import helper, numpy_helper
 
+    from ..quiet import Progress
     from . import onnx_int8 as q8
     from . import onnx_ops as ops
     from .packing import PackedLinear, unpack_linear
@@ -118,9 +121,11 @@ def quantize_packed_nodes(model, choice: str = "model", threads: int = 1, rows: 
     inits = {t.name: t for t in model.graph.initializer}
     decisions = []
     new_nodes = []
+    packed = (ops.BSMM, ops.BSMM_ROWMAP, ops.BSMM_SELECT, ops.PACKED_DENSE)
+    timed = sum(n.domain == ops.DOMAIN and n.op_type in packed[:-1] for n in model.graph.node)
+    progress = Progress("[export] time int8 layers", timed) if choice == "measure" else None
     for node in model.graph.node:
-        if node.domain != ops.DOMAIN or node.op_type not in (ops.BSMM, ops.BSMM_ROWMAP, ops.BSMM_SELECT,
-                                                             ops.PACKED_DENSE):
+        if node.domain != ops.DOMAIN or node.op_type not in packed:
             new_nodes.append(node)
             continue
         x, vname, cname, bname = node.input[:4]
@@ -149,6 +154,7 @@ def quantize_packed_nodes(model, choice: str = "model", threads: int = 1, rows: 
                 db = q8.dense_int8_layer_bytes(w.T, bias, rows)
                 t_p, t_d = q8.measure_layer(pb, db, rows, inp, threads)
                 d = q8.decide_by_times(node.name, packed_op, d.est_speedup, t_p, t_d)
+                progress.advance()
         decisions.append(d)
         drop = {vname} | ({cname} | set(node.input[4:5]) if d.fallback else set())
         for name in drop:

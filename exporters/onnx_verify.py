@@ -60,9 +60,10 @@ def torch_logits(model, batch: dict[str, np.ndarray]) -> np.ndarray:
     return out.logits.float().numpy()
 
 
-def run_batches(fn, batches: dict[str, np.ndarray], batch_size: int = 32) -> np.ndarray:
-    n = next(iter(batches.values())).shape[0]
-    return np.concatenate([fn({k: v[i:i + batch_size] for k, v in batches.items()}) for i in range(0, n, batch_size)])
+def run_batches(fn, feeds: dict[str, np.ndarray], batch_size: int = 32) -> np.ndarray:
+    from .base import batches
+
+    return np.concatenate([fn(b) for b in batches(feeds, batch_size)])
 
 
 def verify_artifact(model, tokenizer, onnx_path: Path, task: str, data_dir: str | os.PathLike[str], limit: int,
@@ -70,7 +71,8 @@ def verify_artifact(model, tokenizer, onnx_path: Path, task: str, data_dir: str 
                     ) -> dict[str, Any]:
     """verification.json record: artifact in onnxruntime vs the (masked) PyTorch model on GLUE dev."""
     from ..data.glue import get_task
-    from .base import verification_record
+    from ..quiet import Progress
+    from .base import batches, verification_record
 
     spec = get_task(task)
     sess = ort_session(onnx_path, threads=os.cpu_count() or 1)
@@ -78,9 +80,12 @@ def verify_artifact(model, tokenizer, onnx_path: Path, task: str, data_dir: str 
     examples = load_examples(task, data_dir, "dev", limit)
     feeds = encode_examples(tokenizer, examples, seq_len, names)
     labels = np.asarray([e.label for e in examples])
-    bs = static_batch or 32
-    ref = run_batches(lambda b: torch_logits(model, b), feeds, bs)
-    art = run_batches(lambda b: sess.run(["logits"], b)[0].astype(np.float32), feeds, bs)
-    rec = verification_record(ref, art, labels, spec, dtype, atol, max_points)
+    ref, art = [], []
+    with Progress("[export] verify against PyTorch on dev examples", len(examples)) as progress:
+        for b in batches(feeds, static_batch or 32):
+            ref.append(torch_logits(model, b))
+            art.append(sess.run(["logits"], b)[0].astype(np.float32))
+            progress.advance(len(ref[-1]))
+    rec = verification_record(np.concatenate(ref), np.concatenate(art), labels, spec, dtype, atol, max_points)
     rec.update({"task": task, "split": "dev", "seq_len": seq_len})
     return rec

@@ -264,11 +264,14 @@ def choose_fewest_macs(name: str, cands: list[tl.Formulation]) -> tl.Formulation
     return min(cands, key=lambda f: f.macs_per_token)
 
 
-def plan_model(weights: EncoderWeights, mode: str, choose: Chooser = choose_fewest_macs) -> list[LayerPlan]:
+def plan_model(weights: EncoderWeights, mode: str, choose: Chooser = choose_fewest_macs,
+               progress: Callable[[], None] | None = None) -> list[LayerPlan]:
     """One :class:`LayerPlan` per encoder layer.
 
     ``dense``: dense graph with the zeros kept; ``structured``: whole heads / units / rows / columns
     removed; ``packed``: structured plus block-row formulations, each linear's chosen by ``choose``.
+    ``progress`` is called after each linear (``len(weights.layers) * len(ROLES)`` calls; timing
+    every candidate is the slow part of a TFLite export).
     """
     plans = []
     for lay in weights.layers:
@@ -285,6 +288,8 @@ def plan_model(weights: EncoderWeights, mode: str, choose: Chooser = choose_fewe
             f = cands[0] if len(cands) == 1 else choose(lin.name, cands)
             lins[role] = f
             rep[role] = {"name": lin.name, **f.describe(), "dense_macs_per_token": int(lay_dense_macs(lay, role))}
+            if progress is not None:
+                progress()
         plans.append(LayerPlan(lins, s.heads, s.dqk, s.dv, lay.ln1, lay.ln2, rep))
     return plans
 

@@ -208,9 +208,9 @@ class TFLiteExporter(Exporter):
         from ..data.glue import get_task, load_split
         from ..models import load_model
         from . import tf_graph as tg
+        from ..quiet import Progress, stage
+        from .base import batches
         from .litert_run import run_in_child
-
-        from ..quiet import stage
 
         c = self.config
         seq, batch = int(c.seq_len), int(c.batch or 1)
@@ -225,12 +225,12 @@ class TFLiteExporter(Exporter):
             apply_masks(model, masks)
         weights = tg.extract(model, masks, tokenizer)
         names = tg.input_names(weights)
-        stage(f"[export] planning {c.mode} layers" + (" (timing formulations per layer)" if c.mode == "packed" and masks
-                                                      else ""))
         t0 = time.perf_counter()
         timer = LinearTimer(batch * seq, c.dtype)
         chooser = timer if c.mode == "packed" and masks else tg.choose_fewest_macs
-        plans = tg.plan_model(weights, c.mode if masks else "dense", chooser)
+        with Progress("[export] time formulations" if chooser is timer else f"[export] plan {c.mode} layers",
+                      len(weights.layers) * len(tg.ROLES)) as progress:
+            plans = tg.plan_model(weights, c.mode if masks else "dense", chooser, progress.advance)
         plan_s = time.perf_counter() - t0
         fn = tg.build_function(weights, plans, seq, batch, tg.INT8_MASK_NEG if c.dtype == "int8" else tg.MASK_NEG)
 
@@ -243,7 +243,7 @@ class TFLiteExporter(Exporter):
                 for s in range(0, n - batch + 1, batch):
                     yield [calib[k][s:s + batch] for k in names]
 
-        stage(f"[export] converting to TFLite {c.dtype}")
+        stage(f"[export] convert to TFLite {c.dtype}")
         t0 = time.perf_counter()
         buf = convert(fn, c.dtype, rep, sparsity=c.tflite_sparsity)
         convert_s = time.perf_counter() - t0
@@ -257,11 +257,16 @@ class TFLiteExporter(Exporter):
 
         verification: dict[str, Any] = {"passed": True, "skipped": True, "reason": "verification skipped (--no-verify)"}
         if c.verify:
-            stage(f"[export] verifying against PyTorch on up to {c.verify_examples} dev examples")
             examples = load_split(spec, "dev", self._data(), limit=c.verify_examples)
             inputs = tokenize(tokenizer, examples, seq, names)
             labels = np.asarray([e.label for e in examples])
-            ref = torch_logits(model, inputs)
+            parts = []
+            with Progress("[export] verify: PyTorch reference on dev examples", len(examples)) as progress:
+                for b in batches(inputs, 32):
+                    parts.append(torch_logits(model, b))
+                    progress.advance(len(parts[-1]))
+            ref = np.concatenate(parts)
+            stage(f"[export] verify: the artifact in the LiteRT interpreter on {len(examples)} dev examples")
             with tempfile.TemporaryDirectory() as work:
                 got, err = run_in_child(artifact, inputs, Path(work))
             if got is None:

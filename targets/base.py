@@ -3,14 +3,17 @@ from __future__ import annotations
 
 import json
 import subprocess
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from edgeprune.errors import ConfigError, TargetUnreachable
 
 RUNNER_SCRIPT = Path(__file__).resolve().parent / "remote_runner.py"
 RESULT_PREFIX = "EDGEPRUNE_RESULT "
+PROGRESS_PREFIX = "EDGEPRUNE_PROGRESS "
+OnProgress = Callable[[str, int, int], None]  # (phase: load / warmup / run, done, total)
 FORMATS = {".onnx": "onnx", ".tflite": "tflite"}
 
 
@@ -52,12 +55,15 @@ class RunSpec:
     def format(self) -> str:
         return artifact_format(self.artifact)
 
-    def runner_args(self, artifact: str) -> list[str]:
-        """Arguments of remote_runner.py for this spec (the artifact path as the device sees it)."""
+    def runner_args(self, artifact: str, progress: bool = False) -> list[str]:
+        """Arguments of remote_runner.py for this spec (the artifact path as the device sees it);
+        ``progress``: it reports its phases on stderr (see :func:`parse_progress`)."""
         args = [artifact, "--threads", str(self.threads), "--batch", str(self.batch), "--seq-len",
                 str(self.seq_len), "--warmup", str(self.warmup), "--runs", str(self.runs)]
         if self.format == "tflite" and not self.xnnpack:
             args.append("--no-xnnpack")
+        if progress:
+            args.append("--progress")
         return args
 
 
@@ -69,15 +75,63 @@ def parse_runner_output(stdout: str, where: str) -> dict[str, Any]:
     raise TargetUnreachable(f"{where}: the runner printed no result; last output: {last_line(stdout)}")
 
 
+def parse_progress(line: str) -> tuple[str, int, int] | None:
+    """(phase, done, total) of a runner's ``EDGEPRUNE_PROGRESS`` line; None for any other line."""
+    if not line.startswith(PROGRESS_PREFIX):
+        return None
+    try:
+        phase, done, total = line[len(PROGRESS_PREFIX):].split()
+        return phase, int(done), int(total)
+    except ValueError:
+        return None
+
+
+def stream(cmd: list[str], timeout: float, on_progress: OnProgress, env: dict[str, str] | None = None,
+           cwd: str | None = None) -> subprocess.CompletedProcess[str]:
+    """``subprocess.run(cmd, capture_output=True)`` that hands the runner's progress lines to
+    ``on_progress`` as they arrive (they are left out of the returned stderr)."""
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
+                          env=env, cwd=cwd) as proc:
+        assert proc.stdout is not None and proc.stderr is not None
+        out: list[str] = []
+        reader = threading.Thread(target=lambda: out.append(proc.stdout.read()), daemon=True)
+        reader.start()
+        expired = threading.Event()
+
+        def expire() -> None:
+            expired.set()
+            proc.kill()
+
+        timer = threading.Timer(timeout, expire)
+        timer.start()
+        err: list[str] = []
+        try:
+            for line in proc.stderr:
+                got = parse_progress(line)
+                if got is None:
+                    err.append(line)
+                else:
+                    on_progress(*got)
+            proc.wait()
+            reader.join()
+        finally:
+            timer.cancel()
+    if expired.is_set():
+        raise subprocess.TimeoutExpired(cmd, timeout)
+    return subprocess.CompletedProcess(cmd, proc.returncode, "".join(out), "".join(err))
+
+
 def last_line(text: str) -> str:
     lines = [ln.strip() for ln in (text or "").splitlines() if ln.strip()]
     return lines[-1][:300] if lines else "(nothing)"
 
 
 def run_checked(cmd: list[str], where: str, timeout: float, env: dict[str, str] | None = None,
-                cwd: str | None = None) -> subprocess.CompletedProcess[str]:
+                cwd: str | None = None, on_progress: OnProgress | None = None) -> subprocess.CompletedProcess[str]:
     """Run a local command; a timeout or a missing binary becomes one TargetUnreachable line."""
     try:
+        if on_progress is not None:
+            return stream(cmd, timeout, on_progress, env=env, cwd=cwd)
         return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, cwd=cwd,
                               stdin=subprocess.DEVNULL)
     except subprocess.TimeoutExpired:

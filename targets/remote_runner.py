@@ -19,7 +19,27 @@ import sys
 import time
 
 RESULT_PREFIX = "EDGEPRUNE_RESULT "
+PROGRESS_PREFIX = "EDGEPRUNE_PROGRESS "
 MARK_SYSCALL = 4095
+
+
+class Progress:
+    """``EDGEPRUNE_PROGRESS <phase> <done> <total>`` lines on stderr for the caller's stage lines.
+
+    Written between runs, never inside a timed one, at most twice a second, so the writes cost the
+    measurement nothing; silent unless ``--progress``.
+    """
+
+    def __init__(self, on):
+        self.on = on
+        self.last = 0.0
+
+    def __call__(self, phase, done, total):
+        now = time.perf_counter()
+        if self.on and (done in (0, total) or now - self.last >= 0.5):
+            self.last = now
+            sys.stderr.write(f"{PROGRESS_PREFIX}{phase} {done} {total}\n")
+            sys.stderr.flush()
 
 
 def _status_bytes(key):
@@ -146,21 +166,27 @@ def main(argv=None):
     ap.add_argument("--mark", type=int, default=0, help="count K inferences between marker syscalls")
     ap.add_argument("--save-outputs", default=None, help="write the last outputs to this .npz")
     ap.add_argument("--label", default=None, help="echoed back in the result (e.g. the artifact's original name)")
+    ap.add_argument("--progress", action="store_true", help="report load / warm-up / timed runs on stderr")
     a = ap.parse_args(argv)
+    progress = Progress(a.progress)
 
     engine = a.engine
     if engine == "auto":
         engine = "litert" if a.artifact.endswith(".tflite") else "ort"
     rss_start = _status_bytes("VmRSS")
+    progress("load", 0, 1)
     t0 = time.perf_counter()
     cls = OrtEngine if engine == "ort" else LiteEngine
     eng = cls(a.artifact, a.threads, a.batch, a.seq_len, not a.no_xnnpack)
     load_ms = (time.perf_counter() - t0) * 1e3
     rss_loaded = _status_bytes("VmRSS")
+    progress("load", 1, 1)
 
     outs = None
-    for _ in range(a.warmup):
+    for i in range(a.warmup):
+        progress("warmup", i, a.warmup)
         outs = eng.run()
+    progress("warmup", a.warmup, a.warmup)
     # no cyclic GC inside measured regions: its trigger points depend on earlier allocations, which would
     # make instruction counts differ between otherwise identical runs (and add timing noise)
     gc.collect()
@@ -173,10 +199,12 @@ def main(argv=None):
             outs = eng.run()
         libc.syscall(ctypes.c_long(MARK_SYSCALL), ctypes.c_long(0))
     lat = []
-    for _ in range(a.runs):
+    for i in range(a.runs):
+        progress("run", i, a.runs)
         t = time.perf_counter()
         outs = eng.run()
         lat.append((time.perf_counter() - t) * 1e3)
+    progress("run", a.runs, a.runs)
     gc.enable()
     if outs is None:
         outs = eng.run()

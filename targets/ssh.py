@@ -19,7 +19,7 @@ from typing import Any
 from edgeprune.errors import ConfigError, TargetUnreachable
 
 from . import register_runner
-from .base import RUNNER_SCRIPT, RunSpec, last_line, parse_runner_output
+from .base import RUNNER_SCRIPT, OnProgress, RunSpec, last_line, parse_runner_output, stream
 
 _DEST_RE = re.compile(r"^(?:(?P<user>[A-Za-z0-9._][A-Za-z0-9._-]*)@)?(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+)"
                       r"(?::(?P<port>\d{1,5}))?$")
@@ -93,9 +93,13 @@ class SSHSession:
         if identity:
             self.opts += ["-i", str(identity), "-o", "IdentitiesOnly=yes"]
 
-    def _run(self, cmd: list[str], timeout: float, what: str) -> subprocess.CompletedProcess[str]:
+    def _run(self, cmd: list[str], timeout: float, what: str,
+             on_progress: OnProgress | None = None) -> subprocess.CompletedProcess[str]:
         try:
-            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+            if on_progress is not None:
+                proc = stream(cmd, timeout, on_progress)
+            else:
+                proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
         except subprocess.TimeoutExpired:
             raise TargetUnreachable(f"ssh {self.dest}: {what} timed out after {timeout:.0f} s") from None
         except FileNotFoundError:
@@ -106,14 +110,16 @@ class SSHSession:
             raise TargetUnreachable(f"ssh {self.dest} unreachable: {last_line(proc.stderr)}")
         return proc
 
-    def run(self, words: list[str], timeout: float, what: str = "command") -> subprocess.CompletedProcess[str]:
+    def run(self, words: list[str], timeout: float, what: str = "command",
+            on_progress: OnProgress | None = None) -> subprocess.CompletedProcess[str]:
         """Run ``words`` remotely; each word is quoted, so the remote shell sees them literally."""
         remote = " ".join(shlex.quote(w) for w in words)
-        return self.run_script(remote, timeout, what)
+        return self.run_script(remote, timeout, what, on_progress)
 
-    def run_script(self, remote: str, timeout: float, what: str) -> subprocess.CompletedProcess[str]:
+    def run_script(self, remote: str, timeout: float, what: str,
+                   on_progress: OnProgress | None = None) -> subprocess.CompletedProcess[str]:
         cmd = ["ssh", *self.opts, "-p", str(self.dest.port), self.dest.login, "--", remote]
-        return self._run(cmd, timeout, what)
+        return self._run(cmd, timeout, what, on_progress)
 
     def put(self, local: Path, remote_path: str, timeout: float) -> None:
         host = self.dest.host
@@ -129,7 +135,7 @@ class SSHSession:
 @register_runner("ssh")
 def run_ssh(spec: RunSpec, dest: str, identity: str | None = None, remote_python: str = "python3",
             known_hosts: str | None = None, connect_timeout: int = 10, use_tool: bool = True,
-            accept_new_host_key: bool = False) -> dict[str, Any]:
+            accept_new_host_key: bool = False, on_progress: OnProgress | None = None) -> dict[str, Any]:
     """Profile ``spec.artifact`` on ``dest``; the result holds the parsed numbers and the raw output."""
     sess = SSHSession(parse_dest(dest), identity, known_hosts, connect_timeout, accept_new_host_key)
     t = spec.timeout_s
@@ -141,9 +147,9 @@ def run_ssh(spec: RunSpec, dest: str, identity: str | None = None, remote_python
         rmodel = f"{rdir}/model.{spec.format}"
         sess.put(Path(spec.artifact), rmodel, t)
         sess.put(RUNNER_SCRIPT, f"{rdir}/remote_runner.py", t)
-        words = [remote_python, f"{rdir}/remote_runner.py", *spec.runner_args(rmodel),
+        words = [remote_python, f"{rdir}/remote_runner.py", *spec.runner_args(rmodel, progress=on_progress is not None),
                  "--label", Path(spec.artifact).name]
-        proc = sess.run(words, t, "the benchmark")
+        proc = sess.run(words, t, "the benchmark", on_progress)
         if proc.returncode != 0:
             raise TargetUnreachable(f"ssh {sess.dest}: the runner failed with {remote_python!r}: "
                                     f"{last_line(proc.stderr or proc.stdout)} (is onnxruntime / ai-edge-litert "

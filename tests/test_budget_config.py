@@ -173,7 +173,7 @@ def test_no_search_reads_no_file(tmp_path, monkeypatch):
 
 def test_cli_overrides_win_key_by_key(tmp_path):
     path = write(tmp_path / "pyproject.toml", PYPROJECT)
-    b, _ = load_budgets(tmp_path, config=path, overrides={
+    b, _ = load_budgets(tmp_path, config=path, cli=True, overrides={
         "max_size": "10MiB", "max_latency": ["rpi4=60ms", "pixel=15ms"], "min_accuracy": None,
         "max_accuracy_drop": "off", "min_compression": ("whole_model=2x",), "latency_statistic": "p90"})
     assert b.max_size == 10 * 2**20 and b.sources["max_size"] == "--max-size"
@@ -202,4 +202,22 @@ def test_override_bare_latency_means_host_and_off_per_target():
 ])
 def test_bad_overrides(overrides, fragment):
     with pytest.raises(ConfigError, match=fragment.replace("(", r"\(")):
-        Budgets().override(overrides)
+        Budgets().override(overrides, cli=True)
+
+
+def test_python_overrides_take_the_toml_shapes_and_name_keys():
+    """From Python the overrides look like the TOML table, and errors name its keys, never a flag."""
+    b = Budgets().override({"max_size": "30MB", "max_params": 1_000_000, "min_accuracy": 0.85,
+                            "max_latency": {"rpi4": "80ms", "host": "25ms"}, "min_compression": 5})
+    assert b.max_size == 30_000_000 and b.max_params == 1_000_000 and b.min_accuracy == 0.85
+    assert dict(b.max_latency) == {"rpi4": pytest.approx(0.08), "host": pytest.approx(0.025)}
+    assert dict(b.min_compression) == {"prunable_encoder": 5.0}
+    assert b.sources["max_latency[rpi4]"] == "check(overrides=...)"
+    assert b.override({"max_latency": {"rpi4": "off"}}).max_latency.keys() == {"host"}
+    for overrides, fragment in (({"max_latency": {"rpi4": "80"}}, "max_latency.rpi4 = '80' has no unit"),
+                                ({"max_size": "30"}, "max_size = '30' has no unit"),
+                                ({"max_latency": {"rpi 4": "80ms"}}, "max_latency: 'rpi 4' is not a valid target"),
+                                ({"max_sise": "30MB"}, "unknown budget 'max_sise'")):
+        with pytest.raises(ConfigError) as e:
+            Budgets().override(overrides)
+        assert fragment in str(e.value) and "--" not in str(e.value)

@@ -117,9 +117,9 @@ def test_fixture_model_is_real(bundle):
 def test_all_budgets_hold(bundle, capsys, tmp_path):
     code, out, err = run(capsys, "check", str(bundle), *ALL_PASS, "--no-search", "--junit",
                          str(tmp_path / "reports" / "ci" / "j.xml"),  # missing folders are created
-                         "--markdown", str(tmp_path / "s.md"), "--json", str(tmp_path / "r.json"))
+                         "--markdown", str(tmp_path / "md" / "s.md"), "--json", str(tmp_path / "r.json"))
     assert code == 0, err
-    assert (tmp_path / "reports" / "ci" / "j.xml").is_file()
+    assert (tmp_path / "reports" / "ci" / "j.xml").is_file() and (tmp_path / "md" / "s.md").is_file()
     assert "all 9 checks hold" in out
     for name in ("integrity", "max_size", "max_params", "min_compression[prunable_encoder]",
                  "min_sparsity[prunable_encoder]", "max_latency[host]", "max_latency[rpi4]", "min_accuracy",
@@ -175,6 +175,30 @@ def test_public_api(bundle):
     assert res.passed and res.exit_code == 0 and [r.name for r in res.results] == ["integrity", "max_params"]
     res = edgeprune.check(bundle, budgets=Budgets(max_params=4096), overrides={"max_params": "1k"})
     assert not res.passed and res.failures[0].name == "max_params" and res.failures[0].actual == K * N
+
+
+def test_public_api_takes_the_toml_shapes_and_names_keys(bundle):
+    """Python callers write budgets as in pyproject.toml; errors name those keys, not the CLI's flags."""
+    import edgeprune
+    from edgeprune.budget.reports import github_annotations
+    from edgeprune.errors import ConfigError
+
+    res = edgeprune.check(bundle, budgets={"max_params": "4k", "max_latency": {"host": "25ms", "rpi4": "80ms"}})
+    assert res.passed and [r.name for r in res.results][1:] == ["max_params", "max_latency[host]",
+                                                                "max_latency[rpi4]"]
+    res = edgeprune.check(bundle, budgets={"max_params": "4k"}, overrides={"max_latency": {"host": "1ms"}})
+    assert [r.name for r in res.failures] == ["max_latency[host]"]
+    assert res.failures[0].budget_source == "check(overrides=...)"
+    assert github_annotations(res)[-1].startswith("::error title=")  # not placed on a file line
+    for kwargs, fragment in (({"budgets": {"max_latency": {"rpi4": "80"}}}, "max_latency.rpi4 = '80' has no unit"),
+                             ({"budgets": {"max_sise": "1MB"}}, "unknown budget key max_sise"),
+                             ({"overrides": {"max_size": "1mb"}}, "max_size = '1mb' has an unknown size unit"),
+                             ({"search": False}, 'pass budgets={"max_size": "30MB"}'),
+                             ({"profile": bundle / "nope.json", "budgets": {"max_size": "1MB"}},
+                              "profile " + str(bundle / "nope.json") + " does not exist")):
+        with pytest.raises(ConfigError) as e:
+            edgeprune.check(bundle, **kwargs)
+        assert fragment in str(e.value) and " --" not in str(e.value), str(e.value)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -725,6 +749,19 @@ def test_help_lists_every_flag():
     for flag in ("--config", "--max-size", "--max-params", "--min-compression", "--min-sparsity", "--max-latency",
                  "--min-accuracy", "--max-accuracy-drop", "--junit", "--github", "--markdown"):
         assert flag in res.output
+
+
+def test_existing_reports_are_replaced_only_with_overwrite(bundle, capsys, tmp_path):
+    for flag, name in (("--junit", "j.xml"), ("--markdown", "s.md"), ("--json", "r.json")):
+        report = tmp_path / name
+        report.write_text("old")
+        code, out, err = run(capsys, "check", str(bundle), "--no-search", "--max-size", "30MB", flag, str(report))
+        assert code == 2 and err == f"error: {report} already exists; pass --overwrite to replace it, or choose " \
+            f"another {flag}\n" and report.read_text() == "old"
+        code, _, err = run(capsys, "check", str(bundle), "--no-search", "--max-size", "30MB", flag, str(report),
+                           "--overwrite")
+        assert code == 0, err
+        assert report.read_text() != "old"
 
 
 def test_reports_written_next_to_failures_are_complete(bundle, capsys, tmp_path):

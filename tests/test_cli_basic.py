@@ -120,3 +120,38 @@ def test_bad_input_is_one_line_exit_2(argv: list[str], needles: list[str], tiny_
         return
     assert_one_line_error(code, err, *needles)
     assert not (tmp_path / "r" / "config.json").exists()  # nothing written for bad input
+
+
+def test_one_overwrite_rule_for_finetune_eval_and_demo(tiny_bert: Path, glue: Path, tmp_path: Path, capsys):
+    """A folder edgeprune did not write is never used as a run; an existing output file or demo is
+    replaced only with --overwrite (checked before any work)."""
+    from edgeprune.commands.demo import run_demo
+    from edgeprune.errors import ConfigError
+
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep me")
+    for extra in ([], ["--overwrite"]):
+        code, _, err = run_cli(["finetune", "--model", tiny_bert, "--task", "mrpc", "--data", glue, "--out", mine,
+                                *FT, *extra], capsys)
+        assert_one_line_error(code, err, "is not empty and holds no run")
+    assert [p.name for p in mine.iterdir()] == ["notes.txt"]
+
+    metrics = tmp_path / "m.json"
+    metrics.write_text("{}")
+    code, _, err = run_cli(["eval", "--model", tiny_bert, "--task", "mrpc", "--data", glue, "--limit", "4",
+                            "--out", metrics], capsys)
+    assert_one_line_error(code, err, f"{metrics} already exists; pass --overwrite")
+    code, _, err = run_cli(["eval", "--model", tiny_bert, "--task", "mrpc", "--data", glue, "--limit", "4",
+                            "--max-seq-len", "32", "--out", metrics, "--overwrite"], capsys)
+    assert code == 0, err
+    assert json.loads(metrics.read_text())["num_examples"] == 4
+
+    demo = tmp_path / "demo"
+    run_demo(demo, stages=[])
+    with pytest.raises(ConfigError, match="already holds a finished demo run; pass --overwrite"):
+        run_demo(demo, stages=[])
+    (demo / "finetune").mkdir()
+    assert run_demo(demo, stages=[], overwrite=True)["stages"] == [] and not (demo / "finetune").exists()
+    with pytest.raises(ConfigError, match="holds no demo run"):
+        run_demo(mine, stages=[], overwrite=True)

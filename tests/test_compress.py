@@ -500,3 +500,31 @@ def test_sensitivity_allocation_keeps_the_total_and_reports_per_matrix(finetuned
     assert st["compression"] == pytest.approx(2.0, rel=0.1)
     ratios = {n: r["kept_ratio"] for n, r in info["layers"].items()}
     assert max(ratios.values()) - min(ratios.values()) > 0.05  # not uniform any more
+
+
+def test_overwrite_rule(finetuned, glue, tmp_path):
+    """A finished run is replaced only with overwrite, and only once the new run's inputs are good;
+    a folder compress did not write is never replaced."""
+    from dataclasses import replace
+
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "compression.json").write_text('{"task": "old"}')
+    cfg = CompressConfig(model=str(finetuned), task="mrpc", data_dir=str(tmp_path / "no-data"), out=str(out),
+                         compression=2.0, block="16x1", method="magnitude-block", epochs_reg=0, epochs_retrain=0.5,
+                         train_limit=16, eval_limit=8, batch_size=8, max_seq_len=32)
+    with pytest.raises(ConfigError, match="already holds a finished compress run; pass --overwrite"):
+        compress(cfg)
+    with pytest.raises(Exception, match="does not exist"):
+        compress(cfg, overwrite=True)  # bad data: the old run is still there
+    assert read_json(out / "compression.json") == {"task": "old"}
+    with pytest.raises(ConfigError, match="contradict"):
+        compress(cfg, resume=True, overwrite=True)
+    rec = compress(replace(cfg, data_dir=str(glue)), overwrite=True)
+    assert read_json(out / "compression.json")["task"] == rec["task"] == "mrpc"
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep me")
+    with pytest.raises(ConfigError, match="is not empty and holds no compress run"):
+        compress(replace(cfg, out=str(mine)), overwrite=True)
+    assert [p.name for p in mine.iterdir()] == ["notes.txt"]

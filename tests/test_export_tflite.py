@@ -240,6 +240,26 @@ def test_interpreter_crash_is_reported_not_raised(tmp_path):
     assert logits is None and "exited with code" in err
 
 
+def test_cli_tflite_stage_lines_and_no_native_log_lines(runs, glue, tmp_path):
+    """TensorFlow's absl banner, oneDNN and the XNNPACK delegate write to the C++ stderr: none of it shows;
+    the formulation timing and the verification count up."""
+    import subprocess
+    import sys
+
+    p = subprocess.run([sys.executable, "-m", "edgeprune", "export", str(runs["bert"]), "--format", "tflite",
+                        "--seq-len", str(SEQ), "--data", str(glue), "--task", "mrpc", "--verify-examples", "8",
+                        "--out", str(tmp_path / "b")], capture_output=True, text=True, timeout=900,
+                       env={**os.environ, "HF_HUB_OFFLINE": "1", "TF_CPP_MIN_LOG_LEVEL": ""})
+    assert p.returncode == 0, p.stderr
+    err = p.stderr.splitlines()
+    assert all(ln.startswith("[export] ") for ln in err), p.stderr
+    for expected in ("[export] time formulations 0/12", "[export] time formulations 12/12",
+                     "[export] convert to TFLite fp32", "[export] verify: PyTorch reference on dev examples 8/8",
+                     "[export] verify: the artifact in the LiteRT interpreter on 8 dev examples"):
+        assert expected in err, (expected, p.stderr)
+    assert p.stdout.startswith("wrote ") and "[export]" not in p.stdout
+
+
 def test_cli_export_tflite(runs, glue, tmp_path, capsys):
     from edgeprune.cli import main
 

@@ -255,6 +255,6 @@ def test_export_stdout_is_results_only_and_stages_go_to_stderr(tiny_bert: Path, 
     assert len(out) == 2
     err = p.stderr.splitlines()
     assert err and all(line.startswith("[export]") for line in err), p.stderr  # no third-party lines
-    assert any("verifying" in line for line in err)
+    assert any(line.startswith("[export] verify against PyTorch on dev examples 8/8") for line in err)
     assert (tmp_path / "b" / "config.json").is_file()
     assert read_json(tmp_path / "b" / "config.json")["id2label"] == {"0": "negative", "1": "positive"}

@@ -91,3 +91,29 @@ def test_wheel_holds_the_installed_layout(tmp_path: Path):
     assert not any(n.startswith(("tests/", "bench/", "exporters/", "targets/")) for n in names)
     entry = next(n for n in names if n.endswith("entry_points.txt"))
     assert "edgeprune = edgeprune.cli:main" in zipfile.ZipFile(wheel).read(entry).decode()
+
+
+def test_tf2onnx_is_a_test_dependency_only():
+    """Only the TF-graph cross-check tests use tf2onnx: the dev extra has it, the package never imports it."""
+    import re
+    import tomllib
+
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    extras = project["optional-dependencies"]
+    assert not any(d.startswith("tf2onnx") for d in project["dependencies"] + extras["tf"])
+    assert any(d.startswith("tf2onnx") for d in extras["dev"])
+    for folder in ("edgeprune", "exporters", "targets"):
+        for path in (REPO / folder).rglob("*.py"):
+            assert not re.search(r"^\s*(import|from) tf2onnx", path.read_text(), re.M), path
+
+
+def test_ci_examples_install_edgeprune_from_the_repository_or_a_wheel():
+    """edgeprune is not on PyPI: every documented `pip install` of it names a local checkout or a wheel."""
+    import re
+
+    for doc in (REPO / "README.md", REPO / "docs" / "ci-gate.md"):
+        installs = [ln for ln in doc.read_text().splitlines() if re.search(r"pip install .*edgeprune", ln)]
+        assert installs, doc
+        for line in installs:
+            targets = re.findall(r"""["']?(\S*edgeprune\S*?)["']?(?:\s|$)""", line.split("#")[0])
+            assert targets and all(t.startswith(("./", "dist/")) for t in targets), (doc.name, line)

@@ -194,10 +194,46 @@ def test_bad_inputs_are_one_line_exit_2(tmp_path, tiny_onnx):
         p = cli(*args, "--out", str(tmp_path / "o"))
         assert p.returncode == 2, (args, p.stderr)
         assert needle in p.stderr and "Traceback" not in p.stderr, p.stderr
-        assert len(p.stderr.strip().splitlines()) <= 2   # "profiling ..." progress line + one error line
+        assert len(p.stderr.strip().splitlines()) <= 2   # at most a "[profile] ..." stage line + one error line
     assert not (tmp_path / "o" / "profile.json").exists()
     with pytest.raises(ConfigError):
         profile(tiny_onnx, xnnpack="maybe")
+
+
+def test_cli_stage_lines_table_and_overwrite_rule(tiny_onnx, tmp_path):
+    """Load, warm-up, timed runs i/N and prediction on stderr; the results table on stdout; a profile
+    already in the output folder is replaced only with --overwrite."""
+    out = tmp_path / "o"
+    args = ["profile", str(tiny_onnx), "--seq-len", "16", "--warmup", "2", "--runs", "3", "--out", str(out)]
+    p = cli(*args)
+    assert p.returncode == 0, p.stderr
+    assert p.stderr.splitlines() == ["[profile] tiny_bert.onnx: onnx, batch 1, seq 16, 1 thread",
+                                     "[profile] host: load",
+                                     "[profile] host: warm-up 0/2", "[profile] host: warm-up 2/2",
+                                     "[profile] host: timed runs 0/3", "[profile] host: timed runs 3/3",
+                                     "[profile] predict 4 targets (roofline estimates)"]
+    assert "┃ target" in p.stdout and "│ host " in p.stdout and "Results" in p.stdout   # the shared table style
+    assert "EDGEPRUNE_PROGRESS" not in json.dumps(json.loads((out / "profile.json").read_text()))
+    again = cli(*args)
+    assert again.returncode == 2 and again.stderr.strip() == (f"error: {out / 'profile.json'} already exists; pass "
+                                                              "--overwrite to replace it, or choose another --out")
+    assert cli(*args, "--overwrite").returncode == 0
+
+
+def test_runner_progress_lines_stream_and_stay_out_of_stderr(tmp_path):
+    from edgeprune.errors import TargetUnreachable
+    from edgeprune.targets.base import run_checked
+
+    seen = []
+    script = ("import sys, time\n"
+              "for i in range(3):\n"
+              "    sys.stderr.write(f'EDGEPRUNE_PROGRESS run {i} 2\\n'); sys.stderr.flush()\n"
+              "sys.stderr.write('a real error line\\n'); print('EDGEPRUNE_RESULT {}')\n")
+    proc = run_checked([sys.executable, "-c", script], "host", 60, on_progress=lambda *a: seen.append(a))
+    assert seen == [("run", 0, 2), ("run", 1, 2), ("run", 2, 2)]
+    assert proc.returncode == 0 and proc.stderr == "a real error line\n" and proc.stdout == "EDGEPRUNE_RESULT {}\n"
+    with pytest.raises(TargetUnreachable, match="no answer within 1 s"):
+        run_checked([sys.executable, "-c", "import time; time.sleep(30)"], "host", 1, on_progress=lambda *a: None)
 
 
 FAKE_ADB = r"""#!/bin/sh

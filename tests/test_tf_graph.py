@@ -187,7 +187,7 @@ def test_dense_weights_list_only_dense():
 
 
 def test_tf2onnx_cross_check(arch_case, tmp_path):
-    from edgeprune.exporters.tf2onnx_check import cross_check
+    from tf2onnx_check import cross_check
 
     _, _, weights, inputs, ref = arch_case
     fn = tg.build_function(weights, tg.plan_model(weights, "packed", pick("segments_t")), SEQ, batch=4)
@@ -202,7 +202,7 @@ def test_tf2onnx_invalid_graph_is_caught(monkeypatch):
     import onnx
 
     from edgeprune.errors import ExportError
-    from edgeprune.exporters import tf2onnx_check as tc
+    import tf2onnx_check as tc
 
     node = onnx.helper.make_node("Erfc", ["x"], ["y"])
     graph = onnx.helper.make_graph([node], "g", [onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1])],

@@ -1,7 +1,9 @@
 """The CI budget gate: ``check(path) -> CheckResult``, the library behind ``edgeprune check``.
 
-    result = edgeprune.check("bundle/", overrides={"max_size": "30MB"})
+    result = edgeprune.check("bundle/", budgets={"max_size": "30MB", "max_latency": {"rpi4": "80ms"}})
     result.passed, result.exit_code, [r.reason for r in result.failures]
+
+Budgets and overrides take the shapes of the TOML table, and errors name its keys.
 
 Modules: ``units`` (strict unit parsing), ``config`` (budget files, overrides), ``evidence``
 (artifact, manifest, reports), ``params`` (counting from the artifact), ``gate`` (one result per
@@ -16,7 +18,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from ..errors import ConfigError
-from .config import Budgets, load_budgets
+from .config import BUDGETS_ARG, Budgets, load_budgets
 from .evidence import Evidence, gather
 from .gate import FAIL, MISSING, PASS, BudgetResult, evaluate
 from .latency import GPU_SUFFIX
@@ -72,18 +74,20 @@ def _rel(path: Path) -> str:
     return rel if not rel.startswith("..") else str(path)
 
 
-def check(path: str | os.PathLike[str], budgets: Budgets | None = None, config: str | os.PathLike[str] | None = None,
-          overrides: Mapping[str, Any] | None = None, profile: str | os.PathLike[str] | None = None,
-          search: bool = True) -> CheckResult:
+def check(path: str | os.PathLike[str], budgets: Budgets | Mapping[str, Any] | None = None,
+          config: str | os.PathLike[str] | None = None, overrides: Mapping[str, Any] | None = None,
+          profile: str | os.PathLike[str] | None = None, search: bool = True, cli: bool = False) -> CheckResult:
     """Evaluate budgets against a bundle folder or a bare .onnx/.tflite artifact.
 
     Args:
         path: a bundle folder written by ``edgeprune export``, its artifact, or a bare artifact.
-        budgets: use these budgets as they are (no file is read); otherwise they come from
-            ``config`` or the nearest ``edgeprune.toml`` / ``pyproject.toml`` (``search``).
-        overrides: command-line style values on top, e.g. ``{"max_size": "30MB",
-            "max_latency": ["rpi4=80ms"]}``; ``"off"`` removes a budget.
+        budgets: use these budgets as they are (no file is read): a :class:`Budgets`, or a mapping
+            shaped like the TOML table, e.g. ``{"max_size": "30MB", "max_latency": {"rpi4": "80ms"}}``;
+            otherwise they come from ``config`` or the nearest ``edgeprune.toml`` / ``pyproject.toml``
+            (``search``).
+        overrides: values on top, in the same shapes (``"off"`` removes a budget).
         profile: a profile.json to use instead of the one found beside the artifact.
+        cli: the overrides are ``edgeprune check`` flags: errors and sources name the flags.
 
     Returns:
         a CheckResult; ``exit_code`` 1 when a budget is exceeded or its measurement is missing.
@@ -94,14 +98,18 @@ def check(path: str | os.PathLike[str], budgets: Budgets | None = None, config: 
     evidence: Evidence = gather(path, profile)
     cfg_path: Path | None = None
     if budgets is None:
-        budgets, cfg_path = load_budgets(path, config=config, overrides=overrides, search=search)
-    elif overrides:
-        budgets = budgets.override(overrides)
+        budgets, cfg_path = load_budgets(path, config=config, overrides=overrides, search=search, cli=cli)
+    else:
+        if not isinstance(budgets, Budgets):
+            budgets = Budgets.from_table(budgets, where=BUDGETS_ARG, source=BUDGETS_ARG)
+        if overrides:
+            budgets = budgets.override(overrides, cli=cli)
     if budgets.empty:
         where = f"{cfg_path} declares none after overrides" if cfg_path else \
             "no edgeprune.toml or pyproject.toml [tool.edgeprune.budgets] found above the artifact or the working directory"
+        given = "--max-size 30MB" if cli else 'budgets={"max_size": "30MB"}'
         raise ConfigError(f"no budgets to check ({where}); add e.g. max_size = \"30MB\" under "
-                          "[tool.edgeprune.budgets] in pyproject.toml, or pass --max-size 30MB")
+                          f"[tool.edgeprune.budgets] in pyproject.toml, or pass {given}")
     for t in budgets.max_latency:
         if t.endswith(GPU_SUFFIX) and evidence.format == "onnx":
             raise ConfigError(f"max_latency[{t}]: {evidence.artifact.name} is ONNX and no supported runner puts an "

@@ -12,7 +12,9 @@ The file is found by walking up from the artifact's directory, then from the wor
 (in each directory ``edgeprune.toml`` wins over ``pyproject.toml``; a pyproject counts only if it
 has ``[tool.edgeprune.budgets]``); ``--config FILE`` skips the search. Command-line values override
 the file key by key (per target for latency, per definition for compression/sparsity); ``off``
-removes a budget that the file sets.
+removes a budget that the file sets. From Python, :func:`edgeprune.check` takes budgets and
+overrides in the shapes of the TOML table (``{"max_latency": {"rpi4": "80ms"}}``) and its errors
+name those keys; from the command line they name the flags (``--max-latency``).
 """
 from __future__ import annotations
 
@@ -33,6 +35,8 @@ DEFAULT_DEFINITION = "prunable_encoder"  # compression/sparsity definition used 
 LATENCY_STATISTICS = ("p50", "mean", "p90", "p99")
 DEFAULT_LATENCY_TARGET = "host"  # a bare --max-latency 25ms
 OFF = "off"
+BUDGETS_ARG = "check(budgets=...)"  # where budgets passed in Python were set (never a file: no annotation line)
+OVERRIDES_ARG = "check(overrides=...)"
 
 BUDGET_KEYS = ("max_size", "max_params", "min_compression", "min_sparsity", "max_latency", "min_accuracy",
                "max_accuracy_drop")
@@ -118,42 +122,58 @@ class Budgets:
                     sources[f"{key}[{sub}]"] = locate(key, sub if isinstance(raw, Mapping) else None)
         return cls(**values, sources=sources)
 
-    def override(self, overrides: Mapping[str, Any]) -> Budgets:
-        """Command-line values win key by key; ``off`` removes a budget.
+    def override(self, overrides: Mapping[str, Any], cli: bool = False) -> Budgets:
+        """Values on top of these budgets, key by key; ``off`` removes a budget.
 
-        ``overrides`` maps budget keys to raw strings, or for table keys to a list of ``NAME=VALUE``
-        (or bare ``VALUE``) strings, as click collects them.
+        ``overrides`` has the shapes of the TOML table (``{"max_size": "30MB", "max_latency": {"rpi4":
+        "80ms"}}``); a table key also takes ``NAME=VALUE`` (or bare ``VALUE``) strings, alone or in a
+        list, as click collects repeated flags. ``cli``: the values are flags, so errors and sources
+        name ``--max-latency``; otherwise they name the keys (``max_latency.rpi4``).
         """
         changes: dict[str, Any] = {}
         sources = dict(self.sources)
         for key, raw in overrides.items():
             if raw is None or raw == () or raw == []:
                 continue
-            flag = "--" + key.replace("_", "-")
+            if key not in VALID_KEYS:
+                raise ConfigError(f"unknown budget {key!r}; valid keys: {', '.join(VALID_KEYS)}")
+            name = "--" + key.replace("_", "-") if cli else key
+            source = name if cli else OVERRIDES_ARG
             if key == "latency_statistic":
                 changes[key] = raw
             elif key in _SCALAR_KEYS:
-                if str(raw).strip().lower() == OFF:
+                if _is_off(raw):
                     changes[key] = None
                     sources.pop(key, None)
                 else:
-                    changes[key] = _SCALAR_KEYS[key](raw, flag)
-                    sources[key] = flag
-            elif key in _TABLE_KEYS:
-                merged = dict(getattr(self, key))
-                items = [raw] if isinstance(raw, str) else list(raw)
-                for item in items:
-                    name, value = _split_assignment(key, flag, item)
-                    if str(value).strip().lower() == OFF:
-                        merged.pop(name, None)
-                        sources.pop(f"{key}[{name}]", None)
-                    else:
-                        merged[name] = _TABLE_KEYS[key](value, f"{flag} {name}")
-                        sources[f"{key}[{name}]"] = flag
-                changes[key] = merged
+                    changes[key] = _SCALAR_KEYS[key](raw, name)
+                    sources[key] = source
             else:
-                raise ConfigError(f"unknown budget {key!r}; valid keys: {', '.join(VALID_KEYS)}")
+                merged = dict(getattr(self, key))
+                for sub, value in _entries(key, raw, name):
+                    if _is_off(value):
+                        merged.pop(sub, None)
+                        sources.pop(f"{key}[{sub}]", None)
+                    else:
+                        merged[sub] = _TABLE_KEYS[key](value, f"{name} {sub}" if cli else f"{key}.{sub}")
+                        sources[f"{key}[{sub}]"] = source
+                changes[key] = merged
         return replace(self, **changes, sources=sources)
+
+
+def _is_off(value: Any) -> bool:
+    return isinstance(value, str) and value.strip().lower() == OFF
+
+
+def _entries(key: str, raw: Any, name: str) -> list[tuple[str, Any]]:
+    """(target or definition, value) pairs of a table key's override: a table, or NAME=VALUE strings."""
+    if isinstance(raw, Mapping):
+        for sub in raw:
+            _check_name(name, sub)
+        return list(raw.items())
+    items = [raw] if isinstance(raw, (str, int, float)) else list(raw)
+    return [_split_assignment(key, name, item) if isinstance(item, str) else (_default_name(key), item)
+            for item in items]
 
 
 def _default_name(key: str) -> str:
@@ -226,7 +246,7 @@ def _read_toml(path: Path) -> tuple[dict[str, Any], str]:
     try:
         return tomllib.loads(text), text
     except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"{path} is not valid TOML ({e}); fix the file or pass another --config") from None
+        raise ConfigError(f"{path} is not valid TOML ({e}); fix the file or name another budget file") from None
 
 
 def _budget_table(path: Path, doc: dict[str, Any]) -> tuple[Any, str] | None:
@@ -280,7 +300,7 @@ def load_file(path: str | os.PathLike[str]) -> Budgets:
     """Budgets from one file; a file that declares none is an error (it was named on purpose)."""
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"budget file {path} does not exist; pass an edgeprune.toml or pyproject.toml to --config")
+        raise ConfigError(f"budget file {path} does not exist; name an edgeprune.toml or pyproject.toml")
     doc, text = _read_toml(path)
     found = _budget_table(path, doc)
     if found is None:
@@ -291,10 +311,12 @@ def load_file(path: str | os.PathLike[str]) -> Budgets:
 
 
 def load_budgets(artifact: str | os.PathLike[str] | None = None, config: str | os.PathLike[str] | None = None,
-                 overrides: Mapping[str, Any] | None = None, search: bool = True) -> tuple[Budgets, Path | None]:
-    """Budgets for ``artifact``: ``config`` or the discovered file, then ``overrides`` on top.
+                 overrides: Mapping[str, Any] | None = None, search: bool = True,
+                 cli: bool = False) -> tuple[Budgets, Path | None]:
+    """Budgets for ``artifact``: ``config`` or the discovered file, then ``overrides`` on top
+    (``cli``: they are command-line flags; see :meth:`Budgets.override`).
 
-    Returns the budgets and the file they came from (None when only the command line set them).
+    Returns the budgets and the file they came from (None when only the overrides set them).
     """
     path: Path | None = None
     if config is not None:
@@ -308,5 +330,5 @@ def load_budgets(artifact: str | os.PathLike[str] | None = None, config: str | o
         path = find_config(starts)
     budgets = load_file(path) if path is not None else Budgets()
     if overrides:
-        budgets = budgets.override(overrides)
+        budgets = budgets.override(overrides, cli=cli)
     return budgets, path

@@ -192,7 +192,7 @@ def gather(path: str | os.PathLike[str], profile: str | os.PathLike[str] | None 
     if profile is not None:
         p = Path(profile)
         if not p.is_file():
-            raise ConfigError(f"--profile {p} does not exist; run `edgeprune profile` first")
+            raise ConfigError(f"profile {p} does not exist; run `edgeprune profile` first")
         ev.profile = _read_report(p)
     else:
         ev.profile = _find_profile(ev.artifact, ev.bundle_dir)

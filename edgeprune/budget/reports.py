@@ -1,19 +1,20 @@
-"""The gate's verdict for people (rich table), CI (JUnit XML, GitHub annotations) and pull requests (Markdown)."""
+"""The gate's verdict for people (a table), CI (JUnit XML, GitHub annotations) and pull requests (Markdown)."""
 from __future__ import annotations
 
 import os
 import platform
 import xml.etree.ElementTree as ET
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..io import atomic_file
+from ..tables import Column, Table, markdown_lines
+from .config import BUDGETS_ARG, OVERRIDES_ARG
 from .gate import FAIL, MISSING, PASS, BudgetResult
 
 if TYPE_CHECKING:
-    from rich.console import Console
-
     from . import CheckResult
 
 _STATUS_TEXT = {PASS: "pass", FAIL: "FAIL", MISSING: "MISSING"}
@@ -40,28 +41,14 @@ def details_text(r: BudgetResult) -> str:
     return f"{r.reason} [{r.detail}]" if r.detail and r.status == FAIL and r.name != "integrity" else r.reason
 
 
-def print_table(result: CheckResult, console: Console | None = None) -> None:
-    """A rich table: budget, limit, actual, verdict, how it was measured."""
-    from rich.console import Console
-    from rich.table import Table
-    from rich.text import Text
-
-    if console is None:
-        console = Console()
-        if not console.is_terminal:  # CI logs: wide enough that reasons stay on one line
-            console = Console(width=max(console.width, 140))
+def table(result: CheckResult) -> Table:
+    """budget, limit, actual, verdict, how it was measured."""
     cfg = f"budgets from {result.config_display}" if result.config_display else "budgets from the command line"
-    table = Table(title=f"edgeprune check: {result.artifact_display}", caption=cfg, title_justify="left",
-                  caption_justify="left")
-    table.add_column("check", no_wrap=True)
-    table.add_column("limit", justify="right", no_wrap=True)
-    table.add_column("actual", justify="right", no_wrap=True)
-    table.add_column("result", no_wrap=True)
-    table.add_column("details", overflow="fold", min_width=40)
-    for r in result.results:
-        table.add_row(Text(r.name), Text(r.limit_text), Text(r.actual_text),
-                      Text(_STATUS_TEXT[r.status], style=_STATUS_STYLE[r.status]), Text(details_text(r)))
-    console.print(table)
+    cols = (Column("check"), Column("limit", right=True), Column("actual", right=True),
+            Column("result", styles={_STATUS_TEXT[s]: _STATUS_STYLE[s] for s in _STATUS_TEXT}),
+            Column("details", fold=True))
+    rows = [(r.name, r.limit_text, r.actual_text, _STATUS_TEXT[r.status], details_text(r)) for r in result.results]
+    return Table(cols, rows, title=f"edgeprune check: {result.artifact_display}", caption=cfg)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -137,7 +124,7 @@ def github_annotations(result: CheckResult) -> list[str]:
             lines.append(f"::notice {title}::{_escape_data(msg)}")
             continue
         props = [title]
-        if r.budget_source and not r.budget_source.startswith("--"):
+        if r.budget_source and not r.budget_source.startswith(("--", BUDGETS_ARG, OVERRIDES_ARG)):
             file, _, line = r.budget_source.partition(":")
             props.insert(0, f"file={_escape_property(file)}" + (f",line={line}" if line.isdigit() else ""))
         lines.append(f"::error {','.join(props)}::{_escape_data(details_text(r))}")
@@ -147,20 +134,15 @@ def github_annotations(result: CheckResult) -> list[str]:
 # ----------------------------------------------------------------------------------------------
 # Markdown (pull-request comment, $GITHUB_STEP_SUMMARY)
 
-def _md(s: str) -> str:
-    return s.replace("|", "\\|").replace("\n", " ")
-
-
 def markdown(result: CheckResult) -> str:
     bad = [r for r in result.results if not r.passed]
     head = "✅ all budgets hold" if not bad else f"❌ {len(bad)} of {len(result.results)} checks failed"
     cfg = f"`{result.config_display}`" if result.config_display else "the command line"
-    out = [f"### edgeprune check: {head}", "",
-           f"Artifact `{result.artifact_display}`, budgets from {cfg}.", "",
-           "| check | limit | actual | result | details |", "|---|---:|---:|---|---|"]
-    for r in result.results:
-        out.append(f"| `{r.name}` | {_md(r.limit_text)} | {_md(r.actual_text)} | {_STATUS_MD[r.status]} | "
-                   f"{_md(details_text(r))} |")
+    t = table(result)
+    rows = [(f"`{r.name}`", r.limit_text, r.actual_text, _STATUS_MD[r.status], details_text(r))
+            for r in result.results]
+    out = [f"### edgeprune check: {head}", "", f"Artifact `{result.artifact_display}`, budgets from {cfg}.", "",
+           *markdown_lines(replace(t, rows=rows))]
     return "\n".join(out) + "\n"
 
 

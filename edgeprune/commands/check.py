@@ -8,26 +8,10 @@ Reports (--junit, --markdown) are written for exit 0 and 1, never for exit 2.
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import click
 
-from ..errors import BudgetExceeded, ConfigError
-
-
-def _writable_file(path: str | None, flag: str) -> None:
-    if path is None:
-        return
-    p = Path(path)
-    if p.is_dir():
-        raise ConfigError(f"{flag} {p} is a directory; give a file name such as {flag} check.xml")
-    parent = p.parent if str(p.parent) else Path(".")
-    while not parent.exists():  # missing folders are created when the report is written
-        parent = parent.parent
-    if not parent.is_dir():
-        raise ConfigError(f"{flag} {p}: {parent} is a file, not a folder")
-    if not os.access(parent, os.W_OK):
-        raise ConfigError(f"{flag} {p}: folder {parent} is not writable")
+from ..errors import BudgetExceeded
 
 
 @click.command("check")
@@ -58,11 +42,12 @@ def _writable_file(path: str | None, flag: str) -> None:
               help="Write a Markdown summary for a pull-request comment.")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=str), default=None,
               help="Write the results as JSON.")
+@click.option("--overwrite", is_flag=True, help="Replace report files (--junit, --markdown, --json) that exist.")
 def command(path: str, config: str | None, max_size: str | None, max_params: str | None,
             min_compression: tuple[str, ...], min_sparsity: tuple[str, ...], max_latency: tuple[str, ...],
             min_accuracy: str | None, max_accuracy_drop: str | None, latency_statistic: str | None,
             profile: str | None, no_search: bool, junit: str | None, github: bool, markdown: str | None,
-            json_out: str | None) -> None:
+            json_out: str | None, overwrite: bool) -> None:
     """Check size, parameter, compression, latency and accuracy budgets of an exported model.
 
     Budgets come from [tool.edgeprune.budgets] in pyproject.toml or [budgets] in edgeprune.toml;
@@ -70,17 +55,20 @@ def command(path: str, config: str | None, max_size: str | None, max_params: str
     not measured; 2: bad input.
     """
     from ..budget import check
-    from ..budget.reports import github_annotations, print_table, summary_line, write_junit, write_markdown
+    from ..budget.reports import github_annotations, summary_line, table, write_junit, write_markdown
     from ..io import write_json
+    from ..outputs import output_file
+    from ..tables import print_table
 
-    for value, flag in ((junit, "--junit"), (markdown, "--markdown"), (json_out, "--json")):
-        _writable_file(value, flag)
+    for value, flag, example in ((junit, "--junit", "check.xml"), (markdown, "--markdown", "check.md"),
+                                 (json_out, "--json", "check.json")):
+        output_file(value, overwrite=overwrite, flag=flag, example=example)
     overrides = {"max_size": max_size, "max_params": max_params, "min_compression": min_compression,
                  "min_sparsity": min_sparsity, "max_latency": max_latency, "min_accuracy": min_accuracy,
                  "max_accuracy_drop": max_accuracy_drop, "latency_statistic": latency_statistic}
-    result = check(path, config=config, overrides=overrides, profile=profile, search=not no_search)
+    result = check(path, config=config, overrides=overrides, profile=profile, search=not no_search, cli=True)
 
-    print_table(result)
+    print_table(table(result))
     if junit:
         write_junit(result, junit)
     if markdown:

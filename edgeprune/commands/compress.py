@@ -85,8 +85,9 @@ _METHODS = ["reweighted-group-lasso", "group-lasso", "magnitude-block", "magnitu
 @click.option("--keep-regularized", is_flag=True, default=None,
               help="Keep the regularized model so later runs can pass this run to --regularized-from.")
 @click.option("--resume", is_flag=True, help="Continue an interrupted run in --out from its last checkpoint.")
-def command(out_dir: Path, resume: bool, target: str | None, sparsity: float | None, data_dir: Path | None,
-            **flags: object) -> None:
+@click.option("--overwrite", is_flag=True, help="Replace a run already in --out.")
+def command(out_dir: Path, resume: bool, overwrite: bool, target: str | None, sparsity: float | None,
+            data_dir: Path | None, **flags: object) -> None:
     """Prune MODEL on TASK to --target; writes OUT/model/ (+ masks.safetensors) and compression.json (last)."""
     from ..compress import RECIPES, STATE, CompressConfig, compress
     from ..errors import ConfigError
@@ -131,7 +132,7 @@ def command(out_dir: Path, resume: bool, target: str | None, sparsity: float | N
     from ..quiet import to_stderr
 
     with to_stderr():  # library prints (Trainer's metric dicts) are logs: stderr; the result line is stdout
-        rec = compress(cfg, resume=resume)
+        rec = compress(cfg, resume=resume, overwrite=overwrite)
     import os
 
     if int(os.environ.get("RANK", "0")) != 0:  # under torchrun only rank 0 reports

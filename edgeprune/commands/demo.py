@@ -6,9 +6,10 @@ export, profile) are appended to ``STAGES`` as they land.
 """
 from __future__ import annotations
 
+import shutil
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Literal
 
 import click
 
@@ -142,39 +143,61 @@ STAGES: list[tuple[str, Stage]] = [
 ]
 
 
-def run_demo(out: Path, model: str = "minilm-l6", stages: list[tuple[str, Stage]] | None = None,
-             echo: Callable[[str], None] = print) -> dict[str, Any]:
-    """Run ``stages`` in order; write and return the report (``OUT/demo_report.json``)."""
-    from ..io import check_writable_dir, write_json
+REPORT = "demo_report.json"
+ENTRIES = {"finetune", "compress", "bundle", "bundle-dense", REPORT}  # what the stages write into OUT
 
-    check_writable_dir(out)
+
+def demo_kind(out: Path) -> Literal["finished", "partial"] | None:
+    """For the overwrite rule (:mod:`edgeprune.outputs`): a finished or interrupted demo, or neither."""
+    names = {p.name for p in out.iterdir() if not p.name.startswith(".")}  # dot names: interrupted atomic writes
+    if not names <= ENTRIES:
+        return None
+    return "finished" if REPORT in names else "partial"
+
+
+def run_demo(out: Path, model: str = "minilm-l6", stages: list[tuple[str, Stage]] | None = None,
+             echo: Callable[[str], None] = print, overwrite: bool = False) -> dict[str, Any]:
+    """Run ``stages`` in order; write and return the report (``OUT/demo_report.json``).
+
+    ``overwrite`` replaces an earlier demo in ``out``.
+    """
+    from ..io import write_json
+    from ..outputs import output_dir
+
+    if output_dir(out, "demo run", demo_kind, overwrite=overwrite) != "new":
+        shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
     ctx: dict[str, Any] = {"out": out, "model": model, "data": demo_data_dir(), "train_config": demo_train_config()}
     report: dict[str, Any] = {"model": model, "data": "edgeprune/demo (embedded sentiment set, SST-2 layout)",
                               "stages": []}
     for name, fn in stages if stages is not None else STAGES:
-        echo(f"== demo stage: {name}")
+        echo(f"[demo] {name}")
         t0 = time.perf_counter()
         summary = fn(ctx)
         report["stages"].append({"name": name, "seconds": round(time.perf_counter() - t0, 2), **summary})
-    write_json(out / "demo_report.json", report)
+    write_json(out / REPORT, report)
     return report
 
 
 @click.command("demo", short_help="Run the offline demo on the packaged MiniLM-L6.")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), default=Path("runs/demo"), show_default=True,
-              help="Folder for the demo's runs and demo_report.json (replaced on each run).")
+              help="Folder for the demo's runs and demo_report.json.")
+@click.option("--overwrite", is_flag=True, help="Replace an earlier demo in --out.")
 @click.option("--model", default="minilm-l6", show_default=True, help="Model folder or alias to start from.")
-def command(out_dir: Path, model: str) -> None:
+def command(out_dir: Path, overwrite: bool, model: str) -> None:
     """Fine-tune MiniLM-L6 on the embedded sentence set, prune it 2x, export, profile and gate it, offline."""
-    report = run_demo(out_dir, model, echo=click.echo)
-    for st in report["stages"]:
-        click.echo(f"{st['name']:>10}: {st['seconds']:.1f}s")
+    from ..quiet import stage, to_stderr
+    from ..tables import Column, Table, print_table
+
+    with to_stderr():  # library prints (Trainer's metric dicts) are logs: stderr; the results are stdout
+        report = run_demo(out_dir, model, echo=stage, overwrite=overwrite)
+    print_table(Table([Column("stage"), Column("seconds", right=True)],
+                      [(st["name"], f"{st['seconds']:.1f}") for st in report["stages"]], title="demo stages"))
     ev = next((s for s in report["stages"] if s["name"] == "evaluate"), None)
     if ev:
         click.echo(f"dev accuracy {ev['dev']['accuracy']:.3f} on {ev['dev']['num_examples']} held-out sentences")
-        for e in ev["examples"]:
-            click.echo(f"  {e['label']:>8} ({e['p_positive']:.2f})  {e['sentence']}")
+        print_table(Table([Column("label"), Column("p(positive)", right=True), Column("sentence", fold=True)],
+                          [(e["label"], f"{e['p_positive']:.2f}", e["sentence"]) for e in ev["examples"]]))
     by_name = {st["name"]: st for st in report["stages"]}
     if "compress" in by_name:
         c = by_name["compress"]
@@ -185,8 +208,9 @@ def command(out_dir: Path, model: str) -> None:
         click.echo(f"export: {e['bundle']} {e['file_bytes'] / 1e6:.1f} MB (dense {e['dense_file_bytes'] / 1e6:.1f} MB), "
                    f"verification {e['verification']}")
     if "profile" in by_name:
-        for r in by_name["profile"]["results"]:
-            click.echo(f"profile: {r['target']:>6} {r['kind']:>9} {r['latency_ms']:.2f} ms")
+        print_table(Table([Column("target"), Column("kind"), Column("latency ms", right=True)],
+                          [(r["target"], r["kind"], f"{r['latency_ms']:.2f}") for r in by_name["profile"]["results"]],
+                          title="profile"))
     if "check" in by_name:
         click.echo(f"check: {'all budgets hold' if by_name['check']['passed'] else 'a budget failed'}")
-    click.echo(f"report: {out_dir / 'demo_report.json'}")
+    click.echo(f"report: {out_dir / REPORT}")

@@ -36,12 +36,14 @@ def infer_task(model: str):
 @click.option("--max-seq-len", type=click.IntRange(1, 512), default=128, show_default=True)
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Only the first N examples.")
 @click.option("--out", "out_file", type=click.Path(path_type=Path), default=None, help="Write the metrics as JSON.")
+@click.option("--overwrite", is_flag=True, help="Replace an --out file that exists.")
 def command(model: str, task: str | None, data_dir: Path | None, split: str, batch_size: int, max_seq_len: int,
-            limit: int | None, out_file: Path | None, text_column: str | None, text_pair_column: str | None,
-            label_column: str | None, dev_fraction: float | None) -> None:
+            limit: int | None, out_file: Path | None, overwrite: bool, text_column: str | None,
+            text_pair_column: str | None, label_column: str | None, dev_fraction: float | None) -> None:
     """Evaluate MODEL on TASK and print the official metrics."""
     from ..errors import ConfigError
     from ..io import write_json
+    from ..outputs import output_file
     from ..training import evaluate
 
     recorded = infer_task(model)
@@ -49,8 +51,7 @@ def command(model: str, task: str | None, data_dir: Path | None, split: str, bat
         raise ConfigError(f"cannot tell the task of {model}; pass --task (e.g. --task mrpc) or --data")
     spec = resolve_task(task, data_dir, text_column=text_column, text_pair_column=text_pair_column,
                         label_column=label_column, dev_fraction=dev_fraction, model=model, recorded=recorded)
-    if out_file is not None and out_file.is_dir():
-        raise ConfigError(f"--out {out_file} is a directory; give a file name such as metrics.json")
+    output_file(out_file, overwrite=overwrite, flag="--out", example="metrics.json")
     report = evaluate(model, spec, data_dir, split=split, batch_size=batch_size, max_seq_len=max_seq_len,
                       limit=limit, progress=True)
     report["model"] = str(model)

@@ -62,11 +62,12 @@ def _recorded_task(run_dir: Path):
               help="ONNX int8 with --int8-layer-choice measure: threads to time the layers at (the target's).")
 @click.option("--opset", type=int, default=None, help="ONNX only: opset version, 17-21 [17].")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True, help="Bundle folder to write.")
+@click.option("--overwrite", is_flag=True, help="Replace a bundle already in --out (once the new one is verified).")
 def command(run_dir: Path, fmt: str, dtype: str, mode: str, seq_len: str, batch: int | None, data_dir: Path | None,
             task: str | None, verify_examples: int, calib_examples: int, no_verify: bool, tflite_sparsity: bool,
-            int8_embeddings: bool, int8_choice: str, int8_threads: int, out_dir: Path, text_column: str | None,
-            text_pair_column: str | None, label_column: str | None, dev_fraction: float | None,
-            opset: int | None) -> None:
+            int8_embeddings: bool, int8_choice: str, int8_threads: int, out_dir: Path, overwrite: bool,
+            text_column: str | None, text_pair_column: str | None, label_column: str | None,
+            dev_fraction: float | None, opset: int | None) -> None:
     """Export RUN_DIR (a compress run, or a model folder with --mode dense) into a verified bundle at --out."""
     import dataclasses
 
@@ -75,6 +76,8 @@ def command(run_dir: Path, fmt: str, dtype: str, mode: str, seq_len: str, batch:
     from ..exporters import get_exporter
     from ..exporters.api import export
     from ..exporters.base import ExportConfig
+    from ..bundle import bundle_kind
+    from ..outputs import output_dir
     from ..rundir import open_run
 
     config = ExportConfig(format=fmt, dtype=dtype, mode=mode, seq_len=_seq_len(seq_len), batch=batch,
@@ -84,6 +87,7 @@ def command(run_dir: Path, fmt: str, dtype: str, mode: str, seq_len: str, batch:
                           int8_choice=int8_choice, int8_threads=int8_threads)
     get_exporter(fmt)  # an unknown --format fails here, before the data is read
     open_run(run_dir)  # not a run / model folder: that message first
+    output_dir(out_dir, "export bundle", bundle_kind, overwrite=overwrite)
     if data_dir is None and (config.verify or config.dtype == "int8"):
         raise ConfigError("--data is required for verification and int8 calibration (the data the model was "
                           "trained on); or pass --no-verify")

@@ -48,14 +48,17 @@ import click
 @click.option("--timeout", type=float, default=600.0, show_default=True, help="Seconds per run before giving up.")
 @click.option("--out", type=click.Path(file_okay=False), default=None,
               help="Output folder (default: the bundle folder, or ARTIFACT's folder/profile-<name>).")
+@click.option("--overwrite", is_flag=True, help="Replace a profile (profile.json, .md, .png) in the output folder.")
 def command(artifact: str, target: str | None, threads: int, batch: int | None, seq_len: int | None, warmup: int,
             runs: int, xnnpack: bool | None, emulate: tuple[str, ...], ssh: str | None, identity: str | None,
             remote_python: str, known_hosts: str | None, accept_new_host_key: bool, adb: str | None, adb_binary: str | None,
             benchmark_binary: str | None, use_gpu: bool, big_cores: bool, measure_host: bool | None, predict: bool,
             baseline: str | None, allow_mismatch: bool, calibrate: str | None, targets_dir: str | None, timeout: float,
-            out: str | None) -> None:
+            out: str | None, overwrite: bool) -> None:
+    from edgeprune.outputs import output_file
     from edgeprune.profiling.api import ProfileConfig, profile
-    from edgeprune.profiling.report import predicted_vs_measured, results_table
+    from edgeprune.profiling.report import FILES, predicted_vs_measured, results_table
+    from edgeprune.tables import print_table
 
     cfg = ProfileConfig(
         target=target, threads=threads, batch=batch, seq_len=seq_len, warmup=warmup, runs=runs,
@@ -66,12 +69,12 @@ def command(artifact: str, target: str | None, threads: int, batch: int | None, 
         timeout_s=timeout)
     src = Path(artifact)
     dest = Path(out) if out else (src if src.is_dir() else src.parent / f"profile-{src.stem}")
-    click.echo(f"profiling {src} ...", err=True)
+    for name in FILES.values():
+        output_file(dest / name, overwrite=overwrite, flag="--out", example=name)
     report = profile(artifact, out=dest, config=cfg)
-    click.echo("\n".join(results_table(report)))
-    pvm = predicted_vs_measured(report)
-    if pvm:
-        click.echo("\n" + "\n".join(pvm))
+    for table in (results_table(report), predicted_vs_measured(report)):
+        if table is not None:
+            print_table(table)
     if report.get("predict_only"):
         click.echo(f"{report['predict_only']}: predicted only (an estimate); nothing ran on a "
                    f"{report['predict_only']}: measure it with --ssh (or count instructions with --emulate)")

@@ -18,18 +18,17 @@ def command(targets_dir: str | None, as_json: bool, sources: bool) -> None:
     if as_json:
         click.echo(json.dumps({n: {**t.summary(), "sources": t.sources} for n, t in targets.items()}, indent=2))
         return
-    from rich.console import Console
-    from rich.table import Table
+    from edgeprune.tables import Column, Table, print_table
 
-    table = Table(title="edgeprune targets")
-    for col in ("name", "cpu", "cores", "GHz", "FP32 GFLOP/s", "FP16", "INT8 GOP/s", "GB/s", "eff.", "qemu", "gpu"):
-        table.add_column(col)
+    cols = [Column("name"), Column("cpu"), *(Column(n, right=True) for n in (
+        "cores", "GHz", "FP32 GFLOP/s", "FP16", "INT8 GOP/s", "GB/s", "eff.")), Column("qemu"), Column("gpu")]
+    rows = []
     for t in targets.values():
         s = t.summary()
-        table.add_row(t.name, t.cpu_model, str(t.cores), f"{t.clock_ghz:g}", f"{s['peak_gflops']['fp32']:.1f}",
-                      f"{s['peak_gflops']['fp16']:.1f}", f"{s['peak_gflops']['int8']:.1f}", f"{t.bandwidth_gbs:g}",
-                      f"{t.efficiency:g}", t.qemu_cpu or "-", t.gpu.model if t.gpu else "-")
-    Console(width=150).print(table)
+        rows.append([t.name, t.cpu_model, str(t.cores), f"{t.clock_ghz:g}", f"{s['peak_gflops']['fp32']:.1f}",
+                     f"{s['peak_gflops']['fp16']:.1f}", f"{s['peak_gflops']['int8']:.1f}", f"{t.bandwidth_gbs:g}",
+                     f"{t.efficiency:g}", t.qemu_cpu or "-", t.gpu.model if t.gpu else "-"])
+    print_table(Table(cols, rows, title="edgeprune targets"))
     if sources:
         for t in targets.values():
             click.echo(f"\n{t.name} ({t.path}):")

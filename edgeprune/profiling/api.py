@@ -13,9 +13,12 @@ import os
 import platform
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from edgeprune.errors import ConfigError
+
+if TYPE_CHECKING:
+    from edgeprune.quiet import Progress
 
 XNNPACK_CHOICES = ("on", "off", "both")
 
@@ -171,7 +174,7 @@ def profile(artifact: str | os.PathLike[str], target: str | None = None, out: st
     if cfg.baseline:
         same = _baseline_shape_check(report, cfg)
         shape = {"batch": report["batch"], "seq_len": report["seq_len"]} if same else {"batch": None, "seq_len": None}
-        base = _profile_one(cfg.baseline, replace(cfg, baseline=None, **shape))
+        base = _profile_one(cfg.baseline, replace(cfg, baseline=None, **shape), role="baseline ")
         report["baseline"] = base
         report["comparison"] = compare(report, base)
     if out is not None:
@@ -202,7 +205,33 @@ def _baseline_shape_check(report: dict[str, Any], cfg: ProfileConfig) -> bool:
                       f"or pass --allow-mismatch to compare anyway (labelled)")
 
 
-def _profile_one(artifact: str | os.PathLike[str], cfg: ProfileConfig) -> dict[str, Any]:
+class RunnerStages:
+    """A runner's progress (``load``, ``warmup``, ``run``) as edgeprune stage lines on stderr:
+    ``[profile] host: timed runs 12/20``."""
+
+    NAMES = {"load": "load", "warmup": "warm-up", "run": "timed runs"}
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self.phase: str | None = None
+        self.progress: Progress | None = None
+
+    def __call__(self, phase: str, done: int, total: int) -> None:
+        from edgeprune.quiet import Progress, stage
+
+        name = f"{self.label}: {self.NAMES.get(phase, phase)}"
+        if phase != self.phase:
+            self.phase = phase
+            self.progress = None
+            if total <= 1:  # a single step (loading): one line when it starts
+                stage(name)
+            else:
+                self.progress = Progress(name, total)
+        if self.progress is not None:
+            self.progress.update(done)
+
+
+def _profile_one(artifact: str | os.PathLike[str], cfg: ProfileConfig, role: str = "") -> dict[str, Any]:
     from edgeprune.bundle import tool_versions
     from edgeprune.io import sha256_file
     from edgeprune.targets import get_runner, get_target, load_targets
@@ -235,15 +264,22 @@ def _profile_one(artifact: str | os.PathLike[str], cfg: ProfileConfig) -> dict[s
     raw: dict[str, Any] = {}
     if measure_host and cfg.runs < 1:
         raise ConfigError("--runs must be at least 1 for a measured run")
+    from edgeprune.quiet import stage
+
+    stage(f"[profile] {role}{path.name}: {fmt}, batch {spec.batch}, seq {spec.seq_len}, {spec.threads} thread"
+          + ("s" if spec.threads > 1 else ""))
     if measure_host:
         host = get_runner("host")
         variants = [True, False] if fmt == "tflite" and cfg.xnnpack == "both" else [cfg.xnnpack != "off"]
         for xnn in variants if fmt == "tflite" else [True]:
-            res = host(replace(spec, xnnpack=xnn))
+            where = "host" + (" (no-xnnpack)" if fmt == "tflite" and not xnn else "")
+            res = host(replace(spec, xnnpack=xnn), on_progress=RunnerStages(f"[profile] {role}{where}"))
             results.append(_measured_entry(res, "host", "host"))   # this machine is "host", whatever --target says
     if cfg.ssh:
+        stage(f"[profile] {role}{label}: copy the artifact and the runner to {cfg.ssh}")
         res = get_runner("ssh")(spec, cfg.ssh, identity=cfg.identity, remote_python=cfg.remote_python,
-                                known_hosts=cfg.known_hosts, accept_new_host_key=cfg.accept_new_host_key)
+                                known_hosts=cfg.known_hosts, accept_new_host_key=cfg.accept_new_host_key,
+                                on_progress=RunnerStages(f"[profile] {role}{label} (ssh)"))
         arch = target_arch(targets[label])
         if label != "host" and arch and not same_arch(res.get("machine"), arch):
             raise ConfigError(f"--ssh {cfg.ssh} ran on a {res.get('machine') or 'unknown'} machine "
@@ -261,6 +297,8 @@ def _profile_one(artifact: str | os.PathLike[str], cfg: ProfileConfig) -> dict[s
         mask = tgt.big_core_mask if cfg.big_cores else None
         if cfg.big_cores and not mask:
             raise ConfigError(f"--big-cores: target {label!r} has no cpu.big_core_mask")
+        stage(f"[profile] {role}{label} (adb {cfg.adb}): {Path(cfg.benchmark_binary or '').name}, {spec.warmup} "
+              f"warm-up and {spec.runs} timed runs" + (", then on the GPU" if cfg.use_gpu else ""))
         for run in get_runner("adb")(spec, cfg.adb, cfg.benchmark_binary, adb_binary=cfg.adb_binary,
                                      use_gpu=cfg.use_gpu, big_core_mask=mask):
             p = run["parsed"]
@@ -279,6 +317,8 @@ def _profile_one(artifact: str | os.PathLike[str], cfg: ProfileConfig) -> dict[s
             results.append(row)
             raw[f"adb_{run['unit']}"] = run["raw"]
     for name in cfg.emulate:
+        stage(f"[profile] {role}{name} (emulated): qemu-aarch64 {targets[name].qemu_cpu}, counting the instructions "
+              f"of {cfg.marked_runs} runs")
         res = get_runner("emulate")(spec, targets[name], marked_runs=cfg.marked_runs)
         results.append({"target": name, "kind": "emulated", "runner": "emulate", "engine": res["engine"],
                         "qemu_cpu": res["qemu_cpu"], "instructions": res["instructions"],
@@ -291,6 +331,7 @@ def _profile_one(artifact: str | os.PathLike[str], cfg: ProfileConfig) -> dict[s
                         "note": "instruction count per inference; emulated wall time is not a device latency"})
     costs_summary = None
     if cfg.predict:
+        stage(f"[profile] {role}predict {len(targets)} targets (roofline estimates)")
         costs = roofline.artifact_costs(path, spec.batch, spec.seq_len)
         costs_summary = roofline.totals(costs)
         fits = _calibration(cfg.calibrate)

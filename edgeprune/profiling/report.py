@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from edgeprune.io import atomic_file, check_writable_dir, write_json
+from edgeprune.tables import Column, Table, markdown_lines
 
 
 def _ms(v: Any) -> str:
@@ -37,19 +38,19 @@ def _kind(r: dict[str, Any]) -> str:
     return r["kind"]
 
 
-def results_table(report: dict[str, Any]) -> list[str]:
-    lines = ["| target | kind | mean ms | p50 | p90 | p99 | std | instructions/inference | peak RSS MiB | threads |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+def results_table(report: dict[str, Any]) -> Table:
+    cols = [Column("target"), Column("kind"), *(Column(n, right=True) for n in (
+        "mean ms", "p50", "p90", "p99", "std", "instructions/inference", "peak RSS MiB", "threads"))]
+    rows = []
     for r in report["results"]:
         lat = r.get("latency_ms") or r.get("mixed_latency_ms") or {}
         inst = f"{r['instructions']:,}" if r.get("instructions") else "-"
-        lines.append(f"| {_label(r)} | {_kind(r)} | {_ms(lat.get('mean'))} | {_ms(lat.get('p50'))} | "
-                     f"{_ms(lat.get('p90'))} | {_ms(lat.get('p99'))} | {_ms(lat.get('std'))} | {inst} | "
-                     f"{_mb(r.get('peak_memory_bytes'))} | {r.get('threads', '-')} |")
+        rows.append([_label(r), _kind(r), *(_ms(lat.get(k)) for k in ("mean", "p50", "p90", "p99", "std")), inst,
+                     _mb(r.get("peak_memory_bytes")), str(r.get("threads", "-"))])
         if r.get("gpu_latency_ms"):
-            lines.append(f"| {r['target']} (gpu) | predicted (estimate) | {_ms(r['gpu_latency_ms']['mean'])} | - | - | "
-                         f"- | - | - | - | - |")
-    return lines
+            rows.append([f"{r['target']} (gpu)", "predicted (estimate)", _ms(r["gpu_latency_ms"]["mean"]),
+                         *["-"] * 7])
+    return Table(cols, rows, title="Results")
 
 
 def measured_on(report: dict[str, Any]) -> list[str]:
@@ -94,21 +95,45 @@ def comparison_lines(report: dict[str, Any]) -> list[str]:
     return lines
 
 
-def predicted_vs_measured(report: dict[str, Any]) -> list[str]:
+def predicted_vs_measured(report: dict[str, Any]) -> Table | None:
     pred = {r["target"]: r for r in report["results"] if r["kind"] == "predicted"}
     rows = [r for r in report["results"] if r["kind"] == "measured" and r["target"] in pred
             and r.get("unit", "cpu") == "cpu"]
     if not rows:
-        return []
-    lines = ["| target | measured mean ms | predicted ms (efficiency) | predicted / measured | fitted efficiency |",
-             "|---|---|---|---|---|"]
+        return None
+    cols = [Column("target"), *(Column(n, right=True) for n in (
+        "measured mean ms", "predicted ms (efficiency)", "predicted / measured", "fitted efficiency"))]
+    out = []
     for r in rows:
         p = pred[r["target"]]
         ratio = p["latency_ms"]["mean"] / r["latency_ms"]["mean"]
-        lines.append(f"| {_label(r)} | {_ms(r['latency_ms']['mean'])} | {_ms(p['latency_ms']['mean'])} "
-                     f"({p['efficiency']:.2f}, {p['efficiency_source']}) | {ratio:.2f} | "
-                     f"{r.get('efficiency_fit', float('nan')):.3f} |")
-    return lines
+        out.append([_label(r), _ms(r["latency_ms"]["mean"]),
+                    f"{_ms(p['latency_ms']['mean'])} ({p['efficiency']:.2f}, {p['efficiency_source']})",
+                    f"{ratio:.2f}", f"{r.get('efficiency_fit', float('nan')):.3f}"])
+    return Table(cols, out, title="Predicted next to measured")
+
+
+def comparison_table(report: dict[str, Any]) -> Table:
+    """Pruned next to the baseline: latency, instruction count and file size, and what else differs."""
+    rows = []
+    for row in report["comparison"]:
+        d = "; ".join(row.get("differs") or []) or "-"
+        if row["kind"] == "file":
+            rows.append(["file", "size", f"{row['file_bytes']:,} B", f"{row['baseline_file_bytes']:,} B",
+                         f"{row['size_ratio']:.2f}x", d])
+        elif "instructions" in row:
+            rows.append([row["target"], "emulated", f"{row['instructions']:,} instr",
+                         f"{row['baseline_instructions']:,} instr", f"{row['instruction_ratio']:.2f}x", d])
+        elif row.get("speedup") is not None:
+            name = row["target"] + (" (gpu)" if row["unit"] == "gpu" else "") + \
+                (" (no-xnnpack)" if row.get("xnnpack") is False else "")
+            kind = "predicted (estimate)" if row["kind"] == "predicted" else row["kind"]
+            rows.append([name, kind, f"{_ms(row['latency_ms'])} ms", f"{_ms(row['baseline_latency_ms'])} ms",
+                         f"{row['speedup']:.2f}x", d])
+    cols = [Column("target"), Column("kind"), *(Column(n, right=True) for n in ("this", "baseline",
+                                                                                 "speed-up / ratio")),
+            Column("differs")]
+    return Table(cols, rows)
 
 
 def markdown(report: dict[str, Any]) -> str:
@@ -130,32 +155,16 @@ def markdown(report: dict[str, Any]) -> str:
         c = report["costs"]
         out += [f"- roofline inputs: {c['flops'] / 1e9:.3f} GFLOP, {c['bytes'] / 2**20:.1f} MiB touched, "
                 f"{c['ops']} ops", ""]
-    out += ["## Results", "", *results_table(report), ""]
-    pvm = predicted_vs_measured(report)
-    if pvm:
-        out += ["## Predicted next to measured", "", *pvm, ""]
+    for table in (results_table(report), predicted_vs_measured(report)):
+        if table is not None:
+            out += [f"## {table.title}", "", *markdown_lines(table), ""]
     if report.get("comparison"):
         base = report["baseline"]
         out += [f"## Against the baseline {Path(base['artifact']).name}", ""]
         diff = report["comparison"][-1].get("differs") if report["comparison"] else None
         if diff:
             out += [f"Not like for like: {'; '.join(diff)}. The ratios below include those differences.", ""]
-        out += ["| target | kind | this | baseline | speed-up / ratio | differs |", "|---|---|---|---|---|---|"]
-        for row in report["comparison"]:
-            d = "; ".join(row.get("differs") or []) or "-"
-            if row["kind"] == "file":
-                out.append(f"| file | size | {row['file_bytes']:,} B | {row['baseline_file_bytes']:,} B | "
-                           f"{row['size_ratio']:.2f}x | {d} |")
-            elif "instructions" in row:
-                out.append(f"| {row['target']} | emulated | {row['instructions']:,} instr | "
-                           f"{row['baseline_instructions']:,} instr | {row['instruction_ratio']:.2f}x | {d} |")
-            elif row.get("speedup") is not None:
-                name = row["target"] + (" (gpu)" if row["unit"] == "gpu" else "") + \
-                    (" (no-xnnpack)" if row.get("xnnpack") is False else "")
-                kind = "predicted (estimate)" if row["kind"] == "predicted" else row["kind"]
-                out.append(f"| {name} | {kind} | {_ms(row['latency_ms'])} ms | "
-                           f"{_ms(row['baseline_latency_ms'])} ms | {row['speedup']:.2f}x | {d} |")
-        out.append("")
+        out += [*markdown_lines(comparison_table(report)), ""]
     out += ["Emulated rows are instruction counts of one single-thread inference under qemu-aarch64 with the "
             "target's CPU model; emulated time is never reported as a latency. Predicted rows are roofline "
             "estimates (see efficiency), not measurements. A GPU row is a GPU latency only when benchmark_model "
@@ -234,10 +243,13 @@ def plot(report: dict[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
+FILES = {"json": "profile.json", "markdown": "profile.md", "plot": "profile.png"}
+
+
 def write_report(report: dict[str, Any], out: str | os.PathLike[str]) -> dict[str, str]:
     out = check_writable_dir(out)
     out.mkdir(parents=True, exist_ok=True)
-    files = {"json": str(out / "profile.json"), "markdown": str(out / "profile.md"), "plot": str(out / "profile.png")}
+    files = {k: str(out / name) for k, name in FILES.items()}
     with atomic_file(files["markdown"]) as tmp:
         tmp.write_text(markdown(report))
     with atomic_file(files["plot"]) as tmp:

@@ -1,4 +1,6 @@
-"""Cross-check of the TF graph independent of the TFLite converter: tf2onnx -> onnxruntime.
+"""Test helper: a cross-check of the TF graph independent of the TFLite converter, tf2onnx -> onnxruntime.
+
+Only the tests use it (tf2onnx is in the ``dev`` extra), so it lives beside them, not in the package.
 
 ``tf2onnx.convert.from_function`` is used (``from_keras`` fails on Keras 3). tf2onnx may print
 "Unsupported ops" yet exit cleanly with an invalid model (shared/docs/env.md Exp 6), so the result
@@ -12,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ExportError, NumericMismatchError
+from edgeprune.errors import ExportError, NumericMismatchError
 
 OPSET = 17
 
