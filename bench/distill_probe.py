@@ -25,7 +25,9 @@ VARIANTS = [("recipe", 5e-5, 0.5, 1.0), ("dense-control-lr5e-05", 5e-5, 0.0, 0.0
             ("dense-control-lr1e-05", 1e-5, 0.0, 0.0)]
 # variants with their own budget: (steps, train_limit) instead of --steps / --train-limit
 BUDGETS = {"long": (1200, 38400)}
-VARIANTS.append(("long", 5e-5, 0.5, 1.0))
+# variants with another block shape (the default is the recipe's 128x1 column segments)
+BLOCKS = {"block32x1": "32x1"}
+VARIANTS += [("long", 5e-5, 0.5, 1.0), ("block32x1", 5e-5, 0.5, 1.0)]
 
 
 def teacher_of(task: str) -> str:
@@ -42,13 +44,15 @@ def run_variant(args, name: str, lr: float, alpha: float, hidden: float) -> dict
     cfg = CompressConfig.for_recipe("edgeprune", model=teacher_of(args.task), task=args.task, data_dir=args.data,
                                     out=str(run), compression=args.target, stages=f"{args.target:g}",
                                     train_limit=limit, epochs_retrain=epochs, retrain_lr=lr,
-                                    distill_alpha=alpha, distill_hidden=hidden, save_steps=100)
+                                    distill_alpha=alpha, distill_hidden=hidden, save_steps=100,
+                                    **({"block": BLOCKS[name]} if name in BLOCKS else {}))
     t0 = time.perf_counter()
     rec = compress(cfg, resume=(run / "compress_state").is_dir())
     return {"variant": name, "retrain_lr": lr, "distill_alpha": alpha, "distill_hidden": hidden,
             "dense": rec["metrics"]["dense"]["main"], "compression": rec["compression"]["prunable_encoder"]["compression"],
             "after_cut": (rec["metrics"].get("pruned_before_retrain") or rec["stages"][-1]["metrics_after_cut"])["main"],
             "after_retrain": rec["metrics"]["pruned"]["main"], "steps": rec["steps"], "train_limit": limit,
+            "block": rec["block_str"],
             "wall_s": round(time.perf_counter() - t0, 1)}
 
 
