@@ -169,11 +169,36 @@ def _label_list(model, spec) -> list[str]:
 def write_app_files(out_dir: Path, tokenizer, labels: list[str]) -> None:
     """``vocab.txt`` (one token per line, in id order) and ``labels.txt`` (one name per line, in output order):
     the associated files an Android text classifier (LiteRT Task Library BertNLClassifier, MediaPipe
-    TextClassifier) reads."""
+    TextClassifier) reads; :func:`with_metadata` also packs them into the model."""
     vocab = sorted(tokenizer.get_vocab().items(), key=lambda kv: kv[1])
     (out_dir / "vocab.txt").write_text("".join(t + "\n" for t, _ in vocab), encoding="utf-8")
     if labels:
         (out_dir / "labels.txt").write_text("".join(n + "\n" for n in labels), encoding="utf-8")
+
+
+def with_metadata(buf: bytes, out_dir: Path, labels: list[str], names: list[str],
+                  tokenizer: Any = None) -> tuple[bytes, dict[str, Any]]:
+    """``buf`` with the Android text-classifier metadata embedded when possible, and the report's record of it.
+
+    Metadata is a convenience for apps, never a reason to fail an export: without mediapipe, or for a model
+    MediaPipe's BERT writer cannot describe, the plain model is kept and the record says why.
+    """
+    from . import tflite_metadata as tm
+
+    skipped: dict[str, Any] = {"embedded": False, "min_parser_version": None, "associated_files": []}
+    kind = type(getattr(getattr(tokenizer, "backend_tokenizer", None), "model", None)).__name__
+    if tokenizer is not None and kind != "WordPiece":  # the metadata's BertTokenizer is WordPiece
+        return buf, {**skipped, "reason": f"metadata skipped: the tokenizer is {kind}, MediaPipe's BERT "
+                                          "tokenizer metadata describes WordPiece"}
+    try:
+        res = tm.embed_metadata(buf, out_dir / "vocab.txt", labels, names)
+    except ValueError as e:
+        return buf, {**skipped, "reason": f"metadata skipped: {e}"}
+    except Exception as e:  # a writer bug must not cost the export
+        return buf, {**skipped, "reason": f"metadata skipped: the writer failed: {type(e).__name__}: {e}"[:400]}
+    if res is None:
+        return buf, {**skipped, "reason": f"metadata skipped: mediapipe is not installed; {tm.INSTALL_HINT}"}
+    return res
 
 
 @register_exporter("tflite")
@@ -248,12 +273,13 @@ class TFLiteExporter(Exporter):
         buf = convert(fn, c.dtype, rep, sparsity=c.tflite_sparsity)
         convert_s = time.perf_counter() - t0
         artifact = out_dir / ARTIFACT
-        artifact.write_bytes(buf)
+        tokenizer.save_pretrained(out_dir / TOKENIZER_DIR)
+        write_app_files(out_dir, tokenizer, _label_list(model, spec))
+        buf, meta = with_metadata(buf, out_dir, _label_list(model, spec), names, tokenizer)
+        artifact.write_bytes(buf)  # the final file: the GPU check and the verification below read this one
         from .tflite_gpu import gpu_compatibility
 
         gpu = gpu_compatibility(artifact)
-        tokenizer.save_pretrained(out_dir / TOKENIZER_DIR)
-        write_app_files(out_dir, tokenizer, _label_list(model, spec))
 
         verification: dict[str, Any] = {"passed": True, "skipped": True, "reason": "verification skipped (--no-verify)"}
         if c.verify:
@@ -295,6 +321,7 @@ class TFLiteExporter(Exporter):
                        if chooser is timer else "none (fewest multiply-adds)"},
             "sparsity_encoding": sparsity,
             "gpu_compatibility": gpu,
+            "metadata": meta,
             "manifest": {
                 "model": model.config.model_type, "arch": weights.arch, "batch": batch,
                 "labels": _label_list(model, spec), "num_labels": spec.num_labels, "is_regression": spec.is_regression,
