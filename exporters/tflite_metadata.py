@@ -122,15 +122,6 @@ def _quiet_stderr() -> Iterator[None]:
         os.close(saved)
 
 
-def available() -> bool:
-    """Whether mediapipe's metadata writer can be imported (the ``android`` extra)."""
-    try:
-        _writers()
-    except ImportError:
-        return False
-    return True
-
-
 def _writers() -> tuple[Any, Any]:
     with _quiet_stderr():
         import mediapipe.tasks  # noqa: F401  (ImportError here means the extra is not installed)
