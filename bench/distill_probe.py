@@ -27,7 +27,9 @@ VARIANTS = [("recipe", 5e-5, 0.5, 1.0), ("dense-control-lr5e-05", 5e-5, 0.0, 0.0
 BUDGETS = {"long": (1200, 38400)}
 # variants with another block shape (the default is the recipe's 128x1 column segments)
 BLOCKS = {"block32x1": "32x1"}
-VARIANTS += [("long", 5e-5, 0.5, 1.0), ("block32x1", 5e-5, 0.5, 1.0)]
+VARIANTS += [("long", 5e-5, 0.5, 1.0), ("block32x1", 5e-5, 0.5, 1.0), ("sensitivity", 5e-5, 0.5, 1.0)]
+# variants with a per-matrix kept fraction from measured cut + refit damage (same total)
+ALLOCATION = {"sensitivity": "sensitivity"}
 
 
 def teacher_of(task: str) -> str:
@@ -45,7 +47,8 @@ def run_variant(args, name: str, lr: float, alpha: float, hidden: float) -> dict
                                     out=str(run), compression=args.target, stages=f"{args.target:g}",
                                     train_limit=limit, epochs_retrain=epochs, retrain_lr=lr,
                                     distill_alpha=alpha, distill_hidden=hidden, save_steps=100,
-                                    **({"block": BLOCKS[name]} if name in BLOCKS else {}))
+                                    **({"block": BLOCKS[name]} if name in BLOCKS else {}),
+                                    **({"allocation": ALLOCATION[name]} if name in ALLOCATION else {}))
     t0 = time.perf_counter()
     rec = compress(cfg, resume=(run / "compress_state").is_dir())
     return {"variant": name, "retrain_lr": lr, "distill_alpha": alpha, "distill_hidden": hidden,
