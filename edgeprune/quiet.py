@@ -85,6 +85,24 @@ def native_stderr_off() -> Iterator[None]:
         os.close(saved)
 
 
+@contextlib.contextmanager
+def fd_off(fd: int) -> Iterator[None]:
+    """Discard what native code writes to descriptor ``fd`` (1 or 2) in the block, unless verbose: for a
+    library that prints per-op lines from C (LiteRT's int8 calibrator, libmediapipe's absl logs)."""
+    if verbose():
+        yield
+        return
+    (sys.stdout if fd == 1 else sys.stderr).flush()
+    saved = os.dup(fd)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), fd)
+            yield
+    finally:
+        os.dup2(saved, fd)
+        os.close(saved)
+
+
 def ort_quiet() -> None:
     """onnxruntime's default logger to errors only (call after importing onnxruntime)."""
     if verbose():

@@ -115,6 +115,20 @@ def name_labels(model, spec) -> None:
         model.config.label2id = {n: i for i, n in enumerate(spec.label_names)}
 
 
+def check_task_labels(model, task: str | None) -> None:
+    """Refuse a checkpoint whose head does not fit ``task``, and give it the task's label names."""
+    if not task:
+        return
+    from ..data.glue import get_task
+    from ..errors import ConfigError
+
+    spec = get_task(task)
+    if model.config.num_labels != spec.num_labels:
+        raise ConfigError(f"the checkpoint has {model.config.num_labels} labels but task {task} has "
+                          f"{spec.num_labels}; pass the right --task")
+    name_labels(model, spec)
+
+
 def model_labels(model) -> list[str]:
     """The model's label names in output order ([] when its config has none)."""
     id2 = getattr(model.config, "id2label", None) or {}

@@ -18,7 +18,7 @@ from ..errors import ConfigError, ExportError
 from ..rundir import PrunedRun
 from . import register_exporter
 from .api import Exporter
-from .base import model_labels, name_labels, verification_record
+from .base import check_task_labels, model_labels, verification_record
 
 ARTIFACT = "model.safetensors"
 MODELING = "modeling_edgeprune.py"
@@ -125,14 +125,7 @@ class HfExporter(Exporter):
         model, tok = load_model(run.model_dir)
         model.eval()
         apply_masks(model, run.masks)
-        if task:
-            from ..data.glue import get_task
-
-            spec = get_task(task)
-            if model.config.num_labels != spec.num_labels:
-                raise ConfigError(f"the checkpoint has {model.config.num_labels} labels but task {task} has "
-                                  f"{spec.num_labels}; pass the right --task")
-            name_labels(model, spec)
+        check_task_labels(model, task)
         stage("[export] removing the attention heads and FFN units pruned whole")
         shrunk = copy.deepcopy(model)
         masks, head_records = shrink_heads(shrunk, run.masks)

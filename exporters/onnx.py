@@ -18,7 +18,7 @@ from ..errors import ConfigError
 from ..rundir import PrunedRun
 from . import register_exporter
 from .api import Exporter
-from .base import model_labels, name_labels
+from .base import check_task_labels, model_labels
 from .packing import PackedLinear, analyze_mask, pack_linear
 from .structure import dead_heads, head_counts, shrink_ffn, shrink_heads
 
@@ -205,14 +205,7 @@ class OnnxExporter(Exporter):
             params = dict(model.named_parameters())
             for k, m in masks.items():
                 params[k].mul_(m.to(params[k].dtype))
-        if task:
-            from ..data.glue import get_task
-
-            spec = get_task(task)
-            if model.config.num_labels != spec.num_labels:
-                raise ConfigError(f"the checkpoint has {model.config.num_labels} labels but task {task} has "
-                                  f"{spec.num_labels}; pass the right --task")
-            name_labels(model, spec)
+        check_task_labels(model, task)
         import copy
 
         from ..arch import prunable_linears

@@ -8,7 +8,6 @@ places (shared/docs/env.md Exp 5), so the artifact is always verified in a child
 """
 from __future__ import annotations
 
-import contextlib
 import os
 import tempfile
 import time
@@ -18,6 +17,7 @@ from typing import Any, Callable, Iterator
 import numpy as np
 
 from ..errors import ConfigError, ExportError
+from ..quiet import fd_off
 from ..rundir import PrunedRun
 from . import register_exporter
 from . import tf_linear as tl
@@ -62,25 +62,10 @@ def convert(fn, dtype: str, representative: Callable[[], Iterator[list[np.ndarra
         opts.append(tf.lite.Optimize.EXPERIMENTAL_SPARSITY)
     conv.optimizations = opts
     try:
-        with _quiet_stdout():  # the int8 calibrator prints one C-level line per op to stdout
+        with fd_off(1):  # the int8 calibrator prints one C-level line per op to stdout
             return conv.convert()
     except Exception as e:  # the converter raises many types; name it in one line
         raise ExportError(f"TFLite conversion ({dtype}) failed: {type(e).__name__}: {str(e).splitlines()[0][:300]}") from None
-
-
-@contextlib.contextmanager
-def _quiet_stdout():
-    import sys
-
-    sys.stdout.flush()
-    saved = os.dup(1)
-    try:
-        with open(os.devnull, "w") as null:
-            os.dup2(null.fileno(), 1)
-            yield
-    finally:
-        os.dup2(saved, 1)
-        os.close(saved)
 
 
 class LinearTimer:

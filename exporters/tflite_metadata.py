@@ -11,12 +11,12 @@ value from the metadata flatbuffer (see :func:`min_parser_version`).
 """
 from __future__ import annotations
 
-import contextlib
-import os
 import sys
 import types
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
+
+from ..quiet import fd_off
 
 PYWRAP = "mediapipe.tasks.cc.metadata.python._pywrap_metadata_version"
 INSTALL_HINT = "pip install 'edgeprune[android]'"
@@ -108,22 +108,8 @@ def _install_version_standin() -> bool:
     return True
 
 
-@contextlib.contextmanager
-def _quiet_stderr() -> Iterator[None]:
-    """libmediapipe writes absl/glog lines to the C-level stderr; the export's stderr has only stage lines."""
-    sys.stderr.flush()
-    saved = os.dup(2)
-    try:
-        with open(os.devnull, "w") as null:
-            os.dup2(null.fileno(), 2)
-            yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-
-
 def _writers() -> tuple[Any, Any]:
-    with _quiet_stderr():
+    with fd_off(2):
         import mediapipe.tasks  # noqa: F401  (ImportError here means the extra is not installed)
 
         _install_version_standin()
@@ -172,7 +158,7 @@ def embed_metadata(tflite_bytes: bytes, vocab_path: str | Path, labels: list[str
     from mediapipe.tasks.python.metadata import metadata
 
     ids, mask, segment = _tensor_names(tflite_bytes, list(BERT_INPUTS))
-    with _quiet_stderr():
+    with fd_off(2):
         writer = text_classifier.MetadataWriter.create_for_bert_model(
             bytearray(tflite_bytes), metadata_writer.BertTokenizer(str(vocab_path)),
             metadata_writer.Labels().add(list(labels)), ids, mask, segment)
