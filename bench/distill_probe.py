@@ -27,7 +27,10 @@ VARIANTS = [("recipe", 5e-5, 0.5, 1.0), ("dense-control-lr5e-05", 5e-5, 0.0, 0.0
 BUDGETS = {"long": (1200, 38400)}
 # variants with another block shape (the default is the recipe's 128x1 column segments)
 BLOCKS = {"block32x1": "32x1"}
-VARIANTS += [("long", 5e-5, 0.5, 1.0), ("block32x1", 5e-5, 0.5, 1.0), ("sensitivity", 5e-5, 0.5, 1.0)]
+VARIANTS += [("long", 5e-5, 0.5, 1.0), ("block32x1", 5e-5, 0.5, 1.0), ("sensitivity", 5e-5, 0.5, 1.0),
+             ("calib1024", 5e-5, 0.5, 1.0)]
+# variants with a larger calibration sample for the least-squares refit (the recipe's is 256 sentences)
+CALIB = {"calib1024": 1024}
 # variants with a per-matrix kept fraction from measured cut + refit damage (same total)
 ALLOCATION = {"sensitivity": "sensitivity"}
 
@@ -48,14 +51,15 @@ def run_variant(args, name: str, lr: float, alpha: float, hidden: float) -> dict
                                     train_limit=limit, epochs_retrain=epochs, retrain_lr=lr,
                                     distill_alpha=alpha, distill_hidden=hidden, save_steps=100,
                                     **({"block": BLOCKS[name]} if name in BLOCKS else {}),
-                                    **({"allocation": ALLOCATION[name]} if name in ALLOCATION else {}))
+                                    **({"allocation": ALLOCATION[name]} if name in ALLOCATION else {}),
+                                    **({"calib_examples": CALIB[name]} if name in CALIB else {}))
     t0 = time.perf_counter()
     rec = compress(cfg, resume=(run / "compress_state").is_dir())
     return {"variant": name, "retrain_lr": lr, "distill_alpha": alpha, "distill_hidden": hidden,
             "dense": rec["metrics"]["dense"]["main"], "compression": rec["compression"]["prunable_encoder"]["compression"],
             "after_cut": (rec["metrics"].get("pruned_before_retrain") or rec["stages"][-1]["metrics_after_cut"])["main"],
             "after_retrain": rec["metrics"]["pruned"]["main"], "steps": rec["steps"], "train_limit": limit,
-            "block": rec["block_str"],
+            "block": rec["block_str"], "calib_examples": rec["config"].get("calib_examples"),
             "wall_s": round(time.perf_counter() - t0, 1)}
 
 
