@@ -1,0 +1,78 @@
+"""How long `edgeprune export` takes and how much memory it needs (issue 16: ONNX <= 30 s, TFLite <= 45 s
+and <= 2 GB peak, verification included), each export in its own process under /usr/bin/time.
+
+    python -m bench.export_speed --run COMPRESS_RUN_DIR --data GLUE_DIR [--repeats 1]
+
+Run it on a quiet machine: the wall time is the point. Writes bench/results/export_speed.{json,md}.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from bench.common import RESULTS, ROOT, machine
+from edgeprune.io import write_json
+
+TARGETS = {"onnx": {"wall_s": 30.0}, "tflite": {"wall_s": 45.0, "peak_rss_gb": 2.0}}
+CASES = [("onnx", "fp32"), ("onnx", "int8-dynamic"), ("tflite", "fp32"), ("tflite", "int8-dynamic")]
+
+
+def one_export(run: Path, data: str, fmt: str, dtype: str) -> dict:
+    with tempfile.TemporaryDirectory(prefix="edgeprune-speed-") as tmp:
+        out = Path(tmp) / "bundle"
+        cmd = ["/usr/bin/time", "-v", sys.executable, "-m", "edgeprune", "export", str(run), "--format", fmt,
+               "--dtype", dtype, "--data", data, "--out", str(out)]
+        env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+        t0 = time.perf_counter()
+        p = subprocess.run(cmd, capture_output=True, text=True, env=env)
+        wall = time.perf_counter() - t0
+        if p.returncode != 0:
+            return {"format": fmt, "dtype": dtype, "error": (p.stderr.strip().splitlines() or ["?"])[-1]}
+        rss = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", p.stderr).group(1)) * 1024
+        report = next(out.glob("export*.json"), None)
+        phases = json.loads(report.read_text()).get("phases_s") if report else None
+        return {"format": fmt, "dtype": dtype, "wall_s": round(wall, 1), "peak_rss_bytes": rss, "phases_s": phases}
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--run", type=Path, required=True, help="a compress run directory")
+    ap.add_argument("--data", required=True)
+    ap.add_argument("--repeats", type=int, default=1)
+    args = ap.parse_args(argv)
+    rows = []
+    for rep in range(args.repeats):
+        for fmt, dtype in CASES:
+            print(f"[speed] {fmt} {dtype} (repeat {rep + 1}/{args.repeats})", flush=True)
+            rows.append({**one_export(args.run, args.data, fmt, dtype), "repeat": rep})
+            print(f"[speed] -> {rows[-1]}", flush=True)
+    run = str(args.run.resolve().relative_to(ROOT)) if args.run.resolve().is_relative_to(ROOT) else str(args.run)
+    d = {"machine": machine(), "run": run, "targets": TARGETS, "rows": rows,
+         "note": "each export in its own process, verification included; 2 cores; quiet machine"}
+    write_json(RESULTS / "export_speed.json", d)
+    lines = ["# Export speed and peak memory (`edgeprune export`, verification included)", "",
+             f"Run: `{run}` (MiniLM-L6 compressed by `compress`). Machine: {d['machine']['cpu']}, "
+             f"{d['machine']['cores']} cores, quiet; each export in its own process under /usr/bin/time.", "",
+             "| format | dtype | wall (s) | target wall | peak RSS (GB) | target RSS |", "|---|---|---|---|---|---|"]
+    for r in rows:
+        t = TARGETS[r["format"]]
+        if "error" in r:
+            lines.append(f"| {r['format']} | {r['dtype']} | failed: {r['error']} | | | |")
+            continue
+        ok = "yes" if r["wall_s"] <= t["wall_s"] else "**no**"
+        rss = r["peak_rss_bytes"] / 1e9
+        tr = f"<= {t['peak_rss_gb']:g} ({'yes' if rss <= t['peak_rss_gb'] else '**no**'})" if "peak_rss_gb" in t else "-"
+        lines.append(f"| {r['format']} | {r['dtype']} | {r['wall_s']:.1f} | <= {t['wall_s']:g} ({ok}) | {rss:.2f} | {tr} |")
+    (RESULTS / "export_speed.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
