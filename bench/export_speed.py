@@ -34,7 +34,8 @@ def one_export(run: Path, data: str, fmt: str, dtype: str) -> dict:
         p = subprocess.run(cmd, capture_output=True, text=True, env=env)
         wall = time.perf_counter() - t0
         if p.returncode != 0:
-            return {"format": fmt, "dtype": dtype, "error": (p.stderr.strip().splitlines() or ["?"])[-1]}
+            errs = [ln for ln in p.stderr.splitlines() if ln.startswith("error:")] or ["?"]
+            return {"format": fmt, "dtype": dtype, "wall_s": round(wall, 1), "error": errs[-1]}
         rss = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", p.stderr).group(1)) * 1024
         report = next(out.glob("export*.json"), None)
         phases = json.loads(report.read_text()).get("phases_s") if report else None
@@ -46,6 +47,7 @@ def main(argv=None) -> None:
     ap.add_argument("--run", type=Path, required=True, help="a compress run directory")
     ap.add_argument("--data", required=True)
     ap.add_argument("--repeats", type=int, default=1)
+    ap.add_argument("--note", default="", help="a measured observation to keep with the numbers")
     args = ap.parse_args(argv)
     rows = []
     for rep in range(args.repeats):
@@ -55,7 +57,8 @@ def main(argv=None) -> None:
             print(f"[speed] -> {rows[-1]}", flush=True)
     run = str(args.run.resolve().relative_to(ROOT)) if args.run.resolve().is_relative_to(ROOT) else str(args.run)
     d = {"machine": machine(), "run": run, "targets": TARGETS, "rows": rows,
-         "note": "each export in its own process, verification included; 2 cores; quiet machine"}
+         "note": "each export in its own process, verification included; 2 cores; quiet machine",
+         "observation": args.note}
     write_json(RESULTS / "export_speed.json", d)
     lines = ["# Export speed and peak memory (`edgeprune export`, verification included)", "",
              f"Run: `{run}` (MiniLM-L6 compressed by `compress`). Machine: {d['machine']['cpu']}, "
@@ -64,12 +67,14 @@ def main(argv=None) -> None:
     for r in rows:
         t = TARGETS[r["format"]]
         if "error" in r:
-            lines.append(f"| {r['format']} | {r['dtype']} | failed: {r['error']} | | | |")
+            lines.append(f"| {r['format']} | {r['dtype']} | refused after {r['wall_s']:.0f} s: {r['error']} | | | |")
             continue
         ok = "yes" if r["wall_s"] <= t["wall_s"] else "**no**"
         rss = r["peak_rss_bytes"] / 1e9
         tr = f"<= {t['peak_rss_gb']:g} ({'yes' if rss <= t['peak_rss_gb'] else '**no**'})" if "peak_rss_gb" in t else "-"
         lines.append(f"| {r['format']} | {r['dtype']} | {r['wall_s']:.1f} | <= {t['wall_s']:g} ({ok}) | {rss:.2f} | {tr} |")
+    if args.note:
+        lines += ["", args.note]
     (RESULTS / "export_speed.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
