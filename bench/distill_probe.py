@@ -97,7 +97,8 @@ def write_md(d: dict) -> None:
              "One cut (activation rank, least-squares refit on 256 calibration sentences) to the target, then the "
              "same number of masked retraining steps under each setting, every variant from the same cut; "
              "`dense-control` retrains the uncut teacher on the same subset and schedule (labels only). "
-             "Loss = (1 - alpha) * label loss + alpha * KD(T=2) + hidden * mean per-layer hidden MSE. Single seed.", ""]
+             "Loss = (1 - alpha) * label loss + alpha * KD(T=2) + hidden * mean per-layer hidden MSE. Single seed. "
+             "Plot: `distill_probe.png`.", ""]
     for key, p in d.get("probes", {}).items():
         rows = p["rows"]
         dense = next((r["dense"] for r in rows if r.get("dense") is not None), None)
@@ -116,6 +117,38 @@ def write_md(d: dict) -> None:
                          f"{r['wall_s'] / 60:.0f} min |")
         lines.append("")
     (RESULTS / "distill_probe.md").write_text("\n".join(lines))
+    plot(d)
+
+
+def plot(d: dict) -> None:
+    """One panel per probe: after cut + refit (hollow) and after retraining (filled) per variant."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    probes = list(d.get("probes", {}).values())
+    if not probes:
+        return
+    fig, axes = plt.subplots(1, len(probes), figsize=(6.5 * len(probes), 3.8), squeeze=False)
+    for ax, p in zip(axes[0], probes):
+        rows = p["rows"]
+        dense = next((r["dense"] for r in rows if r.get("dense") is not None), None)
+        y = range(len(rows))
+        ax.barh(list(y), [r["after_retrain"] for r in rows], color="C0", label="after retraining")
+        ax.plot([r["after_cut"] if r["after_cut"] is not None else float("nan") for r in rows], list(y), "o",
+                mfc="none", color="C3", label="after cut + refit")
+        if dense:
+            ax.axvline(dense, ls="--", color="gray", label="dense teacher")
+        ax.set_yticks(list(y), [f"{r['variant']} ({r['steps']} st)" for r in rows], fontsize=8)
+        lo = min(v for r in rows for v in (r["after_retrain"], r["after_cut"] or 1.0))
+        ax.set_xlim(lo - 0.02, max([r["after_retrain"] for r in rows] + [dense or 0.0]) + 0.01)
+        ax.set_title(f"{p['task']} at {p['target']:g}x")
+        ax.set_xlabel("dev metric")
+        ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(RESULTS / "distill_probe.png", dpi=110)
+    plt.close(fig)
 
 
 def main(argv=None) -> None:
@@ -126,7 +159,11 @@ def main(argv=None) -> None:
     ap.add_argument("--steps", type=int, default=300)
     ap.add_argument("--train-limit", type=int, default=8000)
     ap.add_argument("--variants", default=",".join(v[0] for v in VARIANTS))
+    ap.add_argument("--report-only", action="store_true", help="rewrite the .md and .png from the JSON")
     args = ap.parse_args(argv)
+    if args.report_only:
+        write_md(read_json(OUT))
+        return
     import torch
 
     torch.set_num_threads(1)

@@ -63,6 +63,7 @@ def main(argv=None) -> None:
     lines = ["# Export speed and peak memory (`edgeprune export`, verification included)", "",
              f"Run: `{run}` (MiniLM-L6 compressed by `compress`). Machine: {d['machine']['cpu']}, "
              f"{d['machine']['cores']} cores, quiet; each export in its own process under /usr/bin/time.", "",
+             "Plot: `export_speed.png`.", "",
              "| format | dtype | wall (s) | target wall | peak RSS (GB) | target RSS |", "|---|---|---|---|---|---|"]
     for r in rows:
         t = TARGETS[r["format"]]
@@ -77,6 +78,29 @@ def main(argv=None) -> None:
         lines += ["", args.note]
     (RESULTS / "export_speed.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
+    plot(d)
+
+
+def plot(d: dict) -> None:
+    """Wall time per export against its target; refused exports are drawn hatched at the time they took."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = d["rows"]
+    fig, ax = plt.subplots(figsize=(6.5, 3.2))
+    for i, r in enumerate(rows):
+        ax.bar(i, r["wall_s"], color="C0" if "error" not in r else "white", edgecolor="C0",
+               hatch=None if "error" not in r else "//")
+        ax.hlines(d["targets"][r["format"]]["wall_s"], i - 0.4, i + 0.4, colors="red", linestyles="--")
+    ax.set_xticks(range(len(rows)), [f"{r['format']}\n{r['dtype']}" + ("\n(refused)" if "error" in r else "")
+                                     for r in rows], fontsize=8)
+    ax.set_ylabel("export wall time (s)")
+    ax.set_title("edgeprune export, verification included (red: target)")
+    fig.tight_layout()
+    fig.savefig(RESULTS / "export_speed.png", dpi=110)
+    plt.close(fig)
 
 
 if __name__ == "__main__":
