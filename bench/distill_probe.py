@@ -25,14 +25,13 @@ VARIANTS = [("recipe", 5e-5, 0.5, 1.0), ("dense-control-lr5e-05", 5e-5, 0.0, 0.0
             ("dense-control-lr1e-05", 1e-5, 0.0, 0.0)]
 # variants with their own budget: (steps, train_limit) instead of --steps / --train-limit
 BUDGETS = {"long": (1200, 38400)}
-# variants with another block shape (the default is the recipe's 128x1 column segments)
-BLOCKS = {"block32x1": "32x1"}
 VARIANTS += [("long", 5e-5, 0.5, 1.0), ("block32x1", 5e-5, 0.5, 1.0), ("sensitivity", 5e-5, 0.5, 1.0),
              ("calib1024", 5e-5, 0.5, 1.0)]
-# variants with a larger calibration sample for the least-squares refit (the recipe's is 256 sentences)
-CALIB = {"calib1024": 1024}
-# variants with a per-matrix kept fraction from measured cut + refit damage (same total)
-ALLOCATION = {"sensitivity": "sensitivity"}
+# variants that change one more compress setting: another block shape (the recipe's is 128x1 column
+# segments), per-matrix kept fractions from measured cut + refit damage (same total), a larger calibration
+# sample for the least-squares refit (the recipe's is 256 sentences)
+SETTINGS = {"block32x1": {"block": "32x1"}, "sensitivity": {"allocation": "sensitivity"},
+            "calib1024": {"calib_examples": 1024}}
 
 
 def teacher_of(task: str) -> str:
@@ -50,9 +49,7 @@ def run_variant(args, name: str, lr: float, alpha: float, hidden: float) -> dict
                                     out=str(run), compression=args.target, stages=f"{args.target:g}",
                                     train_limit=limit, epochs_retrain=epochs, retrain_lr=lr,
                                     distill_alpha=alpha, distill_hidden=hidden, save_steps=100,
-                                    **({"block": BLOCKS[name]} if name in BLOCKS else {}),
-                                    **({"allocation": ALLOCATION[name]} if name in ALLOCATION else {}),
-                                    **({"calib_examples": CALIB[name]} if name in CALIB else {}))
+                                    **SETTINGS.get(name, {}))
     t0 = time.perf_counter()
     rec = compress(cfg, resume=(run / "compress_state").is_dir())
     return {"variant": name, "retrain_lr": lr, "distill_alpha": alpha, "distill_hidden": hidden,

@@ -86,20 +86,20 @@ def native_stderr_off() -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def fd_off(fd: int) -> Iterator[None]:
-    """Discard what native code writes to descriptor ``fd`` (1 or 2) in the block, unless verbose: for a
-    library that prints per-op lines from C (LiteRT's int8 calibrator, libmediapipe's absl logs)."""
+def native_stdout_off() -> Iterator[None]:
+    """Discard what native code prints to file descriptor 1 in the block (unless verbose): LiteRT's int8
+    calibrator prints one C-level line per op there, which would land among the results on stdout."""
     if verbose():
         yield
         return
-    (sys.stdout if fd == 1 else sys.stderr).flush()
-    saved = os.dup(fd)
+    sys.stdout.flush()
+    saved = os.dup(1)
     try:
         with open(os.devnull, "w") as null:
-            os.dup2(null.fileno(), fd)
+            os.dup2(null.fileno(), 1)
             yield
     finally:
-        os.dup2(saved, fd)
+        os.dup2(saved, 1)
         os.close(saved)
 
 

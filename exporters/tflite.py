@@ -17,7 +17,7 @@ from typing import Any, Callable, Iterator
 import numpy as np
 
 from ..errors import ConfigError, ExportError
-from ..quiet import fd_off
+from ..quiet import native_stdout_off
 from ..rundir import PrunedRun
 from . import register_exporter
 from . import tf_linear as tl
@@ -62,7 +62,7 @@ def convert(fn, dtype: str, representative: Callable[[], Iterator[list[np.ndarra
         opts.append(tf.lite.Optimize.EXPERIMENTAL_SPARSITY)
     conv.optimizations = opts
     try:
-        with fd_off(1):  # the int8 calibrator prints one C-level line per op to stdout
+        with native_stdout_off():  # the int8 calibrator prints one C-level line per op to stdout
             return conv.convert()
     except Exception as e:  # the converter raises many types; name it in one line
         raise ExportError(f"TFLite conversion ({dtype}) failed: {type(e).__name__}: {str(e).splitlines()[0][:300]}") from None
@@ -259,8 +259,9 @@ class TFLiteExporter(Exporter):
         convert_s = time.perf_counter() - t0
         artifact = out_dir / ARTIFACT
         tokenizer.save_pretrained(out_dir / TOKENIZER_DIR)
-        write_app_files(out_dir, tokenizer, _label_list(model, spec))
-        buf, meta = with_metadata(buf, out_dir, _label_list(model, spec), names, tokenizer)
+        label_names = _label_list(model, spec)
+        write_app_files(out_dir, tokenizer, label_names)
+        buf, meta = with_metadata(buf, out_dir, label_names, names, tokenizer)
         artifact.write_bytes(buf)  # the final file: the GPU check and the verification below read this one
         from .tflite_gpu import gpu_compatibility
 
@@ -309,7 +310,7 @@ class TFLiteExporter(Exporter):
             "metadata": meta,
             "manifest": {
                 "model": model.config.model_type, "arch": weights.arch, "batch": batch,
-                "labels": _label_list(model, spec), "num_labels": spec.num_labels, "is_regression": spec.is_regression,
+                "labels": label_names, "num_labels": spec.num_labels, "is_regression": spec.is_regression,
                 "signature": SIGNATURE_KEY, **io, "tokenizer": TOKENIZER_DIR + "/",
                 "max_seq_len": seq, "pad_token_id": weights.pad_id, "sparsity_encoding": sparsity,
                 "formulations": summary["formulations"], "linear_mac_reduction": summary["linear_mac_reduction"],

@@ -16,7 +16,7 @@ import types
 from pathlib import Path
 from typing import Any
 
-from ..quiet import fd_off
+from ..quiet import native_stderr_off
 
 PYWRAP = "mediapipe.tasks.cc.metadata.python._pywrap_metadata_version"
 INSTALL_HINT = "pip install 'edgeprune[android]'"
@@ -109,7 +109,7 @@ def _install_version_standin() -> bool:
 
 
 def _writers() -> tuple[Any, Any]:
-    with fd_off(2):
+    with native_stderr_off():
         import mediapipe.tasks  # noqa: F401  (ImportError here means the extra is not installed)
 
         _install_version_standin()
@@ -158,7 +158,7 @@ def embed_metadata(tflite_bytes: bytes, vocab_path: str | Path, labels: list[str
     from mediapipe.tasks.python.metadata import metadata
 
     ids, mask, segment = _tensor_names(tflite_bytes, list(BERT_INPUTS))
-    with fd_off(2):
+    with native_stderr_off():
         writer = text_classifier.MetadataWriter.create_for_bert_model(
             bytearray(tflite_bytes), metadata_writer.BertTokenizer(str(vocab_path)),
             metadata_writer.Labels().add(list(labels)), ids, mask, segment)
