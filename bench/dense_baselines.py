@@ -150,7 +150,44 @@ def write_md(d: dict) -> None:
             lines.append(f"| {t['task']} | {t['metric']} | grid so far: {grid} | | | | | {ps} | |")
     lines += ["", "Previous single-shot baselines (lr 5e-5, seed 42, SST-2 on its first 8,000 sentences) are kept in "
               "the JSON under `previous`. Fine-tuned models stay in bench/work/dense/ (not committed).", ""]
+    lines.insert(lines.index("| task | metric | chosen lr (held-out) | dev mean | sd | seeds | teacher | previous single-shot | epochs |"),
+                 "Plot: `dense_baselines.png` (held-out lr grid and dev score per seed, beside the previous baseline).\n")
     (RESULTS / "dense_baselines.md").write_text("\n".join(lines))
+    plot(d)
+
+
+def plot(d: dict) -> None:
+    """One panel per task: the held-out score of each grid lr, the dev score of each seed, the old baseline."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    prev = {r["task_key"]: r for r in d.get("previous", [])}
+    fig, axes = plt.subplots(1, len(PLAN), figsize=(3.2 * len(PLAN), 3.2), squeeze=False)
+    uniq: dict[str, object] = {}
+    for ax, key in zip(axes[0], PLAN):
+        t = d["tasks"].get(key)
+        ax.set_title(get_task(key).name)
+        if not t:
+            ax.text(0.5, 0.5, "not run yet", ha="center", va="center", transform=ax.transAxes, color="gray")
+            continue
+        ax.set_ylabel(t["metric"])
+        g = sorted(t["grid"], key=lambda x: x["lr"])
+        ax.plot(range(len(g)), [x["heldout"] for x in g], "o-", color="C0", label="held-out, per grid lr")
+        ax.set_xticks(range(len(g)), [f"{x['lr']:g}" for x in g], fontsize=8)
+        ax.set_xlabel("lr")
+        best = [i for i, x in enumerate(g) if x["lr"] == t.get("chosen_lr")]
+        for s in t.get("seeds", []):
+            ax.plot(best or [0], [s["score"]], "D", color="C1", label="dev, per seed (chosen lr)")
+        if key in prev:
+            ax.axhline(prev[key]["score"], ls=":", color="gray", label="previous single-shot (dev)")
+        h, lab = ax.get_legend_handles_labels()
+        uniq.update(zip(lab, h))
+    fig.legend(list(uniq.values()), list(uniq), loc="lower center", ncol=3, fontsize=8)
+    fig.tight_layout(rect=(0, 0.12, 1, 1))
+    fig.savefig(RESULTS / "dense_baselines.png", dpi=110)
+    plt.close(fig)
 
 
 def main(argv=None) -> None:
