@@ -52,7 +52,8 @@ def make_run(work: Path) -> Path:
     from edgeprune.prune.masks import magnitude_scores, prune_groups
     from edgeprune.prune.report import compression_figures
     from edgeprune.rundir import save_masks
-    from edgeprune.testing import build_tiny_checkpoint, glue_dir
+    from bench.common import glue_dir
+    from tests.support.checkpoints import build_tiny_checkpoint
     from edgeprune.training import evaluate
 
     dense_dir = build_tiny_checkpoint("bert", work / "dense")
@@ -90,7 +91,7 @@ def make_run(work: Path) -> Path:
 def export_bundle(run: Path, out: Path) -> Path:
     from edgeprune.exporters.api import export
     from edgeprune.exporters.base import ExportConfig
-    from edgeprune.testing import glue_dir
+    from bench.common import glue_dir
 
     export(run, ExportConfig(format="onnx", seq_len=SEQ_LEN, task=TASK, data_dir=str(glue_dir()),
                              verify_examples=DEV_EXAMPLES), out)

@@ -10,6 +10,12 @@ RESULTS = ROOT / "bench" / "results"
 WORK = ROOT / "bench" / "work"
 
 
+def glue_dir() -> Path:
+    """The GLUE folder the benchmarks read: $EDGEPRUNE_GLUE, else ``../shared/data/glue`` beside the checkout."""
+    env = os.environ.get("EDGEPRUNE_GLUE")
+    return Path(env) if env else ROOT.parent / "shared" / "data" / "glue"
+
+
 def machine() -> dict:
     """CPU model, cores, thread setting and library versions: every result records where it ran."""
     import torch

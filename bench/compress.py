@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from edgeprune.io import read_json, write_json  # noqa: E402
-from edgeprune.testing import glue_dir  # noqa: E402
+from bench.common import glue_dir  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
 WORK = ROOT / "bench" / "work" / "compress"

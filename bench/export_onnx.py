@@ -220,7 +220,7 @@ def fit_head(dst: Path, n: int) -> None:
 
     from edgeprune.exporters.onnx_verify import encode_examples, load_examples
     from edgeprune.models import load_model, save_model
-    from edgeprune.testing import glue_dir
+    from bench.common import glue_dir
 
     torch.manual_seed(0)
     model, tok = load_model("minilm-l6", num_labels=2)
@@ -373,7 +373,7 @@ def main() -> None:
     from edgeprune.errors import NumericMismatchError
     from edgeprune.exporters.api import export
     from edgeprune.exporters.base import ExportConfig
-    from edgeprune.testing import glue_dir
+    from bench.common import glue_dir
 
     WORK.mkdir(parents=True, exist_ok=True)
     t0 = time.time()

@@ -80,7 +80,7 @@ def export_one(run_dir: Path, dtype: str, mode: str, out: Path, sparsity: bool =
     from edgeprune.errors import EdgepruneError
     from edgeprune.exporters.api import export
     from edgeprune.exporters.base import ExportConfig
-    from edgeprune.testing import glue_dir
+    from bench.common import glue_dir
 
     if out.exists():
         shutil.rmtree(out)

@@ -138,7 +138,7 @@ def export_one(a: Artifact, work: Path, task: str, seq: int, verify_examples: in
     from edgeprune.exporters.api import export
     from edgeprune.exporters.base import ExportConfig
     from edgeprune.io import read_json, write_json
-    from edgeprune.testing import glue_dir
+    from bench.common import glue_dir
 
     out = work / a.key
     rec_path = work / f"{a.key}.export.json"
@@ -170,7 +170,7 @@ def evaluate_one(a: Artifact, exp: dict[str, Any], work: Path, task: str, seq: i
     from edgeprune.io import read_json, write_json
     from transformers import AutoTokenizer
 
-    from edgeprune.testing import glue_dir
+    from bench.common import glue_dir
 
     path = work / f"{a.key}.eval.json"
     if path.is_file():

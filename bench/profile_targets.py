@@ -125,7 +125,7 @@ def self_export(ratio: float, seq_len: int) -> Path:
                 layer.intermediate.dense = _rows(fin, nidx)
                 layer.output.dense = _cols(fout, nidx)
 
-    from edgeprune.profiling.testmodels import export_logits_onnx
+    from tests.support.testmodels import export_logits_onnx
 
     return export_logits_onnx(model, out, seq_len)
 

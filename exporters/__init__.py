@@ -24,7 +24,7 @@ def register_exporter(name: str):
 
 
 def get_exporter(name: str) -> type:
-    from ..errors import ConfigError
+    from edgeprune.errors import ConfigError
 
     if name not in EXPORTERS:
         if name not in _MODULES:

@@ -5,10 +5,10 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ..bundle import bundle_kind, write_manifest
-from ..errors import NumericMismatchError
-from ..io import atomic_dir, write_json
-from ..rundir import PrunedRun, open_run
+from edgeprune.bundle import bundle_kind, write_manifest
+from edgeprune.errors import NumericMismatchError
+from edgeprune.io import atomic_dir, write_json
+from edgeprune.rundir import PrunedRun, open_run
 from . import get_exporter
 from .base import ExportConfig, ExportResult
 
@@ -38,8 +38,8 @@ class Exporter:
 
 def check_data(config: ExportConfig, run: PrunedRun) -> None:
     """Before any work: the data that verification (dev) or int8 calibration (train) reads must load."""
-    from ..data.glue import get_task, load_split
-    from ..errors import ConfigError
+    from edgeprune.data.glue import get_task, load_split
+    from edgeprune.errors import ConfigError
 
     if not (config.verify or config.dtype == "int8"):
         return
@@ -83,7 +83,7 @@ def export(run_dir: str | os.PathLike[str], config: ExportConfig, out: str | os.
     Nothing is left at ``out`` unless the artifact was built and verified. An earlier bundle there is
     replaced (the CLI asks for ``--overwrite`` first); a folder that holds anything else is refused.
     """
-    from ..outputs import output_dir
+    from edgeprune.outputs import output_dir
 
     run = open_run(run_dir)
     exporter: Exporter = get_exporter(config.format)(config)
@@ -91,7 +91,7 @@ def export(run_dir: str | os.PathLike[str], config: ExportConfig, out: str | os.
     check_data(config, run)
     output_dir(out, "export bundle", bundle_kind, overwrite=True)
     out = Path(out)
-    from ..quiet import stage
+    from edgeprune.quiet import stage
 
     stage(f"[export] {config.format} {config.dtype} {config.mode} from {run.root}")
     with atomic_dir(out) as tmp:
@@ -114,7 +114,7 @@ def export(run_dir: str | os.PathLike[str], config: ExportConfig, out: str | os.
             "verification": VERIFICATION_JSON,
             **report.get("manifest", {}),
         }
-        from ..modelcard import write_model_card
+        from edgeprune.modelcard import write_model_card
 
         v, card = verification, report.get("card", {})
         write_model_card(tmp, model=str(run.root), task=fields["task"], labels=fields.get("labels"),

@@ -7,7 +7,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from ..errors import ConfigError
+from edgeprune.errors import ConfigError
 
 DTYPES = ("fp32", "fp16", "int8", "int8-dynamic")
 MODES = ("packed", "structured", "dense")
@@ -76,7 +76,7 @@ def verification_record(torch_logits: np.ndarray, artifact_logits: np.ndarray, l
     fp32 must agree within ``atol`` on logits and give the same metric; quantized artifacts must keep
     the task metric within ``max_points`` percentage points.
     """
-    from ..data.metrics import compute_metrics
+    from edgeprune.data.metrics import compute_metrics
 
     diff = float(np.max(np.abs(torch_logits.astype(np.float64) - artifact_logits.astype(np.float64))))
     m_torch = compute_metrics(task_spec, torch_logits, labels)["main"]
@@ -119,8 +119,8 @@ def check_task_labels(model, task: str | None) -> None:
     """Refuse a checkpoint whose head does not fit ``task``, and give it the task's label names."""
     if not task:
         return
-    from ..data.glue import get_task
-    from ..errors import ConfigError
+    from edgeprune.data.glue import get_task
+    from edgeprune.errors import ConfigError
 
     spec = get_task(task)
     if model.config.num_labels != spec.num_labels:

@@ -14,8 +14,8 @@ import copy
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError, ExportError
-from ..rundir import PrunedRun
+from edgeprune.errors import ConfigError, ExportError
+from edgeprune.rundir import PrunedRun
 from . import register_exporter
 from .api import Exporter
 from .base import check_task_labels, model_labels, verification_record
@@ -31,7 +31,7 @@ def headless_layers(run: PrunedRun) -> list[int]:
     import torch
     from transformers import AutoConfig
 
-    from ..arch import get_arch
+    from edgeprune.arch import get_arch
     from .structure import dead_heads
 
     config = AutoConfig.from_pretrained(run.model_dir, local_files_only=True)
@@ -116,9 +116,10 @@ class HfExporter(Exporter):
                               "(--format onnx --mode structured can)")
 
     def build(self, run: PrunedRun, out_dir: Path) -> dict[str, Any]:
-        from ..models import load_model
-        from ..quiet import stage
-        from .structure import apply_masks, shrink_ffn, shrink_heads
+        from edgeprune.models import load_model
+        from edgeprune.quiet import stage
+        from edgeprune.prune.masks import apply_masks
+        from .structure import shrink_ffn, shrink_heads
 
         c = self.config
         task = c.task or run.task
@@ -169,8 +170,8 @@ class HfExporter(Exporter):
         """verification.json: the reloaded checkpoint's logits vs the masked model's on real dev examples."""
         import numpy as np
 
-        from ..data.glue import get_task
-        from ..quiet import stage
+        from edgeprune.data.glue import get_task
+        from edgeprune.quiet import stage
         from .onnx_verify import encode_examples, load_examples, run_batches, torch_logits
 
         c = self.config

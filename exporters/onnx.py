@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ConfigError
-from ..rundir import PrunedRun
+from edgeprune.errors import ConfigError
+from edgeprune.rundir import PrunedRun
 from . import register_exporter
 from .api import Exporter
 from .base import check_task_labels, model_labels
@@ -147,8 +147,8 @@ class OnnxExporter(Exporter):
 
     # -- planning ------------------------------------------------------------------------------------
     def plan(self, model, masks: dict[str, Any], orig_shapes: dict[str, tuple[int, int]]) -> dict[str, LayerPlan]:
-        from ..arch import prunable_linears
-        from ..quiet import Progress
+        from edgeprune.arch import prunable_linears
+        from edgeprune.quiet import Progress
 
         plans: dict[str, LayerPlan] = {}
         modules = dict(model.named_modules())
@@ -186,10 +186,10 @@ class OnnxExporter(Exporter):
     def build(self, run: PrunedRun, out_dir: Path) -> dict[str, Any]:
         import torch
 
-        from ..models import load_model
-        from ..rundir import check_masks_match
-        from ..data.glue import task_name
-        from ..quiet import stage
+        from edgeprune.models import load_model
+        from edgeprune.rundir import check_masks_match
+        from edgeprune.data.glue import task_name
+        from edgeprune.quiet import stage
         from .onnx_graph import export_graph
         from .onnx_quant import convert_dtype
         from .onnx_verify import verify_artifact
@@ -208,7 +208,7 @@ class OnnxExporter(Exporter):
         check_task_labels(model, task)
         import copy
 
-        from ..arch import prunable_linears
+        from edgeprune.arch import prunable_linears
 
         orig_shapes = {n: (m.out_features, m.in_features) for n, m in prunable_linears(model).items()}
         ref_model = model

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ExportError
+from edgeprune.errors import ExportError
 from . import onnx_ops as ops
 from .packing import index_dtype
 

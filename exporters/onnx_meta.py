@@ -11,7 +11,7 @@ def stamp_metadata(path: Path, props: dict[str, Any]) -> dict[str, str]:
     producer to edgeprune and its version; returns the written props."""
     import onnx
 
-    from .. import __version__
+    from edgeprune import __version__
 
     model = onnx.load(str(path))
     model.producer_name = "edgeprune"

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ExportError
+from edgeprune.errors import ExportError
 
 
 def convert_dtype(src: Path, dst: Path, dtype: str, tokenizer, task: str | None, data_dir: str | os.PathLike[str],
@@ -56,7 +56,7 @@ def convert_dtype(src: Path, dst: Path, dtype: str, tokenizer, task: str | None,
                     "per-channel)"), decisions
         from onnxruntime.quantization import CalibrationDataReader, QuantFormat, quantize_static
 
-        from ..quiet import stage
+        from edgeprune.quiet import stage
         from .onnx_verify import encode_examples, load_examples
 
         examples = load_examples(task, data_dir, "train", calib_examples)
@@ -104,7 +104,7 @@ def quantize_packed_nodes(model, choice: str = "model", threads: int = 1, rows: 
     """
     from onnx import helper, numpy_helper
 
-    from ..quiet import Progress
+    from edgeprune.quiet import Progress
     from . import onnx_int8 as q8
     from . import onnx_ops as ops
     from .packing import PackedLinear, unpack_linear

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import DataError
+from edgeprune.errors import DataError
 
 
 def ort_session(path_or_bytes: str | os.PathLike[str] | bytes, threads: int = 1, opt_level: str = "all"):
@@ -44,7 +44,7 @@ def encode_examples(tokenizer, examples: list, seq_len: int | None, input_names:
 
 
 def load_examples(task: str, data_dir: str | os.PathLike[str], split: str, limit: int) -> list:
-    from ..data.glue import load_split
+    from edgeprune.data.glue import load_split
 
     ex = load_split(task, split, data_dir, limit=limit)
     if not ex:
@@ -70,8 +70,8 @@ def verify_artifact(model, tokenizer, onnx_path: Path, task: str, data_dir: str 
                     seq_len: int | None, dtype: str, atol: float, max_points: float, static_batch: int | None = None
                     ) -> dict[str, Any]:
     """verification.json record: artifact in onnxruntime vs the (masked) PyTorch model on GLUE dev."""
-    from ..data.glue import get_task
-    from ..quiet import Progress
+    from edgeprune.data.glue import get_task
+    from edgeprune.quiet import Progress
     from .base import batches, verification_record
 
     spec = get_task(task)

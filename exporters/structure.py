@@ -6,20 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..errors import ExportError
-
-
-def apply_masks(model, masks: dict[str, Any]) -> None:
-    """Zero the pruned weights of the in-memory model (the files on disk are never touched)."""
-    import torch
-
-    from ..rundir import check_masks_match
-
-    check_masks_match(masks, model)
-    params = dict(model.named_parameters())
-    with torch.no_grad():
-        for name, m in masks.items():
-            params[name].mul_(m.to(params[name].dtype))
+from edgeprune.errors import ExportError
 
 
 def set_module(model, name: str, module) -> None:
@@ -30,7 +17,7 @@ def set_module(model, name: str, module) -> None:
 
 def roles_by_layer(model) -> tuple[dict[str, Any], dict[int, dict[str, str]]]:
     """(module name -> prunable linear, layer index -> role -> module name): what the shrinks walk over."""
-    from ..arch import get_arch, prunable_linears
+    from edgeprune.arch import get_arch, prunable_linears
 
     arch = get_arch(model.config.model_type)
     lin = prunable_linears(model)

@@ -19,7 +19,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..errors import ModelError
+from edgeprune.errors import ModelError
 from . import tf_linear as tl
 
 MASK_NEG = -1e4  # additive attention mask: exp(-1e4) == 0 in fp32 (HF adds finfo.min); fits in fp16

@@ -16,14 +16,14 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
-from ..errors import ConfigError, ExportError
-from ..quiet import native_stdout_off
-from ..rundir import PrunedRun
+from edgeprune.errors import ConfigError, ExportError
+from edgeprune.quiet import native_stdout_off
+from edgeprune.rundir import PrunedRun
 from . import register_exporter
 from . import tf_linear as tl
 from .api import Exporter
 from .base import ExportConfig, verification_record
-from .structure import apply_masks
+from edgeprune.prune.masks import apply_masks
 
 ARTIFACT = "model.tflite"
 TOKENIZER_DIR = "tokenizer"
@@ -209,16 +209,16 @@ class TFLiteExporter(Exporter):
             raise ConfigError("--opset applies to ONNX exports only")
         if c.batch is not None and c.batch < 1:
             raise ConfigError(f"--batch must be >= 1, got {c.batch}")
-        from ..data.glue import get_task
+        from edgeprune.data.glue import get_task
 
         get_task(self._task(run))
         _tf()
 
     def build(self, run: PrunedRun, out_dir: Path) -> dict[str, Any]:
-        from ..data.glue import get_task, load_split
-        from ..models import load_model
+        from edgeprune.data.glue import get_task, load_split
+        from edgeprune.models import load_model
         from . import tf_graph as tg
-        from ..quiet import Progress, stage
+        from edgeprune.quiet import Progress, stage
         from .base import batches
         from .litert_run import run_in_child
 

@@ -16,7 +16,7 @@ import types
 from pathlib import Path
 from typing import Any
 
-from ..quiet import native_stderr_off
+from edgeprune.quiet import native_stderr_off
 
 PYWRAP = "mediapipe.tasks.cc.metadata.python._pywrap_metadata_version"
 INSTALL_HINT = "pip install 'edgeprune[android]'"

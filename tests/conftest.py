@@ -13,7 +13,7 @@ os.environ.setdefault("WANDB_DISABLED", "true")
 
 
 def _tiny(tmp_path_factory: pytest.TempPathFactory, arch: str) -> Path:
-    from edgeprune.testing import build_tiny_checkpoint
+    from tests.support.checkpoints import build_tiny_checkpoint
 
     return build_tiny_checkpoint(arch, tmp_path_factory.mktemp(f"tiny_{arch}"))
 
@@ -37,7 +37,7 @@ def tiny_distilbert(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def glue() -> Path:
     """The shared real GLUE folder (read-only; never copy it into the repo)."""
-    from edgeprune.testing import glue_dir
+    from tests.support.checkpoints import glue_dir
 
     path = glue_dir()
     if not (path / "MRPC" / "train.tsv").is_file():

@@ -788,7 +788,7 @@ def test_real_exported_bundle(tiny_bert, tmp_path, capsys, monkeypatch):
     from edgeprune.prune.masks import magnitude_scores, prune_groups
     from edgeprune.prune.report import compression_figures
     from edgeprune.rundir import save_masks
-    from edgeprune.testing import glue_dir
+    from tests.support.checkpoints import glue_dir
 
     from edgeprune.budget.params import count_onnx
 

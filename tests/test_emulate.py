@@ -26,7 +26,7 @@ def setup_ok():
 
 @pytest.fixture(scope="module")
 def tiny_onnx(tmp_path_factory):
-    from edgeprune.profiling.testmodels import export_tiny_bert_onnx
+    from tests.support.testmodels import export_tiny_bert_onnx
 
     d = tmp_path_factory.mktemp("emu_onnx")
     return export_tiny_bert_onnx(d / "tiny_bert.onnx", d / "ckpt", seq_len=16)
@@ -34,7 +34,7 @@ def tiny_onnx(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def tiny_tflite(tmp_path_factory):
-    from edgeprune.profiling.testmodels import make_tiny_tflite
+    from tests.support.testmodels import make_tiny_tflite
 
     return make_tiny_tflite(tmp_path_factory.mktemp("emu_tfl") / "tiny.tflite", seq_len=16)
 

@@ -6,7 +6,7 @@ import json
 import pytest
 
 from edgeprune.cli import main
-from test_export_onnx import make_run
+from tests.test_export_onnx import make_run
 
 
 def run_cli(args, capsys):

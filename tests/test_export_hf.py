@@ -24,7 +24,7 @@ from edgeprune.exporters.base import ExportConfig
 from edgeprune.io import write_json
 from edgeprune.modelcard import read_front_matter
 from edgeprune.rundir import save_masks
-from test_export_onnx_heads import D, _attn_names, _with_biases, head_run
+from tests.test_export_onnx_heads import D, _attn_names, _with_biases, head_run
 
 HIDDEN, UNITS = 64, 128
 PRUNED_HEADS = {0: [1, 3], 1: [2]}
@@ -81,7 +81,7 @@ def hf_run(model_dir: Path, root: Path, heads: bool = True) -> Path:
 
 
 def masked_model(run: Path):
-    from edgeprune.exporters.structure import apply_masks
+    from edgeprune.prune.masks import apply_masks
     from edgeprune.models import load_model
     from edgeprune.rundir import load_masks
 

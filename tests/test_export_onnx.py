@@ -15,7 +15,7 @@ from edgeprune.exporters.api import export
 from edgeprune.exporters.base import ExportConfig
 from edgeprune.io import write_json
 from edgeprune.rundir import save_masks
-from test_packing import block_mask
+from tests.test_packing import block_mask
 
 SHAPES = [(32, 1, True), (None, 1, True), (1, None, False), (16, 16, False), (32, 1, False)]
 

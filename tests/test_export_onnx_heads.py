@@ -20,7 +20,7 @@ from edgeprune.exporters.api import export
 from edgeprune.exporters.onnx import dead_heads, shrink_heads
 from edgeprune.io import write_json
 from edgeprune.rundir import save_masks
-from test_export_onnx import cfg
+from tests.test_export_onnx import cfg
 
 D = 16  # head size of the tiny models (hidden 64, 4 heads)
 

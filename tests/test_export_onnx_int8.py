@@ -11,7 +11,7 @@ from edgeprune.errors import ConfigError, NumericMismatchError
 from edgeprune.exporters import onnx_int8 as q8
 from edgeprune.exporters import onnx_ops as ops
 from edgeprune.exporters.api import export
-from test_export_onnx import cfg, edgeprune_nodes, force_packed_int8, make_run
+from tests.test_export_onnx import cfg, edgeprune_nodes, force_packed_int8, make_run
 
 INT8_OPS = {ops.BSMM_INT8, ops.BSMM_INT8_DIRECT}
 
@@ -115,7 +115,7 @@ def test_quantized_failure_is_one_clear_message(tiny_bert, tmp_path, glue, monke
 
 
 def test_cli_bad_int8_flags_exit_2(tiny_bert, tmp_path, glue, capsys):
-    from test_export_cli import run_cli
+    from tests.test_export_cli import run_cli
 
     run = make_run(tiny_bert, tmp_path / "run", seed=8)
     with pytest.raises(ConfigError, match="int8-layer-choice"):

@@ -47,7 +47,7 @@ def _masks(model, seed: int) -> dict:
 
 def _make_run(src: Path, dst: Path, seed: int = 0) -> Path:
     """A pruned checkpoint folder: weights zeroed where masked, masks.safetensors beside them."""
-    from edgeprune.exporters.tflite import apply_masks
+    from edgeprune.prune.masks import apply_masks
     from edgeprune.models import load_model, save_model
     from edgeprune.rundir import save_masks
 

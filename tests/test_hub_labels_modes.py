@@ -49,7 +49,7 @@ def test_hub_id_resolves_from_the_local_cache(hub_cache: Path):
 
 
 def test_a_fine_tuned_hub_classifier_is_the_teacher(hub_cache: Path, tiny_bert: Path, tmp_path: Path):
-    from edgeprune.testing import build_tiny_checkpoint  # noqa: F401 - the fixture builds it
+    from tests.support.checkpoints import build_tiny_checkpoint  # noqa: F401 - the fixture builds it
 
     csv = tmp_path / "d.csv"
     csv.write_text("text,label\ngreat,positive\nawful,negative\nfine,positive\n")

@@ -18,7 +18,7 @@ FIX = Path(__file__).parent / "fixtures"
 
 @pytest.fixture(scope="module")
 def tiny_onnx(tmp_path_factory):
-    from edgeprune.profiling.testmodels import export_tiny_bert_onnx
+    from tests.support.testmodels import export_tiny_bert_onnx
 
     d = tmp_path_factory.mktemp("host_onnx")
     return export_tiny_bert_onnx(d / "tiny_bert.onnx", d / "ckpt", seq_len=16)
@@ -26,7 +26,7 @@ def tiny_onnx(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def tiny_tflite(tmp_path_factory):
-    from edgeprune.profiling.testmodels import make_tiny_tflite
+    from tests.support.testmodels import make_tiny_tflite
 
     return make_tiny_tflite(tmp_path_factory.mktemp("host_tfl") / "tiny.tflite", seq_len=16)
 
@@ -123,7 +123,7 @@ def test_fixed_shape_artifact_refuses_another_seq_len(tiny_tflite, tmp_path):
 
 
 def test_baseline_with_other_shapes_is_refused_unless_allowed(tiny_tflite, tmp_path):
-    from edgeprune.profiling.testmodels import make_tiny_tflite
+    from tests.support.testmodels import make_tiny_tflite
 
     other = make_tiny_tflite(tmp_path / "seq32.tflite", seq_len=32)
     p = cli("profile", str(tiny_tflite), "--baseline", str(other), "--runs", "2", "--out", str(tmp_path / "o"))

@@ -78,7 +78,7 @@ def sshd(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def tiny_onnx(tmp_path_factory):
-    from edgeprune.profiling.testmodels import export_tiny_bert_onnx
+    from tests.support.testmodels import export_tiny_bert_onnx
 
     d = tmp_path_factory.mktemp("ssh_art")
     # a hostile file name: spaces and a command substitution that must never run anywhere

@@ -53,7 +53,7 @@ def block_masks(model, seed: int = 0, r: int = 16, keep: float = 0.25) -> dict[s
 
 
 def masked_model(path, seed: int = 0):
-    from edgeprune.exporters.tflite import apply_masks
+    from edgeprune.prune.masks import apply_masks
     from edgeprune.models import load_model
 
     model, tok = load_model(path)
@@ -187,7 +187,7 @@ def test_dense_weights_list_only_dense():
 
 
 def test_tf2onnx_cross_check(arch_case, tmp_path):
-    from tf2onnx_check import cross_check
+    from tests.support.tf2onnx_check import cross_check
 
     _, _, weights, inputs, ref = arch_case
     fn = tg.build_function(weights, tg.plan_model(weights, "packed", pick("segments_t")), SEQ, batch=4)
@@ -202,7 +202,7 @@ def test_tf2onnx_invalid_graph_is_caught(monkeypatch):
     import onnx
 
     from edgeprune.errors import ExportError
-    import tf2onnx_check as tc
+    import tests.support.tf2onnx_check as tc
 
     node = onnx.helper.make_node("Erfc", ["x"], ["y"])
     graph = onnx.helper.make_graph([node], "g", [onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1])],

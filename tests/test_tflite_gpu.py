@@ -27,7 +27,7 @@ def test_parse_analyzer_verdicts():
 
 
 def test_analyzer_runs_on_a_real_tflite(tmp_path):
-    from edgeprune.profiling.testmodels import make_tiny_tflite
+    from tests.support.testmodels import make_tiny_tflite
 
     art = make_tiny_tflite(tmp_path / "tiny.tflite", seq_len=8)
     rec = gpu_compatibility(art)

@@ -180,3 +180,17 @@ def parse_target(text: str | float) -> float:
     if not math.isfinite(c) or c < 1:
         raise ConfigError(f"target {text!r}: compression must be >= 1x")
     return c
+
+
+def apply_masks(model, masks: dict[str, Any]) -> None:
+    """Zero the pruned weights of the in-memory model, after checking the masks fit it (the one place masks
+    are applied outside training; the files on disk are never touched)."""
+    import torch
+
+    from edgeprune.rundir import check_masks_match
+
+    check_masks_match(masks, model)
+    params = dict(model.named_parameters())
+    with torch.no_grad():
+        for name, m in masks.items():
+            params[name].mul_(m.to(params[name].dtype))

@@ -1,13 +1,14 @@
 """Tiny real BERT / RoBERTa / DistilBERT checkpoints built from configs, with tokenizers trained on the fly.
 
-Used by the tests and by quick smoke runs; nothing here touches the network.
+Test support (not part of the installed package); nothing here touches the network. The GLUE data
+the tests read is ``../shared/data/glue`` beside the checkout, or $EDGEPRUNE_GLUE.
 """
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
-SHARED_GLUE = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "glue"
+SHARED_GLUE = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "glue"
 
 _CORPUS_FALLBACK = [
     "the quick brown fox jumps over the lazy dog",
@@ -21,10 +22,7 @@ def glue_dir() -> Path:
     env = os.environ.get("EDGEPRUNE_GLUE")
     if env:
         return Path(env)
-    # ../shared beside the checkout (editable installs), beside the working directory, or this workplace's copy
-    candidates = [SHARED_GLUE, Path.cwd().resolve().parent / "shared" / "data" / "glue",
-                  Path("/work/shared/data/glue")]
-    return next((c for c in candidates if c.is_dir()), candidates[0])
+    return SHARED_GLUE
 
 
 def _corpus(max_lines: int = 2000) -> list[str]:

@@ -16,7 +16,7 @@ def export_tiny_bert_onnx(out: str | os.PathLike[str], work: str | os.PathLike[s
     import torch
     from transformers import AutoConfig, AutoModelForSequenceClassification
 
-    from edgeprune.testing import build_tiny_checkpoint
+    from tests.support.checkpoints import build_tiny_checkpoint
 
     ckpt = build_tiny_checkpoint("bert", work, hidden=hidden, layers=layers)
     cfg = AutoConfig.from_pretrained(ckpt)
