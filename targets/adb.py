@@ -2,7 +2,7 @@
 
 CPU runs are pinned to the big cores with ``taskset <mask>`` (the target's ``big_core_mask``); the GPU
 run adds ``--use_gpu=true`` (TFLite ``benchmark_model`` only). The tools' own output is parsed by
-:mod:`edgeprune.profiling.parsers` and kept raw beside the numbers.
+:mod:`.parsers` (with the tool records of :mod:`.tools`) and kept raw beside the numbers.
 """
 from __future__ import annotations
 
@@ -14,8 +14,11 @@ from typing import Any
 
 from edgeprune.errors import ConfigError, TargetUnreachable
 
+from edgeprune.formats import FORMATS
+
 from . import register_runner
 from .base import RunSpec, last_line
+from .delegation import parse_delegation
 
 DEVICE_DIR = "/data/local/tmp/edgeprune"
 
@@ -47,18 +50,16 @@ class Adb:
 def run_adb(spec: RunSpec, serial: str, benchmark_binary: str, adb_binary: str | None = None, use_gpu: bool = False,
             big_core_mask: str | None = None) -> list[dict[str, Any]]:
     """CPU (and with ``use_gpu`` GPU-delegate) runs of ``spec.artifact`` on the phone ``serial``."""
-    from edgeprune.profiling.delegation import parse_delegation
-    from edgeprune.profiling.parsers import parse_benchmark_model, parse_perf_test
-
     binary = Path(benchmark_binary) if benchmark_binary else None
+    tools = {f.name: f.tool() for f in FORMATS.values() if f.device_tool}
     if binary is None or not binary.is_file():
-        raise ConfigError(f"--benchmark-binary {benchmark_binary!r}: no such file; pass an Android arm64 "
-                          "benchmark_model (for .tflite) or onnxruntime_perf_test (for .onnx)")
-    is_ort = "perf_test" in binary.name
-    if is_ort != (spec.format == "onnx"):
+        raise ConfigError(f"--benchmark-binary {benchmark_binary!r}: no such file; pass an Android arm64 " +
+                          " or ".join(f"{t.name} (for {' '.join(FORMATS[n].suffixes)})" for n, t in tools.items()))
+    tool = tools.get(spec.format)
+    if tool is None or not tool.runs(binary.name):
         raise ConfigError(f"{binary.name} cannot run a .{spec.format} artifact; use "
-                          f"{'onnxruntime_perf_test' if spec.format == 'onnx' else 'benchmark_model'}")
-    if use_gpu and is_ort:
+                          f"{tool.name if tool else 'another runner'}")
+    if use_gpu and "gpu" not in tool.units:
         raise ConfigError("--use-gpu needs a .tflite artifact and benchmark_model (the TFLite GPU delegate)")
     adb = Adb(serial, adb_binary, spec.timeout_s)
     state = adb("get-state", check=False)
@@ -67,40 +68,34 @@ def run_adb(spec: RunSpec, serial: str, benchmark_binary: str, adb_binary: str |
                                 f"(adb get-state: {last_line(state.stderr or state.stdout)}); "
                                 "check `adb devices`")
     adb("shell", f"mkdir -p {DEVICE_DIR}")
-    tool = f"{DEVICE_DIR}/{'onnxruntime_perf_test' if is_ort else 'benchmark_model'}"
-    model = f"{DEVICE_DIR}/model.{spec.format}"
-    adb("push", str(binary), tool)
+    device_binary = f"{DEVICE_DIR}/{tool.name}"
+    model = f"{DEVICE_DIR}/model{spec.artifact_type.suffixes[0]}"
+    adb("push", str(binary), device_binary)
     adb("push", str(spec.artifact), model)
-    lib = binary.parent / "libonnxruntime.so"
-    if is_ort and lib.is_file():
-        adb("push", str(lib), f"{DEVICE_DIR}/libonnxruntime.so")
-    adb("shell", f"chmod 755 {tool}")
+    for name in tool.libraries:
+        if (binary.parent / name).is_file():
+            adb("push", str(binary.parent / name), f"{DEVICE_DIR}/{name}")
+    adb("shell", f"chmod 755 {device_binary}")
     prefix = ["env", f"LD_LIBRARY_PATH={DEVICE_DIR}"]
     if big_core_mask:
         prefix += ["taskset", big_core_mask]
     runs = []
     units = ["cpu"] + (["gpu"] if use_gpu else [])
     for unit in units:
-        if is_ort:
-            words = [tool, "-e", "cpu", "-m", "times", "-r", str(max(1, spec.runs)), "-x", str(spec.threads), "-s",
-                     "-I", "-f", f"batch:{spec.batch}", "-f", f"seq:{spec.seq_len}", model]
-        else:
-            words = [tool, f"--graph={model}", f"--num_threads={spec.threads}", f"--warmup_runs={spec.warmup}",
-                     f"--num_runs={max(1, spec.runs)}"]
-            words += ["--use_gpu=true"] if unit == "gpu" else [f"--use_xnnpack={'true' if spec.xnnpack else 'false'}"]
+        words = tool.argv(device_binary, model, spec, unit)
         proc = adb.shell((prefix if unit == "cpu" else prefix[:2]) + words)
         text = proc.stdout + "\n" + proc.stderr
         try:
-            parsed = parse_perf_test(text) if is_ort else parse_benchmark_model(text)
+            parsed = tool.parse(text)
         except ValueError:
             if unit != "gpu":
-                raise TargetUnreachable(f"adb {serial}: {Path(tool).name} ({unit}) printed no timings: "
+                raise TargetUnreachable(f"adb {serial}: {tool.name} ({unit}) printed no timings: "
                                         f"{last_line(text)}") from None
             # a failed GPU delegation ends the tool before any timing: record the failure, not a latency
-            parsed = {"tool": "benchmark_model", "latency_ms": None, "delegation": parse_delegation(text).to_dict()}
+            parsed = {"tool": tool.name, "latency_ms": None, "delegation": parse_delegation(text).to_dict()}
         if unit == "gpu" and "delegation" not in parsed:
             parsed["delegation"] = parse_delegation(text).to_dict()
-        runs.append({"unit": unit, "tool": Path(tool).name, "parsed": parsed, "raw": text[-6000:],
+        runs.append({"unit": unit, "tool": tool.name, "parsed": parsed, "raw": text[-6000:],
                      "command": " ".join(shlex.quote(w) for w in words), "returncode": proc.returncode})
     adb("shell", f"rm -rf {DEVICE_DIR}", check=False)
     return runs

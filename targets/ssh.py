@@ -20,11 +20,11 @@ from edgeprune.errors import ConfigError, TargetUnreachable
 
 from . import register_runner
 from .base import RUNNER_SCRIPT, OnProgress, RunSpec, last_line, parse_runner_output, stream
+from .tools import DeviceTool
 
 _DEST_RE = re.compile(r"^(?:(?P<user>[A-Za-z0-9._][A-Za-z0-9._-]*)@)?(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+)"
                       r"(?::(?P<port>\d{1,5}))?$")
 _REMOTE_DIR_RE = re.compile(r"^/[A-Za-z0-9._/-]+$")
-TOOLS = {"onnx": "onnxruntime_perf_test", "tflite": "benchmark_model"}
 
 
 @dataclass(frozen=True)
@@ -144,7 +144,7 @@ def run_ssh(spec: RunSpec, dest: str, identity: str | None = None, remote_python
     if proc.returncode != 0 or not _REMOTE_DIR_RE.match(rdir):
         raise TargetUnreachable(f"ssh {sess.dest}: could not create a work directory: {last_line(proc.stderr)}")
     try:
-        rmodel = f"{rdir}/model.{spec.format}"
+        rmodel = f"{rdir}/model{spec.artifact_type.suffixes[0]}"
         sess.put(Path(spec.artifact), rmodel, t)
         sess.put(RUNNER_SCRIPT, f"{rdir}/remote_runner.py", t)
         words = [remote_python, f"{rdir}/remote_runner.py", *spec.runner_args(rmodel, progress=on_progress is not None),
@@ -172,21 +172,15 @@ def run_ssh(spec: RunSpec, dest: str, identity: str | None = None, remote_python
 
 
 def _native_tool(sess: SSHSession, spec: RunSpec, rdir: str, rmodel: str) -> dict[str, Any] | None:
-    """Also run onnxruntime_perf_test / benchmark_model when the device has it on PATH."""
-    from edgeprune.profiling.parsers import parse_benchmark_model, parse_perf_test
-
-    name = TOOLS[spec.format]
-    probe = sess.run_script(f"command -v {shlex.quote(name)}", 30, "tool probe")
+    """Also run the format's native benchmark tool (onnxruntime_perf_test, benchmark_model) if on PATH."""
+    if spec.artifact_type.device_tool is None:
+        return None
+    tool: DeviceTool = spec.artifact_type.tool()
+    probe = sess.run_script(f"command -v {shlex.quote(tool.name)}", 30, "tool probe")
     path = probe.stdout.strip()
     if probe.returncode != 0 or not path:
         return None
-    if spec.format == "onnx":
-        words = [path, "-e", "cpu", "-m", "times", "-r", str(max(1, spec.runs)), "-x", str(spec.threads), "-s",
-                 "-I", "-f", f"batch:{spec.batch}", "-f", f"seq:{spec.seq_len}", rmodel]
-    else:
-        words = [path, f"--graph={rmodel}", f"--num_threads={spec.threads}", f"--warmup_runs={spec.warmup}",
-                 f"--num_runs={max(1, spec.runs)}", f"--use_xnnpack={'true' if spec.xnnpack else 'false'}"]
-    proc = sess.run(words, spec.timeout_s, name)
+    proc = sess.run(tool.argv(path, rmodel, spec, "cpu"), spec.timeout_s, tool.name)
     text = proc.stdout + "\n" + proc.stderr
-    parsed = parse_perf_test(text) if spec.format == "onnx" else parse_benchmark_model(text)
-    return {"tool": name, "path": path, "returncode": proc.returncode, "parsed": parsed, "raw": text[-4000:]}
+    return {"tool": tool.name, "path": path, "returncode": proc.returncode, "parsed": tool.parse(text),
+            "raw": text[-4000:]}

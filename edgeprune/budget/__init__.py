@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from ..errors import ConfigError
+from edgeprune.errors import ConfigError
 from .config import BUDGETS_ARG, Budgets, load_budgets
 from .evidence import Evidence, gather
 from .gate import FAIL, MISSING, PASS, BudgetResult, evaluate

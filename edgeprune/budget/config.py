@@ -26,7 +26,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Iterable, Mapping
 
-from ..errors import ConfigError
+from edgeprune.errors import ConfigError
 from .units import parse_count, parse_fraction, parse_points, parse_ratio, parse_size, parse_time
 
 PYPROJECT = "pyproject.toml"

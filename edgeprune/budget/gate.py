@@ -15,7 +15,7 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Any, Callable
 
-from ..errors import EdgepruneError
+from edgeprune.errors import EdgepruneError
 from .config import Budgets
 from .evidence import Evidence
 from .latency import rejected, select_latency, targets_in
@@ -262,7 +262,7 @@ def _profile_is_stale(ev: Evidence, data: dict[str, Any]) -> str | None:
         return f"it measured a {fb}-byte file but {ev.artifact.name} has {size} bytes"
     sha = data.get("sha256")
     if isinstance(sha, str) and len(sha) == 64:
-        from ..io import sha256_file
+        from edgeprune.io import sha256_file
 
         if sha256_file(ev.artifact) != sha:
             return f"it measured a file with another sha256 than {ev.artifact.name}"

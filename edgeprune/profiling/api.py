@@ -235,12 +235,13 @@ def _profile_one(artifact: str | os.PathLike[str], cfg: ProfileConfig, role: str
     from edgeprune.bundle import tool_versions
     from edgeprune.io import sha256_file
     from edgeprune.targets import get_runner, get_target, load_targets
-    from edgeprune.targets.base import RunSpec, artifact_format
+    from edgeprune.targets.base import RunSpec, profilable_format
 
     from . import roofline
 
     path, manifest = resolve_artifact(artifact)
-    fmt = artifact_format(path)
+    artifact_type = profilable_format(path)
+    fmt = artifact_type.name
     if manifest and manifest.get("format") and manifest["format"] != fmt:
         raise ConfigError(f"{artifact}: manifest says format {manifest['format']!r} but the artifact is .{fmt}")
     from .shapes import fed_shapes, list_shape, read_io, resolve_shape
@@ -270,9 +271,9 @@ def _profile_one(artifact: str | os.PathLike[str], cfg: ProfileConfig, role: str
           + ("s" if spec.threads > 1 else ""))
     if measure_host:
         host = get_runner("host")
-        variants = [True, False] if fmt == "tflite" and cfg.xnnpack == "both" else [cfg.xnnpack != "off"]
-        for xnn in variants if fmt == "tflite" else [True]:
-            where = "host" + (" (no-xnnpack)" if fmt == "tflite" and not xnn else "")
+        variants = [True, False] if cfg.xnnpack == "both" else [cfg.xnnpack != "off"]
+        for xnn in variants if artifact_type.xnnpack else [True]:
+            where = "host" + (" (no-xnnpack)" if not xnn else "")
             res = host(replace(spec, xnnpack=xnn), on_progress=RunnerStages(f"[profile] {role}{where}"))
             results.append(_measured_entry(res, "host", "host"))   # this machine is "host", whatever --target says
     if cfg.ssh:
@@ -347,7 +348,7 @@ def _profile_one(artifact: str | os.PathLike[str], cfg: ProfileConfig, role: str
                      "efficiency": eff if eff is not None else t.efficiency,
                      "efficiency_source": "calibrated" if eff is not None else "prior",
                      "note": "estimate (roofline model), not a measurement"}
-            if t.gpu is not None and fmt == "tflite":   # no supported runner puts an ONNX file on a GPU
+            if t.gpu is not None and artifact_type.gpu_delegate:   # only a device tool's GPU delegate
                 entry["gpu_latency_ms"] = {"mean": roofline.predict_ms(costs, t, unit="gpu")}
                 entry["gpu_efficiency"] = t.gpu.efficiency
             results.append(entry)
@@ -382,7 +383,7 @@ def _host_cpu() -> str | None:
 
 def _gpu_verdict(parsed: dict[str, Any], lat: dict[str, float]) -> dict[str, Any]:
     """A GPU-delegate row: a latency only when the delegate took the whole graph."""
-    from .delegation import UNKNOWN, Delegation
+    from edgeprune.targets.delegation import UNKNOWN, Delegation
 
     d = parsed.get("delegation") or {"status": UNKNOWN}
     verdict = Delegation(**{**d, "unsupported": tuple(d.get("unsupported", ())), "lines": tuple(d.get("lines", ()))})
