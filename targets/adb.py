@@ -9,16 +9,17 @@ from __future__ import annotations
 import shlex
 import shutil
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from edgeprune.errors import ConfigError, TargetUnreachable
-
 from edgeprune.formats import FORMATS
 
 from . import register_runner
-from .base import RunSpec, last_line
-from .delegation import parse_delegation
+from .base import OnProgress, RunSpec, last_line
+from .delegation import UNKNOWN, Delegation, parse_delegation
+from .measurement import MEASURED, Measurement
 
 DEVICE_DIR = "/data/local/tmp/edgeprune"
 
@@ -46,10 +47,9 @@ class Adb:
         return self("shell", " ".join(shlex.quote(w) for w in words), check=False)
 
 
-@register_runner("adb")
 def run_adb(spec: RunSpec, serial: str, benchmark_binary: str, adb_binary: str | None = None, use_gpu: bool = False,
             big_core_mask: str | None = None) -> list[dict[str, Any]]:
-    """CPU (and with ``use_gpu`` GPU-delegate) runs of ``spec.artifact`` on the phone ``serial``."""
+    """The tool's CPU (and with ``use_gpu`` GPU-delegate) runs of ``spec.artifact`` on the phone ``serial``."""
     binary = Path(benchmark_binary) if benchmark_binary else None
     tools = {f.name: f.tool() for f in FORMATS.values() if f.device_tool}
     if binary is None or not binary.is_file():
@@ -99,3 +99,62 @@ def run_adb(spec: RunSpec, serial: str, benchmark_binary: str, adb_binary: str |
                      "command": " ".join(shlex.quote(w) for w in words), "returncode": proc.returncode})
     adb("shell", f"rm -rf {DEVICE_DIR}", check=False)
     return runs
+
+
+@dataclass(frozen=True)
+class AdbConfig:
+    """The phone and the benchmark binary the user built for it."""
+
+    serial: str
+    benchmark_binary: str
+    adb_binary: str | None = None
+    use_gpu: bool = False                 # also a GPU-delegate run (a tool with a "gpu" unit)
+    big_core_mask: str | None = None      # taskset mask for the CPU runs (the target's big cores)
+
+
+@register_runner("adb")
+class AdbRunner:
+    """An Android phone over adb: the format's native tool on the CPU (and the GPU delegate)."""
+
+    config_type = AdbConfig
+
+    def __init__(self, config: AdbConfig, on_progress: OnProgress | None = None) -> None:
+        self.config, self.on_progress = config, on_progress   # the native tools report no progress
+
+    def describe(self, spec: RunSpec) -> str:
+        c = self.config
+        return (f" (adb {c.serial}): {Path(c.benchmark_binary).name}, {spec.warmup} warm-up and {spec.runs} timed "
+                f"runs" + (", then on the GPU" if c.use_gpu else ""))
+
+    def measure(self, spec: RunSpec) -> list[Measurement]:
+        c = self.config
+        out = []
+        for run in run_adb(spec, c.serial, c.benchmark_binary, c.adb_binary, c.use_gpu, c.big_core_mask):
+            p = run["parsed"]
+            lat = {k: p["latency_ms"][k] for k in ("mean", "p50", "p90", "p99", "std") if k in (p["latency_ms"] or {})}
+            mem = p.get("peak_memory_bytes")
+            if mem is None and p.get("memory_mb"):
+                mem = int(p["memory_mb"]["overall"] * 1e6)
+            details = {"tool": run["tool"], "command": run["command"], "parsed": p}
+            if run["unit"] == "gpu":
+                verdict = gpu_verdict(p, lat)
+                lat = verdict.pop("latency_ms", lat)
+                details.update(verdict)
+            out.append(Measurement(
+                runner="adb", kind=MEASURED, threads=spec.threads, batch=spec.batch, seq_len=spec.seq_len,
+                unit=run["unit"], latency_ms=lat, load_ms=p.get("init_ms") or p.get("session_creation_ms"),
+                peak_memory_bytes=mem, device={"where": "adb", "serial": c.serial}, details=details,
+                raw={f"adb_{run['unit']}": run["raw"]}, result=run))
+        return out
+
+
+def gpu_verdict(parsed: dict[str, Any], lat: dict[str, float]) -> dict[str, Any]:
+    """A GPU-delegate row: a latency only when the delegate took the whole graph."""
+    d = parsed.get("delegation") or {"status": UNKNOWN}
+    verdict = Delegation(**{**d, "unsupported": tuple(d.get("unsupported", ())), "lines": tuple(d.get("lines", ()))})
+    out: dict[str, Any] = {"delegation": verdict.to_dict()}
+    if not verdict.is_gpu_latency:
+        out["latency_ms"] = None
+        out["mixed_latency_ms"] = lat or None   # CPU fallback or CPU+GPU mix: kept, never called a GPU time
+        out["note"] = verdict.describe()
+    return out

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from edgeprune.targets.parsers import parse_benchmark_model, parse_litert_json, parse_perf_test
-from edgeprune.profiling.stats import summarize
+from edgeprune.targets.stats import summarize
 
 FIX = Path(__file__).parent / "fixtures"
 
