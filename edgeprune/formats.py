@@ -27,6 +27,7 @@ class Format:
     param_counter: str | None = None  # (path) -> edgeprune.budget.params.ParamCount
     file_lister: str | None = None   # (path) -> edgeprune.budget.params.ArtifactFiles: what a device holds
     cost_walker: str | None = None   # (path, batch, seq_len) -> list of roofline OpCost
+    io_reader: str | None = None     # (path) -> edgeprune.profiling.shapes.ArtifactIO: declared inputs, dtype
     device_tool: str | None = None   # an edgeprune.targets.tools.DeviceTool (native benchmark binary)
     xnnpack: bool = False            # its engine can run with or without the XNNPACK delegate
     gpu_delegate: bool = False       # a supported device tool can put it on a mobile GPU
@@ -44,6 +45,9 @@ class Format:
 
     def costs(self, path: str | os.PathLike[str], batch: int = 1, seq_len: int = 128) -> Any:
         return resolve(self._need("cost_walker"))(path, batch, seq_len)
+
+    def io(self, path: str | os.PathLike[str]) -> Any:
+        return resolve(self._need("io_reader"))(str(path))
 
     def tool(self) -> Any:
         return resolve(self._need("device_tool"))
@@ -71,21 +75,13 @@ def register(fmt: Format) -> Format:
 
 register(Format("onnx", (".onnx",), exporter="onnx", engine="ort",
                 param_counter="edgeprune.budget.params:count_onnx", file_lister="edgeprune.budget.params:onnx_files",
-                cost_walker="edgeprune.profiling.roofline:onnx_costs",
+                cost_walker="edgeprune.profiling.roofline:onnx_costs", io_reader="edgeprune.profiling.shapes:onnx_io",
                 device_tool="edgeprune.targets.tools:ONNXRUNTIME_PERF_TEST"))
 register(Format("tflite", (".tflite",), exporter="tflite", engine="litert",
                 param_counter="edgeprune.budget.params:count_tflite", file_lister="edgeprune.budget.params:single_file",
-                cost_walker="edgeprune.profiling.roofline:tflite_costs",
+                cost_walker="edgeprune.profiling.roofline:tflite_costs", io_reader="edgeprune.profiling.shapes:tflite_io",
                 device_tool="edgeprune.targets.tools:BENCHMARK_MODEL", xnnpack=True, gpu_delegate=True))
 register(Format("hf", (), exporter="hf"))   # a transformers checkpoint folder: exported, not profiled
-
-
-def get_format(name: str) -> Format:
-    if name not in FORMATS:
-        from edgeprune.errors import ConfigError
-
-        raise ConfigError(f"unknown artifact format {name!r}; known: {', '.join(FORMATS)}")
-    return FORMATS[name]
 
 
 def format_of(path: str | os.PathLike[str]) -> Format | None:

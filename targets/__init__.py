@@ -277,10 +277,3 @@ def get_runner(name: str) -> type[Runner]:
         raise ConfigError(f"unknown runner {name!r}; valid: {', '.join(RUNNER_MODULES)}")
     importlib.import_module(f"{__name__}.{name}")
     return RUNNERS[name]
-
-
-
-def __getattr__(name: str) -> Any:
-    if name == "TARGETS":  # loaded on first use so a bad user TOML fails only commands that read targets
-        return load_targets()
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

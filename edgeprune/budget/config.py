@@ -232,12 +232,6 @@ def _find_line(text: str, header: str, key: str, sub: str | None) -> int | None:
 # ----------------------------------------------------------------------------------------------
 # Files
 
-@dataclass(frozen=True)
-class ConfigSource:
-    path: Path
-    header: str  # "tool.edgeprune.budgets" or "budgets"
-
-
 def _read_toml(path: Path) -> tuple[dict[str, Any], str]:
     try:
         text = path.read_text(encoding="utf-8")

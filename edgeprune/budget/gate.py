@@ -314,7 +314,7 @@ def _latency(ev: Evidence, target: str, limit: float, statistic: str) -> BudgetR
     return _compare(name, limit, pick.seconds, True, format_time, src, detail, what=f"{target} latency")
 
 
-def evaluate(budgets: Budgets, ev: Evidence) -> list[BudgetResult]:
+def evaluate_budgets(budgets: Budgets, ev: Evidence) -> list[BudgetResult]:
     """Integrity (bundles) first, then every budget that is set, in a fixed order."""
     jobs: list[tuple[str, Callable[[], BudgetResult]]] = []
     if ev.is_bundle:
@@ -342,4 +342,4 @@ def evaluate(budgets: Budgets, ev: Evidence) -> list[BudgetResult]:
     return out
 
 
-__all__ = ["BudgetResult", "evaluate", "PASS", "FAIL", "MISSING"]
+__all__ = ["BudgetResult", "evaluate_budgets", "PASS", "FAIL", "MISSING"]
