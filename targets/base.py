@@ -1,10 +1,11 @@
-"""What every runner takes (RunSpec) and returns (one dict per measurement), plus the shared helpers."""
+"""What every runner takes (RunSpec), the argv of remote_runner.py, and the shared subprocess helpers
+(what every runner returns is :mod:`.measurement`)."""
 from __future__ import annotations
 
 import json
 import subprocess
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -38,7 +39,6 @@ class RunSpec:
     runs: int = 20
     xnnpack: bool = True
     timeout_s: float = 600.0
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for name in ("threads", "batch", "seq_len"):

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import platform
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -54,7 +54,6 @@ class ProfileConfig:
     targets_dir: str | None = None
     calibrate: str | None = None       # a profile.json whose measured runs fit each target's efficiency
     timeout_s: float = 600.0
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.xnnpack not in XNNPACK_CHOICES:
