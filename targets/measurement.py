@@ -8,10 +8,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
+from .stats import summarize
+
 if TYPE_CHECKING:
     from .base import OnProgress, RunSpec
-
-from .stats import summarize
 
 MEASURED, EMULATED = "measured", "emulated"
 LATENCY_KEYS = ("mean", "p10", "p50", "p90", "p99", "std")   # the statistics a measured row reports
@@ -52,14 +52,10 @@ class Measurement:
             row["unit"] = self.unit
         if self.engine is not None:
             row["engine"] = self.engine
-        if self.kind == MEASURED:
-            row["device"] = dict(self.device)
-        row["inputs"] = self.inputs
-        if self.kind == MEASURED:
-            row["latency_ms"] = self.latency_ms
-        row.update({"threads": self.threads, "batch": self.batch, "seq_len": self.seq_len})
-        if self.kind == MEASURED:
-            row.update({"load_ms": self.load_ms, "peak_memory_bytes": self.peak_memory_bytes})
+        row.update({"inputs": self.inputs, "threads": self.threads, "batch": self.batch, "seq_len": self.seq_len})
+        if self.kind == MEASURED:   # an emulated row holds instruction counts, never a latency or a device
+            row.update({"device": dict(self.device), "latency_ms": self.latency_ms, "load_ms": self.load_ms,
+                        "peak_memory_bytes": self.peak_memory_bytes})
         row.update(self.details)
         return row
 
