@@ -6,6 +6,9 @@ come from qemu-aarch64 with instruction counts (never a latency), predicted ones
 roofline model for every known target. The input shapes fed are read from the artifact and recorded. With
 ``baseline`` the dense counterpart is profiled the same way (same input shapes, unless ``allow_mismatch``)
 and compared, with format / dtype / shape differences named.
+
+Every runner answers in one shape (:class:`edgeprune.targets.measurement.Measurement`): this module only
+picks the runners and their configs from :class:`ProfileConfig`, labels their rows and adds the predictions.
 """
 from __future__ import annotations
 
