@@ -82,7 +82,7 @@ RUN_SETS: dict[str, list[dict]] = {
              dict(method=RGL, compression=5.0, distill=True, score="activation", **BFULL)],
     # ours with one global ranking of all 36 matrices instead of the same kept fraction in each
     "global": [dict(method=RGL, compression=5.0, distill=True, score="activation", scope="global")],
-    # sensitivity to the group-Lasso lambda (paper.md: 1e-4 default, 1e-3 and 1e-5 variants exist)
+    # sensitivity to the group-Lasso lambda (docs/paper.md: 1e-4 default, 1e-3 and 1e-5 variants exist)
     "penalty": [dict(method=RGL, compression=5.0, penalty=p, tag=f"lambda{p:g}") for p in (1e-3, 1e-5)],
     "gradual_sweep": [dict(method=RGL, compression=c, distill=True, score="activation", prune_schedule="gradual")
                       for c in (2.0, 3.0, 8.0)],

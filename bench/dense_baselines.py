@@ -147,7 +147,7 @@ def write_md(d: dict) -> None:
              f"embeddings frozen (1.7x faster steps, `bench/results/throughput.md`). lr chosen from {list(LRS)} on a "
              f"seeded {HOLDOUT:.0%} held-out part of train (dev never used for selection); then the full train set, "
              "3 seeds on the small tasks (1 on SST-2); the teacher is the seed nearest the mean. Dev sets are full "
-             "(CoLA and RTE dev are re-splits, see ../shared/data/glue README).", "",
+             "(CoLA and RTE dev are re-splits, see the GLUE folder's README).", "",
              f"Machine: {d['machine']['cpu']}, {d['machine']['cores']} cores shared with one other training job, "
              "1 torch thread per run.", "",
              "| task | metric | chosen lr (held-out) | dev mean | sd | seeds | teacher | previous single-shot | epochs |",
