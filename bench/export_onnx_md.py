@@ -1,9 +1,13 @@
-"""Render bench/results/export_onnx.json as Markdown (also usable alone: python bench/export_onnx_md.py)."""
+"""Render bench/results/export_onnx.json as Markdown (also usable alone: python -m bench.export_onnx_md [JSON])."""
 from __future__ import annotations
 
+import argparse
 import json
-import sys
 from pathlib import Path
+
+from bench.common import RESULTS
+
+NOTES = Path(__file__).with_name("export_onnx_notes.md")  # hand-written findings appended to the report
 
 
 def _f(x, fmt=".2f"):
@@ -73,11 +77,17 @@ def write_md(r: dict, path: Path) -> None:
             L.append(f"| {x['shape']} | {x['block']} | {x['compression']}x | {x['block_rows']} | {x['k']} | {x['nb']} | "
                      f"{_f(x['dense_ms'], '.3f')} | {_f(x['gather_ms'], '.3f')} | {_f(x['gather_speedup'])} | "
                      f"{x['chosen_op']} |")
-    L += ["", open(Path(__file__).with_name("export_onnx_notes.md")).read() if
-          Path(__file__).with_name("export_onnx_notes.md").exists() else ""]
+    L += ["", NOTES.read_text() if NOTES.exists() else ""]
     path.write_text("\n".join(L) + "\n")
 
 
-if __name__ == "__main__":
-    p = Path(sys.argv[1] if len(sys.argv) > 1 else Path(__file__).parent / "results" / "export_onnx.json")
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("json", type=Path, nargs="?", default=RESULTS / "export_onnx.json",
+                    help="the benchmark's JSON; the .md is written beside it")
+    p = ap.parse_args(argv).json
     write_md(json.loads(p.read_text()), p.with_suffix(".md"))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,9 +1,11 @@
-"""Render bench/results/export_tflite.json as markdown (``python bench/export_tflite_md.py`` re-renders)."""
+"""Render bench/results/export_tflite.json as markdown (``python -m bench.export_tflite_md`` re-renders)."""
 from __future__ import annotations
 
+import argparse
 import json
-import sys
 from pathlib import Path
+
+from bench.common import RESULTS
 
 
 def _f(x, fmt="{:.2f}", none="-"):
@@ -112,12 +114,15 @@ def merge(parts: list[dict]) -> dict:
     return res
 
 
-def main() -> None:
-    root = Path(__file__).resolve().parent / "results"
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--final", action="store_true", help="fold export_tflite_part*.json into export_tflite.json")
+    final = ap.parse_args(argv).final
+    root = RESULTS
     files = [root / "export_tflite.json"] + sorted(root.glob("export_tflite_part*.json"))
     parts = [json.loads(p.read_text()) for p in files if p.is_file()]
     merged = merge(parts)
-    if "--final" in sys.argv and len(parts) > 1:  # fold the parts into export_tflite.json
+    if final and len(parts) > 1:  # fold the parts into export_tflite.json
         (root / "export_tflite.json").write_text(json.dumps(merged, indent=1, default=float))
         for p in sorted(root.glob("export_tflite_part*.json")):
             p.unlink()
@@ -127,4 +132,3 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
-    sys.exit(0)
