@@ -16,7 +16,7 @@ ALSO_CITING = ("bench",)  # bench's data default may sit beside the checkout; it
 SUFFIXES = {".py", ".toml", ".md", ".txt", ".cfg"}
 
 OUTSIDE = re.compile(r"shared/docs|\benv\.md\b|compress-review\.md")
-OUTSIDE_PACKAGE = re.compile(r"\.\./shared\b|/work/")
+OUTSIDE_PACKAGE = re.compile(r"\.\./shared\b|(?<![\w.])/work/")
 DOCS_REF = re.compile(r"\bdocs/([A-Za-z0-9_.-]+\.md)\b")
 
 # Citations in files other issue-17 branches are fixing at the same time (to docs/paper.md,
