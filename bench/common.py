@@ -42,6 +42,17 @@ def machine() -> dict:
             "transformers": transformers.__version__, "platform": platform.platform()}
 
 
+def recorded_teacher(task: str) -> Path | None:
+    """The dense teacher ``bench.dense_baselines`` recorded for ``task`` (the seed nearest the mean), if any."""
+    from edgeprune.io import read_json
+
+    path = RESULTS / "dense_baselines.json"
+    if not path.is_file():
+        return None
+    t = read_json(path).get("tasks", {}).get(task, {}).get("teacher")
+    return ROOT / t["model_dir"] if t else None
+
+
 def module_argv(name: str, *args: Any) -> list[str]:
     """argv that runs ``bench.NAME`` in a fresh interpreter (timings and profiles need their own process).
 
@@ -50,11 +61,18 @@ def module_argv(name: str, *args: Any) -> list[str]:
     return [sys.executable, "-m", f"bench.{name}", *(str(a) for a in args)]
 
 
+def cell(x: float | None, spec: str = ".2f", suffix: str = "") -> str:
+    """A number formatted for a table cell (``format(x, spec) + suffix``); ``-`` for a missing one."""
+    return "-" if x is None else format(x, spec) + suffix
+
+
 def md_table(head: Iterable[str], rows: Iterable[Iterable[Any]]) -> list[str]:
-    """A markdown table as lines: ``| a | b |``, ``|---|---|``, then one line per row (cells as ``str``)."""
+    """A markdown table as lines: ``| a | b |``, ``|---|---|``, then one line per row (an empty cell is ``| |``)."""
+    def line(cells: Iterable[Any]) -> str:
+        return "|" + "|".join(f" {c} " if str(c) else " " for c in cells) + "|"
+
     head = list(head)
-    return ["| " + " | ".join(head) + " |", "|" + "---|" * len(head),
-            *("| " + " | ".join(str(c) for c in row) + " |" for row in rows)]
+    return [line(head), "|" + "---|" * len(head), *(line(row) for row in rows)]
 
 
 def write_result(name: str, data: dict, md_lines: Iterable[str] | None = None, results: Path = RESULTS) -> Path:

@@ -24,7 +24,7 @@ import statistics
 import time
 from pathlib import Path
 
-from bench.common import RESULTS, ROOT, WORK, glue_dir, machine
+from bench.common import RESULTS, ROOT, WORK, glue_dir, machine, recorded_teacher
 from edgeprune.io import read_json, write_json
 
 RUNS_DIR = WORK / "compress"  # one compress run directory per run id
@@ -130,13 +130,8 @@ def dense_baselines() -> dict:
 
 
 def teacher_dir(task: str) -> Path:
-    """The dense teacher: the seed nearest the mean of bench/dense_baselines (generation 3), else the old run."""
-    path = RESULTS / "dense_baselines.json"
-    if path.is_file():
-        t = read_json(path).get("tasks", {}).get(task, {}).get("teacher")
-        if t:
-            return ROOT / t["model_dir"]
-    return DENSE / task
+    """The dense teacher: the seed nearest the mean of bench.dense_baselines (generation 3), else the old run."""
+    return recorded_teacher(task) or DENSE / task
 
 
 def recipe_run(task: str, r: dict, args) -> dict:

@@ -34,7 +34,8 @@ def test_bench_is_a_package_with_shared_helpers():
     from bench import common
 
     assert common.ROOT == ROOT and common.WORK == ROOT / "bench" / "work"
-    assert common.md_table(["a", "b"], [[1, "x"]]) == ["| a | b |", "|---|---|", "| 1 | x |"]
+    assert common.md_table(["a", "b"], [[1, "x"], ["y", ""]]) == ["| a | b |", "|---|---|", "| 1 | x |", "| y | |"]
+    assert (common.cell(None), common.cell(2.0), common.cell(0.5, ".3f", "x")) == ("-", "2.00", "0.500x")
     assert common.module_argv("frontier", "--x", 1)[1:] == ["-m", "bench.frontier", "--x", "1"]
 
 
