@@ -42,6 +42,16 @@ def machine() -> dict:
             "transformers": transformers.__version__, "platform": platform.platform()}
 
 
+def pyplot():
+    """matplotlib's pyplot on the file-only Agg backend (benchmarks run headless)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
 def recorded_teacher(task: str) -> Path | None:
     """The dense teacher ``bench.dense_baselines`` recorded for ``task`` (the seed nearest the mean), if any."""
     from edgeprune.io import read_json

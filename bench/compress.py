@@ -24,7 +24,7 @@ import statistics
 import time
 from pathlib import Path
 
-from bench.common import RESULTS, ROOT, WORK, glue_dir, machine, recorded_teacher
+from bench.common import RESULTS, ROOT, WORK, glue_dir, machine, pyplot, recorded_teacher
 from edgeprune.io import read_json, write_json
 
 RUNS_DIR = WORK / "compress"  # one compress run directory per run id
@@ -633,10 +633,7 @@ def _layer_speedups() -> dict[str, dict[str, float]]:
 
 
 def plot(runs: list[dict], consts: dict[str, float | None], variants: list[dict] = ()) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     if not runs:
         return
@@ -689,10 +686,7 @@ GEN3_STYLE = {("edgeprune", "magnitude-block"): ("edgeprune recipe (staged, refi
 
 def plot_gen3(rows: list[dict]) -> None:
     """Generation 3, one panel per task (all five, empty ones say so), one legend for the figure."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     if not rows:
         return

@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from bench.common import RESULTS, ROOT, WORK, machine
+from bench.common import RESULTS, ROOT, WORK, machine, pyplot
 from edgeprune.data import get_task, load_split
 from edgeprune.data.glue import holdout_split, seeded_subset
 from edgeprune.io import read_json, write_json
@@ -178,10 +178,7 @@ def write_md(d: dict) -> None:
 
 def plot(d: dict) -> None:
     """One panel per task: the held-out score of each grid lr, the dev score of each seed, the old baseline."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     prev = {r["task_key"]: r for r in d.get("previous", [])}
     fig, axes = plt.subplots(1, len(PLAN), figsize=(3.2 * len(PLAN), 3.2), squeeze=False)

@@ -14,7 +14,7 @@ import argparse
 import os
 import time
 
-from bench.common import RESULTS, WORK, machine, recorded_teacher
+from bench.common import RESULTS, WORK, machine, pyplot, recorded_teacher
 from edgeprune.io import read_json, write_json
 
 OUT = RESULTS / "distill_probe.json"
@@ -122,10 +122,7 @@ def write_md(d: dict) -> None:
 
 def plot(d: dict) -> None:
     """One panel per probe: after cut + refit (hollow) and after retraining (filled) per variant."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     probes = list(d.get("probes", {}).values())
     if not probes:

@@ -17,7 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.common import RESULTS, ROOT, machine, md_table, write_result
+from bench.common import RESULTS, ROOT, machine, md_table, pyplot, write_result
 
 TARGETS = {"onnx": {"wall_s": 30.0}, "tflite": {"wall_s": 45.0, "peak_rss_gb": 2.0}}
 CASES = [("onnx", "fp32"), ("onnx", "int8-dynamic"), ("tflite", "fp32"), ("tflite", "int8-dynamic")]
@@ -88,10 +88,7 @@ def report_lines(d: dict) -> list[str]:
 
 def plot(d: dict) -> None:
     """Wall time per export against its target; refused exports are drawn hatched at the time they took."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     rows = d["rows"]
     fig, ax = plt.subplots(figsize=(6.5, 3.2))

@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.common import RESULTS, ROOT, WORK, module_argv
+from bench.common import RESULTS, ROOT, WORK, module_argv, pyplot
 from bench.frontier_points import Artifact, artifact_key, check_point, mark_fronts, summarize_latency
 
 DENSE_DTYPES = ("fp32", "fp16", "int8-dynamic", "int8")
@@ -275,10 +275,7 @@ def write_md(result: dict[str, Any], path: Path) -> None:
 
 
 def write_png(points: list[dict[str, Any]], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     from edgeprune.io import atomic_file
 
