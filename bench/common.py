@@ -16,6 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # $EDGEPRUNE_BENCH_RESULTS redirects every result a script reads and writes (a scratch copy for smoke tests)
 RESULTS = Path(os.environ.get("EDGEPRUNE_BENCH_RESULTS") or ROOT / "bench" / "results")
 WORK = ROOT / "bench" / "work"
+DENSE = WORK / "dense"  # the fine-tuned dense models bench.dense_baselines trains (one folder per task)
 
 
 def glue_dir() -> Path:

@@ -24,11 +24,10 @@ import statistics
 import time
 from pathlib import Path
 
-from bench.common import RESULTS, ROOT, WORK, glue_dir, machine, pyplot, recorded_teacher
+from bench.common import DENSE, RESULTS, ROOT, WORK, glue_dir, machine, pyplot, recorded_teacher
 from edgeprune.io import read_json, write_json
 
 RUNS_DIR = WORK / "compress"  # one compress run directory per run id
-DENSE = WORK / "dense"  # the fine-tuned dense models of bench.dense_baselines
 NAME = "compress"
 MODEL = "minilm-l6"
 TASKS = ("mrpc", "rte", "stsb", "cola", "sst2")

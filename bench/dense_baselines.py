@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from bench.common import RESULTS, ROOT, WORK, machine, pyplot
+from bench.common import DENSE, RESULTS, ROOT, machine, pyplot
 from edgeprune.data import get_task, load_split
 from edgeprune.data.glue import holdout_split, seeded_subset
 from edgeprune.io import read_json, write_json
@@ -79,7 +79,7 @@ def run_task(key: str, data: str, data_json: dict) -> None:
         sub = rest if plan.grid_limit is None else seeded_subset(
             rest, plan.grid_limit, cfg.seed)
         print(f"[dense] {spec.name} grid lr {lr:g}: {len(sub)} train / {len(held)} held-out", flush=True)
-        e = _run(key, WORK / "dense" / key / f"grid-lr{lr:g}", cfg, data, examples=(sub, held))
+        e = _run(key, DENSE / key / f"grid-lr{lr:g}", cfg, data, examples=(sub, held))
         task["grid"].append({"lr": lr, "heldout": e["score"], **{k: e[k] for k in ("steps", "train_examples",
                                                                                     "wall_s")}})
         _save(data_json, key)
@@ -90,7 +90,7 @@ def run_task(key: str, data: str, data_json: dict) -> None:
             continue
         cfg = replace(BASE, lr=best, epochs=plan.epochs, seed=seed)
         print(f"[dense] {spec.name} final lr {best:g} seed {seed} on the full train set", flush=True)
-        e = _run(key, WORK / "dense" / key / f"lr{best:g}-seed{seed}", cfg, data)
+        e = _run(key, DENSE / key / f"lr{best:g}-seed{seed}", cfg, data)
         task["seeds"].append({"seed": seed, **e})
         _summarize(task)
         _save(data_json, key)

@@ -24,10 +24,9 @@ from pathlib import Path
 import numpy as np
 
 from bench import common
-from bench.common import RESULTS, ROOT, glue_dir, module_argv
+from bench.common import DENSE, RESULTS, ROOT, glue_dir, module_argv
 
 WORK = common.WORK / "export_onnx"  # layer models, bundles, the head-fitted base model
-DENSE = common.WORK / "dense"  # the fine-tuned dense models of bench.dense_baselines
 SEQ = 128
 
 

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 from bench import common
-from bench.common import RESULTS, glue_dir
+from bench.common import DENSE, RESULTS, glue_dir
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
@@ -28,7 +28,7 @@ DTYPES = ("fp32", "fp16", "int8-dynamic", "int8")
 
 
 def base_model() -> tuple[str, str]:
-    tuned = common.WORK / "dense" / "mrpc" / "model"
+    tuned = DENSE / "mrpc" / "model"
     if (tuned / "config.json").is_file():
         return str(tuned), "MiniLM-L6 fine-tuned on MRPC (bench/work/dense/mrpc/model)"
     partial = WORK / "base_model"  # a copy of the dense-baseline fine-tune's checkpoint-100 (~0.9 epoch)

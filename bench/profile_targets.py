@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import common
-from bench.common import RESULTS, ROOT
+from bench.common import DENSE, RESULTS, ROOT
 
 WORK = common.WORK / "profile_targets"  # snapshots of the bundles, self-exported models, cached rows
 RATIOS = (1.0, 2.0, 5.0)
@@ -99,7 +99,7 @@ def self_export(ratio: float, seq_len: int) -> Path:
     if out.exists():
         return out
     WORK.mkdir(parents=True, exist_ok=True)
-    dense_dir = common.WORK / "dense" / "mrpc"
+    dense_dir = DENSE / "mrpc"
     src = dense_dir if (dense_dir / "config.json").exists() and any(dense_dir.glob("*.safetensors")) else "minilm-l6"
     model, _ = load_model(str(src), num_labels=2)
     model.eval()
