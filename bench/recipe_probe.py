@@ -14,28 +14,23 @@ from __future__ import annotations
 import argparse
 import os
 import time
-from pathlib import Path
 
-from bench.common import RESULTS, ROOT, WORK, machine
-from edgeprune.io import read_json, write_json
+from bench.common import RESULTS, WORK, machine
+from edgeprune.io import write_json
 
 
 
 def oneshot_cut(teacher: str, task: str, data: str, compression: float) -> float:
     """Dev metric after the paper's hard prune (128x1 balanced, group norm) with no training."""
-    import torch
-
     from edgeprune.compress import CompressConfig, _hard_prune, _prunable
     from edgeprune.models import load_model
+    from edgeprune.prune.masks import apply_masks
     from edgeprune.training import evaluate, model_dir_of
 
     cfg = CompressConfig(model=teacher, task=task, data_dir=data, out="unused", compression=compression)
     m, tok = load_model(model_dir_of(teacher))
     params, tilings, _, _ = _prunable(m, cfg)
-    masks = _hard_prune(cfg, params, tilings).masks
-    with torch.no_grad():
-        for n, mk in masks.items():
-            params[n].mul_(mk.to(params[n].dtype))
+    apply_masks(m, _hard_prune(cfg, params, tilings).masks)
     return evaluate((m, tok), task, data)["main"]
 
 
