@@ -5,7 +5,6 @@
 from __future__ import annotations
 
 import importlib
-import pkgutil
 
 EXPORTERS: dict[str, type] = {}
 
@@ -31,10 +30,3 @@ def get_exporter(name: str) -> type:
             raise ConfigError(f"unknown export format {name!r}; choose one of: {', '.join(sorted(_MODULES))}")
         importlib.import_module(_MODULES[name])
     return EXPORTERS[name]
-
-
-def load_all() -> dict[str, type]:
-    """Import every exporter module (used by tests that check each one registered itself)."""
-    for info in pkgutil.iter_modules(__path__):
-        importlib.import_module(f"{__name__}.{info.name}")
-    return EXPORTERS

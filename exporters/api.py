@@ -10,30 +10,10 @@ from edgeprune.errors import NumericMismatchError
 from edgeprune.io import atomic_dir, write_json
 from edgeprune.rundir import PrunedRun, open_run
 from . import get_exporter
-from .base import ExportConfig, ExportResult
+from .base import Exporter, ExportConfig, ExportResult
 
 VERIFICATION_JSON = "verification.json"
 REPORT_JSON = "export_report.json"
-
-
-class Exporter:
-    """Base class. Subclasses register with ``@register_exporter(name)`` and implement ``build``."""
-
-    format_name = ""
-    ATOL = 1e-4  # fp32 logits vs PyTorch
-    MAX_POINTS = 0.5  # quantized: task metric within this many percentage points
-
-    def __init__(self, config: ExportConfig) -> None:
-        self.config = config
-
-    def check_config(self, run: PrunedRun) -> None:
-        """Raise ConfigError for combinations this format cannot produce (before any work is done)."""
-
-    def build(self, run: PrunedRun, out_dir: Path) -> dict[str, Any]:
-        """Write the artifact into ``out_dir``; return a report with at least ``artifact`` (file name),
-        ``verification`` (see :func:`base.verification_record`) and ``manifest`` (extra manifest fields), and
-        optionally ``card`` (model-card ``library``, ``tags``, ``notes``)."""
-        raise NotImplementedError
 
 
 def check_data(config: ExportConfig, run: PrunedRun) -> None:

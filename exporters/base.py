@@ -1,13 +1,16 @@
-"""What every exporter shares: its config, its result and how artifacts are verified against PyTorch."""
+"""What every exporter shares: the base class, its config, its result and how artifacts are verified."""
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 import numpy as np
 
 from edgeprune.errors import ConfigError
+
+if TYPE_CHECKING:
+    from edgeprune.rundir import PrunedRun
 
 DTYPES = ("fp32", "fp16", "int8", "int8-dynamic")
 MODES = ("packed", "structured", "dense")
@@ -47,6 +50,26 @@ class ExportConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+class Exporter:
+    """Base class. Subclasses register with ``@register_exporter(name)`` and implement ``build``."""
+
+    format_name = ""
+    ATOL = 1e-4  # fp32 logits vs PyTorch
+    MAX_POINTS = 0.5  # quantized: task metric within this many percentage points
+
+    def __init__(self, config: ExportConfig) -> None:
+        self.config = config
+
+    def check_config(self, run: PrunedRun) -> None:
+        """Raise ConfigError for combinations this format cannot produce (before any work is done)."""
+
+    def build(self, run: PrunedRun, out_dir: Path) -> dict[str, Any]:
+        """Write the artifact into ``out_dir``; return a report with at least ``artifact`` (file name),
+        ``verification`` (see :func:`verification_record`) and ``manifest`` (extra manifest fields), and
+        optionally ``card`` (model-card ``library``, ``tags``, ``notes``)."""
+        raise NotImplementedError
 
 
 @dataclass
@@ -129,7 +152,13 @@ def check_task_labels(model, task: str | None) -> None:
     name_labels(model, spec)
 
 
-def model_labels(model) -> list[str]:
-    """The model's label names in output order ([] when its config has none)."""
+def model_labels(model, spec=None) -> list[str]:
+    """The model's label names in output order: what the manifest, the ONNX metadata and ``labels.txt`` carry.
+
+    A regression task has none (its one output is a score, not a class); a checkpoint without ``id2label``
+    has none either. Call :func:`check_task_labels` first so default ``LABEL_i`` names become the task's.
+    """
+    if spec is not None and spec.is_regression:
+        return []
     id2 = getattr(model.config, "id2label", None) or {}
     return [str(id2[i]) for i in sorted(id2)] if id2 else []

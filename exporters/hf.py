@@ -17,8 +17,7 @@ from typing import Any
 from edgeprune.errors import ConfigError, ExportError
 from edgeprune.rundir import PrunedRun
 from . import register_exporter
-from .api import Exporter
-from .base import check_task_labels, model_labels, verification_record
+from .base import Exporter, check_task_labels, model_labels, verification_record
 
 ARTIFACT = "model.safetensors"
 MODELING = "modeling_edgeprune.py"

@@ -1,8 +1,8 @@
 """Run or time a ``.tflite`` file in the ai-edge-litert interpreter, in a child process.
 
 Some TFLite combinations crash the process (dynamic int8 with native block sparsity segfaults
-under XNNPACK, shared/docs/env.md Exp 5), and interpreters in one process skew each other's
-timings, so the exporter and the benchmark call this module with ``python -m`` and read its
+under XNNPACK; docs/speed-notes.md, "TFLite sparse encoding / XNNPACK"), and interpreters in one
+process skew each other's timings, so the exporter and the benchmark call this module with ``python -m`` and read its
 output files. Imports only numpy and ai_edge_litert (no TensorFlow).
 
     python -m edgeprune.exporters.litert_run run MODEL.tflite IN.npz OUT.npz [--threads N] [--no-xnnpack]

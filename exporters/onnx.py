@@ -17,12 +17,10 @@ import numpy as np
 from edgeprune.errors import ConfigError
 from edgeprune.rundir import PrunedRun
 from . import register_exporter
-from .api import Exporter
-from .base import check_task_labels, model_labels
+from .base import Exporter, check_task_labels, model_labels
 from .packing import PackedLinear, analyze_mask, pack_linear
 from .structure import dead_heads, head_counts, shrink_ffn, shrink_heads
 
-MARKER_DOMAIN = "edgeprune_marker"
 ARTIFACT = "model.onnx"
 OPSET = 17
 
@@ -79,51 +77,6 @@ def choose_op(p: PackedLinear) -> tuple[str, float]:
         selects_only = int(p.row_map.max()) < p.nb * p.block_rows  # no output row pruned whole: no zero row
         return (ops.BSMM_SELECT if selects_only else ops.BSMM_ROWMAP), 1.0 / t
     return ops.PACKED_DENSE, 1.0
-
-
-def _marker_cls():
-    import torch
-
-    class _Marker(torch.autograd.Function):
-        @staticmethod
-        def forward(ctx, x, weight, bias, idx):  # noqa: ARG004
-            return torch.nn.functional.linear(x, weight, bias)
-
-        @staticmethod
-        def symbolic(g, x, weight, bias, idx):  # noqa: ARG004
-            y = g.op(f"{MARKER_DOMAIN}::Linear", x, layer_i=idx)
-            try:  # give the placeholder its output type so the exporter's own shape inference stays exact
-                sizes = x.type().varyingSizes()
-                y.setType(x.type().with_sizes(list(sizes[:-1]) + [int(weight.type().sizes()[0])]))
-            except Exception:  # pragma: no cover - types unknown: the surgery re-infers shapes anyway
-                pass
-            return y
-
-    class MarkedLinear(torch.nn.Module):
-        def __init__(self, linear, idx: int) -> None:
-            super().__init__()
-            self.weight, self.bias, self.idx = linear.weight, linear.bias, idx
-            self.in_features, self.out_features = linear.in_features, linear.out_features
-
-        def forward(self, x):
-            b = self.bias if self.bias is not None else torch.zeros(self.out_features, dtype=x.dtype)
-            return _Marker.apply(x, self.weight, b, self.idx)
-
-    return MarkedLinear
-
-
-def _classifier_wrapper(model, input_names: list[str]):
-    import torch
-
-    class Wrapper(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.model = model
-
-        def forward(self, *args):
-            return self.model(**dict(zip(input_names, args))).logits
-
-    return Wrapper().eval()  # the exporter restores the wrapper's mode afterwards: it must be eval
 
 
 @register_exporter("onnx")

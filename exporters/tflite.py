@@ -3,8 +3,9 @@
 The speed comes from the graph's structure (:mod:`tf_graph`, :mod:`tf_linear`), with each pruned
 linear's formulation picked by timing it in the LiteRT interpreter (XNNPACK, one thread) at the
 export's sequence length and dtype. TFLite's native sparse weight encoding
-(``ExportConfig.tflite_sparsity``) is optional: measured here it only shrinks files and is buggy in
-places (shared/docs/env.md Exp 5), so the artifact is always verified in a child process.
+(``TfliteOptions.sparsity``) is optional: measured here it only shrinks files and is buggy in places
+(docs/speed-notes.md, "TFLite sparse encoding / XNNPACK"), so the artifact is always verified in a child
+process.
 """
 from __future__ import annotations
 
@@ -21,8 +22,7 @@ from edgeprune.quiet import native_stdout_off
 from edgeprune.rundir import PrunedRun
 from . import register_exporter
 from . import tf_linear as tl
-from .api import Exporter
-from .base import ExportConfig, verification_record
+from .base import Exporter, check_task_labels, model_labels, verification_record
 from edgeprune.prune.masks import apply_masks
 
 ARTIFACT = "model.tflite"
@@ -138,19 +138,6 @@ def torch_logits(model, inputs: dict[str, np.ndarray], batch: int = 32) -> np.nd
     return np.concatenate(outs)
 
 
-def _label_list(model, spec) -> list[str]:
-    """The model's id2label names, or the task's when the checkpoint has the default LABEL_i names."""
-    import re
-
-    id2 = getattr(model.config, "id2label", None) or {}
-    names = [str(id2[i]) for i in sorted(id2)]
-    if spec.is_regression:
-        return []
-    if not names or all(re.fullmatch(r"LABEL_\d+", n) for n in names):
-        return list(spec.label_names)
-    return names
-
-
 def write_app_files(out_dir: Path, tokenizer, labels: list[str]) -> None:
     """``vocab.txt`` (one token per line, in id order) and ``labels.txt`` (one name per line, in output order):
     the associated files an Android text classifier (LiteRT Task Library BertNLClassifier, MediaPipe
@@ -227,9 +214,7 @@ class TFLiteExporter(Exporter):
         spec = get_task(self._task(run))
         model, tokenizer = load_model(run.model_dir)
         model.eval()
-        if model.config.num_labels != spec.num_labels:
-            raise ConfigError(f"the model has {model.config.num_labels} outputs but task {spec.name} has "
-                              f"{spec.num_labels}; pass the right --task")
+        check_task_labels(model, self._task(run))
         masks = run.masks
         if masks:
             apply_masks(model, masks)
@@ -259,7 +244,7 @@ class TFLiteExporter(Exporter):
         convert_s = time.perf_counter() - t0
         artifact = out_dir / ARTIFACT
         tokenizer.save_pretrained(out_dir / TOKENIZER_DIR)
-        label_names = _label_list(model, spec)
+        label_names = model_labels(model, spec)
         write_app_files(out_dir, tokenizer, label_names)
         buf, meta = with_metadata(buf, out_dir, label_names, names, tokenizer)
         artifact.write_bytes(buf)  # the final file: the GPU check and the verification below read this one
@@ -317,8 +302,3 @@ class TFLiteExporter(Exporter):
                 "runtime": "LiteRT / TFLite builtins only (no Flex ops)",
             },
         }
-
-
-def export_config(**kw: Any) -> ExportConfig:
-    """Convenience for scripts: an ExportConfig with format="tflite"."""
-    return ExportConfig(format="tflite", **kw)

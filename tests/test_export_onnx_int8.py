@@ -11,7 +11,7 @@ from edgeprune.errors import ConfigError, NumericMismatchError
 from edgeprune.exporters import onnx_int8 as q8
 from edgeprune.exporters import onnx_ops as ops
 from edgeprune.exporters.api import export
-from tests.test_export_onnx import cfg, edgeprune_nodes, force_packed_int8, make_run
+from tests.support.exports import cfg, edgeprune_nodes, force_packed_int8, make_run, run_cli
 
 INT8_OPS = {ops.BSMM_INT8, ops.BSMM_INT8_DIRECT}
 
@@ -100,7 +100,7 @@ def test_measured_layer_choice_is_recorded(tiny_bert, tmp_path, glue):
 
 
 def test_quantized_failure_is_one_clear_message(tiny_bert, tmp_path, glue, monkeypatch):
-    from edgeprune.exporters.api import Exporter
+    from edgeprune.exporters.base import Exporter
 
     run = make_run(tiny_bert, tmp_path / "run", seed=7, whole_units=True)
     monkeypatch.setattr(Exporter, "MAX_POINTS", -1.0)  # any int8 artifact fails the rule now
@@ -115,7 +115,6 @@ def test_quantized_failure_is_one_clear_message(tiny_bert, tmp_path, glue, monke
 
 
 def test_cli_bad_int8_flags_exit_2(tiny_bert, tmp_path, glue, capsys):
-    from tests.test_export_cli import run_cli
 
     run = make_run(tiny_bert, tmp_path / "run", seed=8)
     with pytest.raises(ConfigError, match="int8-layer-choice"):
