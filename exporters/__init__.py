@@ -1,6 +1,7 @@
 """Exporters, one module per artifact format, registered by name.
 
-``get_exporter("onnx")`` imports only that module, so exporting to ONNX never imports TensorFlow.
+``get_exporter("onnx")`` imports only that module, so exporting to ONNX never imports TensorFlow. Each
+exporter takes its own typed options (``options_type``); :func:`exporter_for` finds it by that type.
 """
 from __future__ import annotations
 
@@ -20,6 +21,16 @@ def register_exporter(name: str):
         return cls
 
     return deco
+
+
+def exporter_for(options: object) -> type:
+    """The exporter registered for this options type (``ExportConfig.options``: torchao's config -> handler)."""
+    from edgeprune.errors import ConfigError
+
+    for cls in EXPORTERS.values():
+        if type(options) is getattr(cls, "options_type", None):
+            return cls
+    raise ConfigError(f"no exporter takes {type(options).__name__}")
 
 
 def get_exporter(name: str) -> type:

@@ -77,7 +77,7 @@ def export_graph(model, tokenizer, plans: dict[str, Any], seq_len: int | None, b
     import onnx
     import torch
 
-    from .structure import set_module
+    from .structured import set_module
 
     MarkedLinear = marker_linear_cls()
     marked: dict[int, Any] = {}

@@ -16,7 +16,7 @@ import torch
 from onnx import numpy_helper
 
 from edgeprune.exporters.api import export
-from edgeprune.exporters.onnx import dead_heads, shrink_heads
+from edgeprune.exporters.structured import dead_heads, shrink_heads
 from tests.support.exports import D, attn_names, cfg, head_masks, head_run, with_biases
 
 def _masked(model, masks):
