@@ -81,11 +81,15 @@ class PreparedModel:
         return self._references[key]
 
 
-def prepare(run: PrunedRun, task: str | dict[str, Any] | None) -> PreparedModel:
-    """Load ``run``'s checkpoint with its masks applied and its labels checked against ``task``."""
+def prepare(run: PrunedRun | str | os.PathLike[str], task: str | dict[str, Any] | None) -> PreparedModel:
+    """Load ``run``'s checkpoint (an opened run, or its folder) with its masks applied and its labels checked
+    against ``task``."""
     from edgeprune.models import load_model
     from edgeprune.prune.masks import apply_masks
+    from edgeprune.rundir import open_run
 
+    if not isinstance(run, PrunedRun):
+        run = open_run(run)
     model, tokenizer = load_model(run.model_dir)
     model.eval()
     if run.masks:

@@ -95,15 +95,6 @@ def ffn_shrink(m_in, m_out, units: int) -> FfnShrink:
     return FfnShrink(units, u_in & u_out, (~u_in) & u_out)
 
 
-def dead_heads(m_v, m_out, head_size: int):
-    """(v_dead, out_dead) bool ``[heads]``: heads whose value rows / attention-output columns are all pruned.
-
-    Either makes the head removable; pruned Q/K rows only change the attention pattern, never remove a head.
-    """
-    heads = m_v.shape[0] // head_size
-    return ~m_v.reshape(heads, -1).any(dim=1), ~m_out.t().reshape(heads, -1).any(dim=1)
-
-
 # ---------------------------------------------------------------- applied to a PyTorch model
 
 def set_module(model, name: str, module) -> None:

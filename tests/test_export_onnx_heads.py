@@ -16,7 +16,7 @@ import torch
 from onnx import numpy_helper
 
 from edgeprune.exporters.api import export
-from edgeprune.exporters.structured import dead_heads, shrink_heads
+from edgeprune.exporters.structured import attention_shrink, shrink_heads
 from tests.support.exports import D, attn_names, cfg, head_masks, head_run, with_biases
 
 def _masked(model, masks):
@@ -34,8 +34,9 @@ def test_dead_heads_by_value_rows_or_output_columns():
     m_v[3 * D:, :] = False
     m_o[:, 2 * D:] = False
     m_v[0, 0] = False  # a partial head stays alive
-    v_dead, o_dead = dead_heads(m_v, m_o, D)
-    assert v_dead.tolist() == [False, True, False, True] and o_dead.tolist() == [False, False, True, True]
+    s = attention_shrink(None, None, m_v, m_o, None, 4)
+    assert s.v_dead.tolist() == [False, True, False, True] and s.out_dead.tolist() == [False, False, True, True]
+    assert s.kept_heads == (0,) and s.dead.tolist() == [False, True, True, True]
 
 
 @pytest.mark.parametrize("fixture", ["tiny_bert", "tiny_distilbert"])
