@@ -34,21 +34,20 @@ def _recorded_task(run_dir: Path):
     return None
 
 
-def _options(fmt: str, *, opset: int | None, int8_embeddings: bool, int8_choice: str, int8_threads: int,
-             tflite_sparsity: bool):
-    """The typed options of ``--format`` from its flags (an unknown format fails here, before any data is read)."""
+def _options(fmt: str, **flags):
+    """The typed options of ``--format``, from the flags named like its fields (an unknown format fails here,
+    before any data is read). ``--opset`` given to a format without one is refused; other flags of another
+    format are ignored, as they always were."""
+    import dataclasses
+
     from edgeprune.errors import ConfigError
     from edgeprune.exporters import get_exporter
 
     options_type = get_exporter(fmt).options_type
-    if fmt == "onnx":
-        return options_type(opset=opset, int8_embeddings=int8_embeddings, int8_choice=int8_choice,
-                            int8_threads=int8_threads)
-    if opset is not None:
+    fields = {f.name for f in dataclasses.fields(options_type)}
+    if flags.get("opset") is not None and "opset" not in fields:
         raise ConfigError("--opset applies to ONNX exports only")
-    if fmt == "tflite":
-        return options_type(sparsity=tflite_sparsity)
-    return options_type()
+    return options_type(**{k: v for k, v in flags.items() if k in fields})
 
 
 @click.command("export", short_help="Export a checkpoint to ONNX, TFLite or a shrunk HF checkpoint, verified.")
@@ -100,7 +99,7 @@ def command(run_dir: Path, fmt: str, dtype: str, mode: str, seq_len: str, batch:
                           data_dir=str(data_dir) if data_dir else None, verify_examples=verify_examples,
                           calib_examples=calib_examples, verify=not no_verify,
                           options=_options(fmt, opset=opset, int8_embeddings=int8_embeddings, int8_choice=int8_choice,
-                                           int8_threads=int8_threads, tflite_sparsity=tflite_sparsity))
+                                           int8_threads=int8_threads, sparsity=tflite_sparsity))
     open_run(run_dir)  # not a run / model folder: that message first
     output_dir(out_dir, "export bundle", bundle_kind, overwrite=overwrite)
     if data_dir is None and (config.verify or config.dtype == "int8"):
