@@ -53,7 +53,7 @@ def test_point_schema_check():
 
 
 def test_frontier_end_to_end_on_tiny_models(tiny_bert, tmp_path, glue, capsys):
-    from tests.test_export_onnx import make_run
+    from tests.support.exports import make_run
 
     run = make_run(tiny_bert, tmp_path / "run5x", seed=3, keep=0.3, whole_units=True)
     out, work = tmp_path / "results", tmp_path / "work"
