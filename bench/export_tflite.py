@@ -75,13 +75,14 @@ def make_run(model_src: str, compression: float, block: str, balanced: bool, out
 
 def export_one(run_dir: Path, dtype: str, mode: str, out: Path, sparsity: bool = False, verify: int = 408) -> dict:
     from edgeprune.errors import EdgepruneError
+    from edgeprune.exporters.tflite import TfliteOptions
     from edgeprune.exporters.api import export
     from edgeprune.exporters.base import ExportConfig
 
     if out.exists():
         shutil.rmtree(out)
     cfg = ExportConfig(format="tflite", dtype=dtype, mode=mode, seq_len=128, data_dir=str(glue_dir()), task="mrpc",
-                       verify_examples=verify, calib_examples=100, tflite_sparsity=sparsity)
+                       verify_examples=verify, calib_examples=100, options=TfliteOptions(sparsity=sparsity))
     t0 = time.perf_counter()
     try:
         res = export(run_dir, cfg, out)
