@@ -151,13 +151,13 @@ def cut_and_reconstruct(student, teacher, batches: list[dict[str, torch.Tensor]]
             while todo:
                 stats = {n: LayerStats() for n in todo}
                 order: list[str] = []
-                ptr: dict[str, int] = {}
+                first_in: dict[str, torch.Tensor] = {}  # held, so a freed input's memory cannot be reused
 
                 def hook(_m, inp, _o, n):
                     i = cur["i"]
-                    if i == 0 and n not in ptr:
+                    if i == 0 and n not in first_in:
                         order.append(n)
-                        ptr[n] = inp[0].data_ptr()
+                        first_in[n] = inp[0]
                     stats[n].add(inp[0][tok[i]].double(), t_x[n][i])
 
                 hooks = [s_mods[n.removesuffix(".weight")].register_forward_hook(
@@ -171,7 +171,11 @@ def cut_and_reconstruct(student, teacher, batches: list[dict[str, torch.Tensor]]
                         hk.remove()
                 if not order:
                     raise ValueError(f"layer {li}: none of {todo} was called")
-                group = [n for n in order if ptr[n] == ptr[order[0]]]
+                # modules reading the same tensor form a group (compared while all are alive: a data_ptr
+                # of a freed tensor may be handed to the next one, which would group unrelated modules)
+                lead = first_in[order[0]].data_ptr()
+                group = [n for n in order if first_in[n].data_ptr() == lead]
+                first_in.clear()
                 for n in group:
                     st = stats[n]
                     p = s_mods[n.removesuffix(".weight")].weight
