@@ -204,6 +204,38 @@ def cut_and_reconstruct(student, teacher, batches: list[dict[str, torch.Tensor]]
         teacher.train(was_t)
 
 
+def input_rms(model, tok, params: dict[str, Any], examples, max_seq_len: int, batch_size: int = 16):
+    """RMS of every input feature of each pruned linear over ``examples`` (forward hooks, eval mode)."""
+    import torch
+
+    mods = dict(model.named_modules())
+    acc: dict[str, Any] = {}
+    count: dict[str, int] = {}
+    hooks = []
+    for n in params:
+        def hook(_mod, inp, _out, n=n):
+            x = inp[0].detach().float().reshape(-1, inp[0].shape[-1])
+            acc[n] = acc.get(n, 0) + (x * x).sum(0)
+            count[n] = count.get(n, 0) + x.shape[0]
+        hooks.append(mods[n.removesuffix(".weight")].register_forward_hook(hook))
+    was = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    try:
+        with torch.no_grad():
+            for i in range(0, len(examples), batch_size):
+                chunk = examples[i:i + batch_size]
+                pairs = chunk[0].text_b is not None
+                b = tok([e.text_a for e in chunk], [e.text_b for e in chunk] if pairs else None, truncation=True,
+                        max_length=max_seq_len, padding=True, return_tensors="pt")
+                model(**{k: v.to(device) for k, v in b.items()})
+    finally:
+        for h in hooks:
+            h.remove()
+        model.train(was)
+    return {n: (acc[n] / count[n]).sqrt().cpu() for n in params}
+
+
 def calibration_batches(tok, examples, max_seq_len: int, batch_size: int = 32) -> list[dict[str, Any]]:
     """Tokenized batches of ``examples`` sorted by length (little padding)."""
     order = sorted(range(len(examples)), key=lambda i: len(examples[i].text_a) + len(examples[i].text_b or ""))
