@@ -471,6 +471,10 @@ def test_default_recipe_stages_cuts_reconstructs_and_records(finetuned, glue, tm
         assert s["output_error_refit"] <= s["output_error_cut"] + 1e-9
         assert "metrics_after_cut" in s
     assert stages[0]["steps"] == 2 and stages[1]["steps"] == 2 and "steps" not in stages[2]
+    # matrices are cut in forward order, q/k/v (one input) together: never grouped by a reused pointer
+    order = [m["name"].split(".", 4)[-1].removesuffix(".weight") for m in stages[0]["matrices"]]
+    assert order == ["attention.self.query", "attention.self.key", "attention.self.value", "attention.output.dense",
+                     "intermediate.dense", "output.dense"] * 2
     assert info["steps"] >= 4
     # masks only shrink from stage to stage (no group comes back)
     from edgeprune.rundir import load_masks

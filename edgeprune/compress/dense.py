@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from edgeprune.distributed import barrier
 from edgeprune.errors import ModelError
@@ -11,10 +12,13 @@ from edgeprune.rundir import COMPRESSION_JSON, MODEL_DIR
 
 from .state import RunState, say
 
+if TYPE_CHECKING:  # pragma: no cover
+    from edgeprune.data import TaskSpec
+
 DENSE_METRICS = "dense_metrics.json"
 
 
-def finetuned_for_task(model_arg: str, task) -> tuple[Path, bool]:
+def finetuned_for_task(model_arg: str, task: TaskSpec | str | dict) -> tuple[Path, bool]:
     """(model folder, whether it is already fine-tuned on ``task``).
 
     Fine-tuned means: the right number of labels and either an ``edgeprune_task`` marker in its

@@ -73,7 +73,7 @@ def compress(cfg: CompressConfig, resume: bool = False, overwrite: bool = False,
     if resume and existing == "finished":
         return read_json(run.root / COMPRESSION_JSON)
     # --- validate everything cheap before any training
-    model_dir, is_ft = finetuned_for_task(cfg.model, cfg.task)
+    model_dir, is_ft = finetuned_for_task(cfg.model, spec)
     train = load_split(spec, "train", cfg.data_dir, limit=cfg.train_limit, seed=cfg.seed)
     dev = load_split(spec, "dev", cfg.data_dir, limit=cfg.eval_limit)
     probe, _ = load_model(model_dir, num_labels=spec.num_labels)
