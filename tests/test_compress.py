@@ -8,7 +8,7 @@ import torch
 from click.testing import CliRunner
 
 from edgeprune.cli import cli
-from edgeprune.compress import CompressConfig, compress
+from edgeprune.compress import CONFIG_VERSION, CompressConfig, compress
 from edgeprune.errors import ConfigError
 from edgeprune.io import read_json
 from edgeprune.rundir import check_masks_match, open_run
@@ -50,6 +50,8 @@ def test_cli_end_to_end_matches_rundir_contract(finetuned, glue, tmp_path):
     check_masks_match(run.masks, model)
     info = run.info
     assert info["task"] == "mrpc" and info["method"] == "reweighted-group-lasso"
+    assert info["config_version"] == info["config"]["config_version"] == CONFIG_VERSION
+    assert read_json(out / "compress_state" / "config.json")["config_version"] == CONFIG_VERSION
     assert info["block"] == [16, 1] and info["balanced"] is True and info["distill"] is True
     assert "finetune" not in info["phases"] and {"regularize", "prune", "retrain"} <= set(info["phases"])
     params = dict(model.named_parameters())
@@ -138,7 +140,7 @@ def test_resume_gives_the_same_result(finetuned, glue, tmp_path, phase):
 
 
 def test_masked_weights_stay_zero_with_adamw(finetuned, glue, tmp_path):
-    from edgeprune.compress_trainer import MaskCallback, PruneTrainer
+    from edgeprune.compress.trainer import MaskCallback, PruneTrainer
     from edgeprune.data import load_split
     from edgeprune.models import load_model
     from edgeprune.training import TrainConfig, make_trainer
@@ -219,6 +221,28 @@ def test_non_tiling_block_is_padded_and_recorded(tiny_bert, glue):
     ffn_in = "bert.encoder.layer.0.intermediate.dense.weight"  # 128 rows: 48 + 48 + 32
     assert recs[ffn_in]["padded"] is True and recs[ffn_in]["groups"] == 3 * 64
     assert res.compression == pytest.approx(2.0)
+
+
+def test_config_is_strict_versioned_and_resolved_once():
+    cfg = CompressConfig(model="x", task="MRPC", data_dir=None, out="o", block="16x1", compression=4.0)
+    d = cfg.to_dict()
+    assert d["config_version"] == CONFIG_VERSION and CompressConfig.from_dict(d) == cfg
+    old = {k: v for k, v in d.items() if k != "config_version"}  # saved before configs carried a version
+    assert CompressConfig.from_dict(old) == cfg
+    with pytest.raises(ConfigError, match=r"unknown compress setting\(s\) blokc; valid: .*block"):
+        CompressConfig.from_dict({**d, "blokc": "8x8"})
+    with pytest.raises(ConfigError, match="newer edgeprune"):
+        CompressConfig.from_dict({**d, "config_version": CONFIG_VERSION + 1})
+    plan = cfg.plan
+    assert plan is cfg.plan and plan.task_key == "mrpc" and str(plan.block) == "16x1" and plan.balanced
+    assert plan.keep == 0.25 and plan.cut == "oneshot" and plan.stage_targets == (4.0,)
+    mk = lambda **kw: CompressConfig(model="x", task="mrpc", data_dir=None, out="o", **kw)  # noqa: E731
+    assert mk(prune_schedule="gradual").plan.cut == "gradual"
+    assert mk(stages="auto", compression=4.0).plan.stage_targets == (2.0, 3.0, 4.0)
+    assert mk(reconstruct=True).plan.cut == mk(score="obs").plan.cut == "layerwise"
+    tc = mk(epochs_reg=1.0, retrain_lr=1e-4, stage_steps=7)
+    assert tc.training("regularize").lr == 2e-5 and tc.training("retrain").lr == 1e-4
+    assert tc.training("stage").max_steps == 7 and tc.training("finetune").lr == tc.finetune_lr
 
 
 def test_block_preset_resolution():
@@ -311,7 +335,7 @@ def test_regularized_stage_is_reused_across_targets(finetuned, glue, tmp_path):
 
 
 def test_hidden_distill_loss_hand_computed():
-    from edgeprune.compress_trainer import hidden_distill_loss
+    from edgeprune.compress.trainer import hidden_distill_loss
 
     emb = torch.zeros(1, 2, 2)
     s1 = torch.tensor([[[1.0, 1.0], [5.0, 5.0]]])  # second token is padding
@@ -362,7 +386,7 @@ def test_gradual_masks_tighten_monotonically_to_the_exact_target(finetuned, glue
     from transformers import TrainerCallback
 
     from edgeprune.compress import _prunable
-    from edgeprune.compress_trainer import GradualMaskCallback, PruneTrainer
+    from edgeprune.compress.trainer import GradualMaskCallback, PruneTrainer
     from edgeprune.data import load_split
     from edgeprune.models import load_model
     from edgeprune.prune.schedule import cubic_keep
@@ -447,6 +471,10 @@ def test_default_recipe_stages_cuts_reconstructs_and_records(finetuned, glue, tm
         assert s["output_error_refit"] <= s["output_error_cut"] + 1e-9
         assert "metrics_after_cut" in s
     assert stages[0]["steps"] == 2 and stages[1]["steps"] == 2 and "steps" not in stages[2]
+    # matrices are cut in forward order, q/k/v (one input) together: never grouped by a reused pointer
+    order = [m["name"].split(".", 4)[-1].removesuffix(".weight") for m in stages[0]["matrices"]]
+    assert order == ["attention.self.query", "attention.self.key", "attention.self.value", "attention.output.dense",
+                     "intermediate.dense", "output.dense"] * 2
     assert info["steps"] >= 4
     # masks only shrink from stage to stage (no group comes back)
     from edgeprune.rundir import load_masks
