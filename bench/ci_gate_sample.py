@@ -48,19 +48,19 @@ def make_run(work: Path) -> Path:
     from edgeprune.prune.masks import apply_masks, magnitude_scores, prune_groups
     from edgeprune.prune.report import compression_figures
     from edgeprune.rundir import save_masks
-    from edgeprune.training import evaluate
+    from edgeprune.training import task_metrics
     from tests.support.checkpoints import build_tiny_checkpoint
 
     dense_dir = build_tiny_checkpoint("bert", work / "dense")
     model, tok = load_model(dense_dir)
-    dense = evaluate((model, tok), TASK, glue_dir(), limit=DEV_EXAMPLES, max_seq_len=SEQ_LEN)
+    dense = task_metrics((model, tok), TASK, glue_dir(), limit=DEV_EXAMPLES, max_seq_len=SEQ_LEN)
     linears = prunable_linears(model)
     weights = {f"{n}.weight": m.weight.detach() for n, m in linears.items()}
     spec = parse_block(BLOCK)
     tilings = {n: tiling_for(tuple(w.shape), spec) for n, w in weights.items()}
     res = prune_groups(magnitude_scores(weights, tilings), tilings, 1.0 / TARGET)
     apply_masks(model, res.masks)
-    pruned = evaluate((model, tok), TASK, glue_dir(), limit=DEV_EXAMPLES, max_seq_len=SEQ_LEN)
+    pruned = task_metrics((model, tok), TASK, glue_dir(), limit=DEV_EXAMPLES, max_seq_len=SEQ_LEN)
     run = work / "run"
     save_model(model, tok, run / "model")
     save_masks({n: m for n, m in res.masks.items()}, run / "model" / "masks.safetensors")

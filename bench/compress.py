@@ -247,10 +247,11 @@ def measure_overhead(args, steps: int = 8) -> dict:
     """
     import torch
 
-    from edgeprune.compress import CompressConfig, _prunable
     from edgeprune.data import load_split
     from edgeprune.models import load_model
+    from edgeprune.prune.blocks import parse_block
     from edgeprune.prune.group_lasso import GroupLassoRegularizer
+    from edgeprune.prune.oneshot import prunable_matrices
 
     threads = torch.get_num_threads()
     torch.set_num_threads(args.overhead_threads)  # 1 thread: CPU time = work, no spin-waiting on a busy machine
@@ -259,9 +260,8 @@ def measure_overhead(args, steps: int = 8) -> dict:
     batch = tok([e.text_a for e in ex], [e.text_b for e in ex], truncation=True, max_length=128, padding=True,
                 return_tensors="pt")
     batch["labels"] = torch.tensor([e.label for e in ex])
-    cfg = CompressConfig(model=MODEL, task="mrpc", data_dir=None, out="/tmp/unused", block=args.block)
-    params, tilings, _, _ = _prunable(model, cfg)
-    reg = GroupLassoRegularizer(params, tilings, args.penalty)
+    mats = prunable_matrices(model, "all", parse_block(args.block))
+    reg = GroupLassoRegularizer(mats.params, mats.tilings, args.penalty)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-7)
     model.train()
 
@@ -321,25 +321,27 @@ def constant_baseline(task: str, data: Path) -> float | None:
 
 def one_shot(args, task: str = "mrpc") -> list[dict]:
     """Hard pruning of the dense model with no retraining: weight-norm (paper) vs activation-aware ranking."""
-    from edgeprune.compress import CompressConfig, _hard_prune, _prunable, input_rms
+    from edgeprune.calibrate import input_rms
     from edgeprune.data import load_split
     from edgeprune.models import load_model
+    from edgeprune.prune import prune
+    from edgeprune.prune.blocks import parse_block
     from edgeprune.prune.masks import apply_masks
-    from edgeprune.training import evaluate
+    from edgeprune.prune.oneshot import prunable_matrices
+    from edgeprune.training import task_metrics
 
     rows = []
     train = load_split(task, "train", args.data, limit=64)
     for c in (1.5, 2.0, 5.0):
         for score in ("weight", "activation"):
             model, tok = load_model(DENSE / task / "model")
-            cfg = CompressConfig(model="x", task=task, data_dir=None, out="unused", compression=c, block=args.block,
-                                 score=score)
-            params, tilings, _, _ = _prunable(model, cfg)
+            params = prunable_matrices(model, "all", parse_block(args.block)).params
             rms = input_rms(model, tok, params, train, 128) if score == "activation" else None
-            res = _hard_prune(cfg, params, tilings, rms)
-            apply_masks(model, res.masks)
-            ev = evaluate((model, tok), task, args.data)
-            rows.append({"task": task, "block": args.block, "score": score, "compression": res.compression,
+            masks = prune(model, args.block, c, score=score, input_rms=rms)
+            apply_masks(model, masks)
+            kept = sum(int(m.sum()) for m in masks.values()) / sum(m.numel() for m in masks.values())
+            ev = task_metrics((model, tok), task, args.data)
+            rows.append({"task": task, "block": args.block, "score": score, "compression": 1.0 / kept,
                          "metric": ev["metric"], "one_shot": ev["main"], "num_eval_examples": ev["num_examples"]})
             print(f"[bench] one-shot {task} {c}x {score}: {ev['main']:.4f}", flush=True)
     return rows

@@ -294,10 +294,6 @@ def task_metrics(model, task: str | TaskSpec, data_dir: str | os.PathLike[str] |
     return {"task": spec.name, "split": split, "metric": spec.metric, "num_examples": len(examples), **metrics}
 
 
-# the old name, kept for callers outside this area (bench/, commands/demo.py, tests/test_models.py)
-evaluate = task_metrics
-
-
 # ------------------------------------------------------------------------------------------ finetune
 
 

@@ -16,6 +16,20 @@ from edgeprune.rundir import check_masks_match, open_run
 FAST = ["--train-limit", "48", "--eval-limit", "24", "--batch-size", "8", "--max-seq-len", "48"]
 
 
+
+def _matrices(model, cfg):
+    """``(params, tilings, roles, layers)`` of the matrices ``cfg`` prunes (compress's own selection)."""
+    from edgeprune.compress.cut import matrices
+
+    m = matrices(model, cfg)
+    return m.params, m.tilings, m.roles, m.layers
+
+
+def cut_to_target(cfg, params, tilings, input_rms=None):
+    from edgeprune.compress.cut import cut_to_target as cut
+
+    return cut(cfg, params, tilings, input_rms)
+
 def _cli(args: list[str]):
     from edgeprune.errors import EdgepruneError
 
@@ -202,7 +216,6 @@ def test_cli_main_prints_one_line(tmp_path):
 
 
 def test_non_tiling_block_is_padded_and_recorded(tiny_bert, glue):
-    from edgeprune.compress import _hard_prune, _prunable
     from edgeprune.models import load_model
     from edgeprune.prune.blocks import group_mask_of
     from edgeprune.prune.report import layer_records
@@ -210,8 +223,8 @@ def test_non_tiling_block_is_padded_and_recorded(tiny_bert, glue):
     model, _ = load_model(tiny_bert)
     cfg = CompressConfig(model=str(tiny_bert), task="mrpc", data_dir=str(glue), out="unused", block="48x1",
                          compression=2.0)
-    params, tilings, roles, layers = _prunable(model, cfg)
-    res = _hard_prune(cfg, params, tilings)
+    params, tilings, roles, layers = _matrices(model, cfg)
+    res = cut_to_target(cfg, params, tilings)
     gms = {n: group_mask_of(m, tilings[n]) for n, m in res.masks.items()}
     recs = layer_records(res.masks, tilings, roles, layers, gms)
     q = "bert.encoder.layer.0.attention.self.query.weight"  # 64 rows: a 48-row block row and a partial 16-row one
@@ -262,7 +275,6 @@ def test_block_preset_resolution():
 @pytest.mark.parametrize("layers,count", [("all", 12), ("attention", 8), ("ffn_in,ffn_out", 4)])
 def test_layer_presets_for_each_arch(arch, layers, count, request):
     from edgeprune.arch import get_arch
-    from edgeprune.compress import _hard_prune, _prunable
     from edgeprune.models import load_model
     from edgeprune.prune.report import compression_figures
 
@@ -270,9 +282,9 @@ def test_layer_presets_for_each_arch(arch, layers, count, request):
     model, _ = load_model(path)
     cfg = CompressConfig(model=str(path), task="mrpc", data_dir=None, out="unused", block="allx1", layers=layers,
                          compression=4.0)
-    params, tilings, roles, _ = _prunable(model, cfg)
+    params, tilings, roles, _ = _matrices(model, cfg)
     assert len(params) == count and all(r is not None for r in roles.values())
-    res = _hard_prune(cfg, params, tilings)
+    res = cut_to_target(cfg, params, tilings)
     figs = compression_figures(model, res.masks, get_arch(model.config.model_type).layer_regex)
     assert figs["prunable_encoder"]["compression"] == pytest.approx(4.0)
     assert figs["prunable_encoder"]["dense"] == sum(p.numel() for p in params.values())
@@ -280,20 +292,20 @@ def test_layer_presets_for_each_arch(arch, layers, count, request):
 
 
 def test_activation_score_calibration(tiny_bert, glue):
-    from edgeprune.compress import _hard_prune, _prunable, input_rms
+    from edgeprune.calibrate import input_rms
     from edgeprune.data import load_split
     from edgeprune.models import load_model
 
     model, tok = load_model(tiny_bert)
     cfg = CompressConfig(model=str(tiny_bert), task="mrpc", data_dir=str(glue), out="unused", block="16x1",
                          compression=4.0, score="activation")
-    params, tilings, _, _ = _prunable(model, cfg)
+    params, tilings, _, _ = _matrices(model, cfg)
     before = {n: p.detach().clone() for n, p in params.items()}
     rms = input_rms(model, tok, params, load_split("mrpc", "train", glue, limit=8), 48, batch_size=4)
     assert set(rms) == set(params)
     for n, r in rms.items():
         assert r.shape == (params[n].shape[1],) and (r > 0).all()
-    res = _hard_prune(cfg, params, tilings, rms)
+    res = cut_to_target(cfg, params, tilings, rms)
     assert res.compression == pytest.approx(4.0)
     assert all(torch.equal(before[n], p.detach()) for n, p in params.items())  # calibration changes nothing
     with pytest.raises(ConfigError, match="unknown --score"):
@@ -302,7 +314,6 @@ def test_activation_score_calibration(tiny_bert, glue):
 
 def test_regularized_stage_is_reused_across_targets(finetuned, glue, tmp_path):
     """One regularized stage serves several targets: the second run prunes the first run's kept regularized model."""
-    from edgeprune.compress import _hard_prune, _prunable
     from edgeprune.models import load_model
 
     a, b = tmp_path / "a", tmp_path / "b"
@@ -321,8 +332,8 @@ def test_regularized_stage_is_reused_across_targets(finetuned, glue, tmp_path):
     # b's masks are the 4x hard prune of a's regularized weights
     model, _ = load_model(reg_model)
     cfg = CompressConfig.from_dict(read_json(b / "compress_state" / "config.json"))
-    params, tilings, _, _ = _prunable(model, cfg)
-    want = _hard_prune(cfg, params, tilings).masks
+    params, tilings, _, _ = _matrices(model, cfg)
+    want = cut_to_target(cfg, params, tilings).masks
     got = open_run(b).masks
     assert all(torch.equal(want[n].bool(), got[n].bool()) for n in want)
     # a stage trained with other settings is refused in one line
@@ -385,7 +396,6 @@ def test_gradual_masks_tighten_monotonically_to_the_exact_target(finetuned, glue
     """Masks follow the cubic ramp: kept fractions never grow, a pruned group never returns, the end is exact."""
     from transformers import TrainerCallback
 
-    from edgeprune.compress import _prunable
     from edgeprune.compress.trainer import GradualMaskCallback, PruneTrainer
     from edgeprune.data import load_split
     from edgeprune.models import load_model
@@ -394,7 +404,7 @@ def test_gradual_masks_tighten_monotonically_to_the_exact_target(finetuned, glue
 
     model, tok = load_model(finetuned / "model")
     cfg = CompressConfig(model="x", task="mrpc", data_dir=None, out="o", block="16x1", compression=4.0)
-    params, tilings, _, _ = _prunable(model, cfg)
+    params, tilings, _, _ = _matrices(model, cfg)
     cb = GradualMaskCallback(params, tilings, 0.25, "uniform", True, ramp=0.75, every=2)
     seen: list[dict[str, torch.Tensor]] = []
 

@@ -40,14 +40,15 @@ def test_hits_the_target_and_fits_the_model(tiny, block, target, scope):
 
 
 def test_deterministic_and_the_same_cut_as_compress(tiny):
-    from edgeprune.compress import CompressConfig, _hard_prune, _prunable
+    from edgeprune.compress import CompressConfig
+    from edgeprune.compress.cut import cut_to_target, matrices
 
     model, _ = load_model(tiny)
     a, b = prune(model, "16x1", 4), prune(model, "16x1", 4)
     assert a.keys() == b.keys() and all(torch.equal(a[n], b[n]) for n in a)
     cfg = CompressConfig(model=str(tiny), task="mrpc", data_dir=None, out="unused", block="16x1", compression=4.0)
-    params, tilings, _, _ = _prunable(model, cfg)
-    ref = _hard_prune(cfg, params, tilings).masks
+    m = matrices(model, cfg)
+    ref = cut_to_target(cfg, m.params, m.tilings).masks
     assert all(torch.equal(a[n], ref[n]) for n in ref)
     per_row = a["bert.encoder.layer.0.attention.self.query.weight"].reshape(4, 16, -1)[:, 0, :].sum(dim=1)
     assert len(set(per_row.tolist())) == 1  # column segments are balanced by default, as in compress

@@ -18,21 +18,8 @@ from typing import Any
 from edgeprune.rundir import STATE_DIR as STATE
 
 from .config import CONFIG_VERSION, METHODS, RECIPES, REGULARIZED, CompressConfig, Plan
-from .cut import cut_to_target, matrices
 from .dense import finetuned_for_task
 from .pipeline import compress, run_kind
-
-
-def _prunable(model, cfg: CompressConfig):
-    """``(params, tilings, roles, layers)`` of the matrices ``cfg`` prunes: kept for ``bench/`` scripts
-    (``recipe_probe``, ``compress``) until they call :func:`edgeprune.prune.prune`."""
-    m = matrices(model, cfg)
-    return m.params, m.tilings, m.roles, m.layers
-
-
-def _hard_prune(cfg: CompressConfig, params, tilings, input_rms: dict[str, Any] | None = None):
-    """The one-shot cut of ``compress`` (a ``PruneResult``): kept for ``bench/`` scripts, as ``_prunable``."""
-    return cut_to_target(cfg, params, tilings, input_rms)
 
 
 def __getattr__(name: str):
