@@ -1,15 +1,16 @@
 """The sample output in docs/ci-gate.md, produced for real: prune -> export -> profile -> `edgeprune check`.
 
-A tiny randomly initialised BERT (edgeprune.testing, 2 layers, hidden 64) is magnitude-pruned to
+A tiny randomly initialised BERT (tests.support.checkpoints, 2 layers, hidden 64) is magnitude-pruned to
 5x in 16x16 blocks (a stand-in for `edgeprune compress`, which writes the same run directory),
 evaluated on real SST-2 dev examples, exported with the real ONNX exporter (packed ops, verified in
 onnxruntime), profiled with `edgeprune profile` (measured on this host, roofline-predicted for the other targets), and gated
 by `edgeprune check` with budgets in a pyproject.toml. Writes bench/results/ci_gate_sample.{json,md}.
 
-    nice -n 10 /work/venv/bin/python bench/ci_gate_sample.py
+    nice -n 10 python -m bench.ci_gate_sample
 """
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -20,10 +21,8 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
+from bench.common import RESULTS, glue_dir
 
-ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "bench" / "results"
 TASK, SEQ_LEN, DEV_EXAMPLES, BLOCK, TARGET = "sst2", 64, 256, "16x16", 5.0
 
 PYPROJECT = """\
@@ -42,41 +41,26 @@ min_compression = "5x"
 
 def make_run(work: Path) -> Path:
     """A compress-style run directory: pruned checkpoint, masks, compression.json with real metrics."""
-    import torch
-
     from edgeprune.arch import get_arch, prunable_linears
-    from edgeprune.data.glue import get_task
     from edgeprune.io import write_json
     from edgeprune.models import load_model, save_model
     from edgeprune.prune.blocks import parse_block, tiling_for
-    from edgeprune.prune.masks import magnitude_scores, prune_groups
+    from edgeprune.prune.masks import apply_masks, magnitude_scores, prune_groups
     from edgeprune.prune.report import compression_figures
     from edgeprune.rundir import save_masks
-    from bench.common import glue_dir
+    from edgeprune.training import task_metrics
     from tests.support.checkpoints import build_tiny_checkpoint
-    from edgeprune.training import evaluate
 
     dense_dir = build_tiny_checkpoint("bert", work / "dense")
     model, tok = load_model(dense_dir)
-    vocab_lines = len((dense_dir / "vocab.txt").read_text().splitlines())
-    if len(tok) < vocab_lines:
-        # Work around edgeprune.testing in transformers 5: BertTokenizerFast(vocab_file=...) ignores the
-        # file and yields a 5-token vocabulary (every word -> [UNK]); `vocab=` loads it.
-        from transformers import BertTokenizerFast
-
-        tok = BertTokenizerFast(vocab=str(dense_dir / "vocab.txt"), do_lower_case=True, model_max_length=512)
-        model.resize_token_embeddings(len(tok))
-    dense = evaluate((model, tok), TASK, glue_dir(), limit=DEV_EXAMPLES, max_seq_len=SEQ_LEN)
+    dense = task_metrics((model, tok), TASK, glue_dir(), limit=DEV_EXAMPLES, max_seq_len=SEQ_LEN)
     linears = prunable_linears(model)
     weights = {f"{n}.weight": m.weight.detach() for n, m in linears.items()}
     spec = parse_block(BLOCK)
     tilings = {n: tiling_for(tuple(w.shape), spec) for n, w in weights.items()}
     res = prune_groups(magnitude_scores(weights, tilings), tilings, 1.0 / TARGET)
-    params = dict(model.named_parameters())
-    with torch.no_grad():
-        for n, m in res.masks.items():
-            params[n].mul_(m.to(params[n].dtype))
-    pruned = evaluate((model, tok), TASK, glue_dir(), limit=DEV_EXAMPLES, max_seq_len=SEQ_LEN)
+    apply_masks(model, res.masks)
+    pruned = task_metrics((model, tok), TASK, glue_dir(), limit=DEV_EXAMPLES, max_seq_len=SEQ_LEN)
     run = work / "run"
     save_model(model, tok, run / "model")
     save_masks({n: m for n, m in res.masks.items()}, run / "model" / "masks.safetensors")
@@ -91,7 +75,6 @@ def make_run(work: Path) -> Path:
 def export_bundle(run: Path, out: Path) -> Path:
     from edgeprune.exporters.api import export
     from edgeprune.exporters.base import ExportConfig
-    from bench.common import glue_dir
 
     export(run, ExportConfig(format="onnx", seq_len=SEQ_LEN, task=TASK, data_dir=str(glue_dir()),
                              verify_examples=DEV_EXAMPLES), out)
@@ -116,7 +99,8 @@ def check(repo: Path, *args: str) -> dict:
     return {"args": ["edgeprune", "check", *args], "exit_code": p.returncode, "stdout": p.stdout, "stderr": p.stderr}
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter).parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="ci_gate_sample."))
     try:
         repo = work / "repo"

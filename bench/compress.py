@@ -1,9 +1,9 @@
 """Benchmark of ``edgeprune compress`` on real MiniLM-L6 and real GLUE: the paper's method vs its baselines.
 
-    nice -n 10 python bench/compress.py [--tasks mrpc,rte] [--runs paper,baselines,sweep]
+    nice -n 10 python -m bench.compress [--tasks mrpc,rte] [--runs paper,baselines,sweep]
         [--train-limit N] [--epochs-reg E] [--epochs-retrain E] [--overhead]
 
-Each run starts from the dense fine-tuned model of ``bench/dense_baselines.py``
+Each run starts from the dense fine-tuned model of ``bench.dense_baselines``
 (``bench/work/dense/<task>``); tasks whose dense model is not there yet are skipped (and listed
 as missing). Runs live in ``bench/work/compress/<id>`` and are resumable (``compress --resume``);
 each finished run is appended to ``bench/results/compress.json`` at once, and the .md and the
@@ -21,19 +21,13 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from bench.common import DENSE, RESULTS, ROOT, WORK, glue_dir, machine, pyplot, recorded_teacher
+from edgeprune.io import read_json, write_json
 
-from edgeprune.io import read_json, write_json  # noqa: E402
-from bench.common import glue_dir  # noqa: E402
-
-RESULTS = ROOT / "bench" / "results"
-WORK = ROOT / "bench" / "work" / "compress"
-DENSE = ROOT / "bench" / "work" / "dense"
+RUNS_DIR = WORK / "compress"  # one compress run directory per run id
 NAME = "compress"
 MODEL = "minilm-l6"
 TASKS = ("mrpc", "rte", "stsb", "cola", "sst2")
@@ -82,7 +76,7 @@ RUN_SETS: dict[str, list[dict]] = {
              dict(method=RGL, compression=5.0, distill=True, score="activation", **BFULL)],
     # ours with one global ranking of all 36 matrices instead of the same kept fraction in each
     "global": [dict(method=RGL, compression=5.0, distill=True, score="activation", scope="global")],
-    # sensitivity to the group-Lasso lambda (paper.md: 1e-4 default, 1e-3 and 1e-5 variants exist)
+    # sensitivity to the group-Lasso lambda (docs/paper.md: 1e-4 default, 1e-3 and 1e-5 variants exist)
     "penalty": [dict(method=RGL, compression=5.0, penalty=p, tag=f"lambda{p:g}") for p in (1e-3, 1e-5)],
     "gradual_sweep": [dict(method=RGL, compression=c, distill=True, score="activation", prune_schedule="gradual")
                       for c in (2.0, 3.0, 8.0)],
@@ -107,13 +101,6 @@ BUDGET_KEYS = ("tag", "train_limit", "epochs_reg")
 # the run whose regularized stage every other reweighted run of the task reuses (the regularizer does not
 # depend on the target, the hard-pruning score or distillation, so one stage serves them all)
 REG_SOURCE = RUN_SETS["paper"][0]
-
-
-def machine() -> dict:
-    """The same machine record as the dense baselines it is compared with (bench.common)."""
-    from bench.common import machine as common_machine
-
-    return common_machine()
 
 
 def run_id(task: str, r: dict, block: str) -> str:
@@ -142,13 +129,8 @@ def dense_baselines() -> dict:
 
 
 def teacher_dir(task: str) -> Path:
-    """The dense teacher: the seed nearest the mean of bench/dense_baselines (generation 3), else the old run."""
-    path = RESULTS / "dense_baselines.json"
-    if path.is_file():
-        t = read_json(path).get("tasks", {}).get(task, {}).get("teacher")
-        if t:
-            return ROOT / t["model_dir"]
-    return DENSE / task
+    """The dense teacher: the seed nearest the mean of bench.dense_baselines (generation 3), else the old run."""
+    return recorded_teacher(task) or DENSE / task
 
 
 def recipe_run(task: str, r: dict, args) -> dict:
@@ -161,8 +143,8 @@ def recipe_run(task: str, r: dict, args) -> dict:
     src = run_id(task, dict(recipe="paper", method=RGL, compression=5.0, tag="gen3"), args.block)
     reuse = None
     if r["recipe"] == "paper" and r["method"] == RGL and rid != src:
-        kept = WORK / src / "compress_state" / "regularize" / "model" / "config.json"
-        reuse = str(WORK / src) if kept.is_file() else None
+        kept = RUNS_DIR / src / "compress_state" / "regularize" / "model" / "config.json"
+        reuse = str(RUNS_DIR / src) if kept.is_file() else None
     over = dict(train_limit=G3["train_limit"], block=args.block, method=r["method"], seed=42,
                 save_steps=args.save_steps, keep_regularized=rid == src, regularized_from=reuse)
     if r["recipe"] == "paper":
@@ -172,15 +154,15 @@ def recipe_run(task: str, r: dict, args) -> dict:
     if r["method"] == "magnitude-unstructured":
         over.pop("block")
     cfg = CompressConfig.for_recipe(r["recipe"], model=str(teacher_dir(task)), task=task, data_dir=str(args.data),
-                                    out=str(WORK / rid), compression=r["compression"], **over)
+                                    out=str(RUNS_DIR / rid), compression=r["compression"], **over)
     t0 = time.perf_counter()
-    rec = compress(cfg, resume=(WORK / rid / "compress_state").is_dir())
+    rec = compress(cfg, resume=(RUNS_DIR / rid / "compress_state").is_dir())
     wall = time.perf_counter() - t0
     dense = rec["metrics"]["dense"]["main"]
     base = {"model": MODEL, "task": task, "method": r["method"], "recipe": r["recipe"], "block": rec["block_str"],
             "metric": rec["metrics"]["metric"], "dense": dense, "constant": constant_baseline(task, args.data),
             "seed": 42, "tag": "gen3", "budget": {**G3, "lr": cfg.lr, "retrain_lr": cfg.retrain_lr_},
-            "torch_threads": torch.get_num_threads(), "run_dir": str((WORK / rid).relative_to(ROOT)),
+            "torch_threads": torch.get_num_threads(), "run_dir": str((RUNS_DIR / rid).relative_to(ROOT)),
             "wall_s": round(sum(rec["phases"].values()), 1), "wall_s_this_call": round(wall, 1),
             "regularize": rec.get("regularize"), "regularized_from": reuse and src}
     row = {**base, "id": rid, "target": r["compression"],
@@ -213,8 +195,8 @@ def one_run(task: str, r: dict, args) -> dict:
     src_id = run_id(task, REG_SOURCE | {k: r[k] for k in BUDGET_KEYS if k in r}, args.block)
     reuse = None
     if r["method"] == RGL and rid != src_id and not r.get("block_preset"):
-        kept = WORK / src_id / "compress_state" / "regularize" / "model" / "config.json"
-        reuse = str(WORK / src_id) if kept.is_file() else None
+        kept = RUNS_DIR / src_id / "compress_state" / "regularize" / "model" / "config.json"
+        reuse = str(RUNS_DIR / src_id) if kept.is_file() else None
     lr = r.get("lr", args.lr)
     train_limit = r.get("train_limit", args.train_limit)
     e_reg = r.get("epochs_reg", args.epochs_reg)
@@ -223,7 +205,7 @@ def one_run(task: str, r: dict, args) -> dict:
     settings = {"train_limit": train_limit, "eval_limit": None, "epochs_reg": e_reg,
                 "epochs_retrain": e_rt, "lr": lr, "batch_size": args.batch_size,
                 "max_seq_len": 128, "penalty": penalty, "reweight_every": args.reweight_every, "seed": 42}
-    cfg = CompressConfig(model=str(DENSE / task), task=task, data_dir=str(args.data), out=str(WORK / rid),
+    cfg = CompressConfig(model=str(DENSE / task), task=task, data_dir=str(args.data), out=str(RUNS_DIR / rid),
                          compression=r["compression"], block=None if r.get("block_preset") else args.block,
                          block_preset=r.get("block_preset"), method=r["method"], distill=bool(r.get("distill")),
                          penalty=penalty, reweight_every=args.reweight_every, epochs_reg=e_reg,
@@ -233,7 +215,7 @@ def one_run(task: str, r: dict, args) -> dict:
                          regularized_from=reuse, prune_schedule=r.get("prune_schedule", "oneshot"),
                          scope=r.get("scope", "uniform"))
     t0 = time.perf_counter()
-    resume = (WORK / rid / "compress_state").is_dir()
+    resume = (RUNS_DIR / rid / "compress_state").is_dir()
     rec = compress(cfg, resume=resume)
     wall = time.perf_counter() - t0
     dense = rec["metrics"]["dense"]["main"]
@@ -253,7 +235,7 @@ def one_run(task: str, r: dict, args) -> dict:
         "torch_threads": torch.get_num_threads(),  # 2 cores: one 2-thread run or two 1-thread runs
         "wall_s": round(sum(rec["phases"].values()), 1),  # a reused regularized stage counts in full "wall_s_this_call": round(wall, 1),
         "num_train_examples": rec["num_train_examples"], "num_eval_examples": rec["num_eval_examples"],
-        "settings": settings, "run_dir": str((WORK / rid).relative_to(ROOT)),
+        "settings": settings, "run_dir": str((RUNS_DIR / rid).relative_to(ROOT)),
     }
 
 
@@ -265,10 +247,11 @@ def measure_overhead(args, steps: int = 8) -> dict:
     """
     import torch
 
-    from edgeprune.compress import CompressConfig, _prunable
     from edgeprune.data import load_split
     from edgeprune.models import load_model
+    from edgeprune.prune.blocks import parse_block
     from edgeprune.prune.group_lasso import GroupLassoRegularizer
+    from edgeprune.prune.oneshot import prunable_matrices
 
     threads = torch.get_num_threads()
     torch.set_num_threads(args.overhead_threads)  # 1 thread: CPU time = work, no spin-waiting on a busy machine
@@ -277,9 +260,8 @@ def measure_overhead(args, steps: int = 8) -> dict:
     batch = tok([e.text_a for e in ex], [e.text_b for e in ex], truncation=True, max_length=128, padding=True,
                 return_tensors="pt")
     batch["labels"] = torch.tensor([e.label for e in ex])
-    cfg = CompressConfig(model=MODEL, task="mrpc", data_dir=None, out="/tmp/unused", block=args.block)
-    params, tilings, _, _ = _prunable(model, cfg)
-    reg = GroupLassoRegularizer(params, tilings, args.penalty)
+    mats = prunable_matrices(model, "all", parse_block(args.block))
+    reg = GroupLassoRegularizer(mats.params, mats.tilings, args.penalty)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-7)
     model.train()
 
@@ -339,28 +321,27 @@ def constant_baseline(task: str, data: Path) -> float | None:
 
 def one_shot(args, task: str = "mrpc") -> list[dict]:
     """Hard pruning of the dense model with no retraining: weight-norm (paper) vs activation-aware ranking."""
-    import torch
-
-    from edgeprune.compress import CompressConfig, _hard_prune, _prunable, input_rms
+    from edgeprune.calibrate import input_rms
     from edgeprune.data import load_split
     from edgeprune.models import load_model
-    from edgeprune.training import evaluate
+    from edgeprune.prune import prune
+    from edgeprune.prune.blocks import parse_block
+    from edgeprune.prune.masks import apply_masks
+    from edgeprune.prune.oneshot import prunable_matrices
+    from edgeprune.training import task_metrics
 
     rows = []
     train = load_split(task, "train", args.data, limit=64)
     for c in (1.5, 2.0, 5.0):
         for score in ("weight", "activation"):
             model, tok = load_model(DENSE / task / "model")
-            cfg = CompressConfig(model="x", task=task, data_dir=None, out="unused", compression=c, block=args.block,
-                                 score=score)
-            params, tilings, _, _ = _prunable(model, cfg)
+            params = prunable_matrices(model, "all", parse_block(args.block)).params
             rms = input_rms(model, tok, params, train, 128) if score == "activation" else None
-            res = _hard_prune(cfg, params, tilings, rms)
-            with torch.no_grad():
-                for n, m in res.masks.items():
-                    params[n].mul_(m)
-            ev = evaluate((model, tok), task, args.data)
-            rows.append({"task": task, "block": args.block, "score": score, "compression": res.compression,
+            masks = prune(model, args.block, c, score=score, input_rms=rms)
+            apply_masks(model, masks)
+            kept = sum(int(m.sum()) for m in masks.values()) / sum(m.numel() for m in masks.values())
+            ev = task_metrics((model, tok), task, args.data)
+            rows.append({"task": task, "block": args.block, "score": score, "compression": 1.0 / kept,
                          "metric": ev["metric"], "one_shot": ev["main"], "num_eval_examples": ev["num_examples"]})
             print(f"[bench] one-shot {task} {c}x {score}: {ev['main']:.4f}", flush=True)
     return rows
@@ -381,7 +362,7 @@ def gen3_lines(rows: list[dict]) -> list[str]:
     """The generation-3 table: every task x method x compression, with the targets of issue 13."""
     if not rows:
         return ["## Generation 3 (named recipes, held-out-tuned teachers)", "",
-                "No generation-3 run has finished yet (`python bench/compress.py --runs gen3 --data GLUE_DIR`).", ""]
+                "No generation-3 run has finished yet (`python -m bench.compress --runs gen3 --data GLUE_DIR`).", ""]
     out = ["## Generation 3 (named recipes, held-out-tuned teachers)", "",
            f"Budget per run: {G3}. Single seed (42). `constant` = majority-label score; `mid` = midpoint between "
            "constant and dense (issue 13: no task may end below it).", "",
@@ -653,10 +634,7 @@ def _layer_speedups() -> dict[str, dict[str, float]]:
 
 
 def plot(runs: list[dict], consts: dict[str, float | None], variants: list[dict] = ()) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     if not runs:
         return
@@ -709,10 +687,7 @@ GEN3_STYLE = {("edgeprune", "magnitude-block"): ("edgeprune recipe (staged, refi
 
 def plot_gen3(rows: list[dict]) -> None:
     """Generation 3, one panel per task (all five, empty ones say so), one legend for the figure."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     if not rows:
         return

@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from bench.common import RESULTS, ROOT, WORK, machine
+from bench.common import DENSE, RESULTS, ROOT, machine, pyplot
 from edgeprune.data import get_task, load_split
 from edgeprune.data.glue import holdout_split, seeded_subset
 from edgeprune.io import read_json, write_json
@@ -79,7 +79,7 @@ def run_task(key: str, data: str, data_json: dict) -> None:
         sub = rest if plan.grid_limit is None else seeded_subset(
             rest, plan.grid_limit, cfg.seed)
         print(f"[dense] {spec.name} grid lr {lr:g}: {len(sub)} train / {len(held)} held-out", flush=True)
-        e = _run(key, WORK / "dense" / key / f"grid-lr{lr:g}", cfg, data, examples=(sub, held))
+        e = _run(key, DENSE / key / f"grid-lr{lr:g}", cfg, data, examples=(sub, held))
         task["grid"].append({"lr": lr, "heldout": e["score"], **{k: e[k] for k in ("steps", "train_examples",
                                                                                     "wall_s")}})
         _save(data_json, key)
@@ -90,7 +90,7 @@ def run_task(key: str, data: str, data_json: dict) -> None:
             continue
         cfg = replace(BASE, lr=best, epochs=plan.epochs, seed=seed)
         print(f"[dense] {spec.name} final lr {best:g} seed {seed} on the full train set", flush=True)
-        e = _run(key, WORK / "dense" / key / f"lr{best:g}-seed{seed}", cfg, data)
+        e = _run(key, DENSE / key / f"lr{best:g}-seed{seed}", cfg, data)
         task["seeds"].append({"seed": seed, **e})
         _summarize(task)
         _save(data_json, key)
@@ -147,7 +147,7 @@ def write_md(d: dict) -> None:
              f"embeddings frozen (1.7x faster steps, `bench/results/throughput.md`). lr chosen from {list(LRS)} on a "
              f"seeded {HOLDOUT:.0%} held-out part of train (dev never used for selection); then the full train set, "
              "3 seeds on the small tasks (1 on SST-2); the teacher is the seed nearest the mean. Dev sets are full "
-             "(CoLA and RTE dev are re-splits, see ../shared/data/glue README).", "",
+             "(CoLA and RTE dev are re-splits, see the GLUE folder's README).", "",
              f"Machine: {d['machine']['cpu']}, {d['machine']['cores']} cores shared with one other training job, "
              "1 torch thread per run.", "",
              "| task | metric | chosen lr (held-out) | dev mean | sd | seeds | teacher | previous single-shot | epochs |",
@@ -178,10 +178,7 @@ def write_md(d: dict) -> None:
 
 def plot(d: dict) -> None:
     """One panel per task: the held-out score of each grid lr, the dev score of each seed, the old baseline."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     prev = {r["task_key"]: r for r in d.get("previous", [])}
     fig, axes = plt.subplots(1, len(PLAN), figsize=(3.2 * len(PLAN), 3.2), squeeze=False)

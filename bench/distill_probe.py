@@ -14,7 +14,7 @@ import argparse
 import os
 import time
 
-from bench.common import RESULTS, ROOT, WORK, machine
+from bench.common import RESULTS, WORK, machine, pyplot, recorded_teacher
 from edgeprune.io import read_json, write_json
 
 OUT = RESULTS / "distill_probe.json"
@@ -35,8 +35,11 @@ SETTINGS = {"block32x1": {"block": "32x1"}, "sensitivity": {"allocation": "sensi
 
 
 def teacher_of(task: str) -> str:
-    t = read_json(RESULTS / "dense_baselines.json")["tasks"][task]["teacher"]
-    return str(ROOT / t["model_dir"])
+    """The dense teacher of ``task`` from bench.dense_baselines (the probe needs one)."""
+    path = recorded_teacher(task)
+    if path is None:
+        raise SystemExit(f"no dense teacher recorded for {task}; run python -m bench.dense_baselines --tasks {task}")
+    return str(path)
 
 
 def run_variant(args, name: str, lr: float, alpha: float, hidden: float) -> dict:
@@ -119,10 +122,7 @@ def write_md(d: dict) -> None:
 
 def plot(d: dict) -> None:
     """One panel per probe: after cut + refit (hollow) and after retraining (filled) per variant."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     probes = list(d.get("probes", {}).values())
     if not probes:

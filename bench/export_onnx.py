@@ -1,6 +1,6 @@
 """Benchmark: packed / structured / dense-with-zeros / int8 ONNX exports of a block-pruned MiniLM-L6.
 
-    nice -n 10 python bench/export_onnx.py [--quick]
+    nice -n 10 python -m bench.export_onnx [--quick]
 
 1. Layer study: one pruned linear per (shape, block shape, kept ratio), dense MatMul vs the packed op,
    each session timed in its own process (which block shapes pay off in onnxruntime).
@@ -23,9 +23,10 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-WORK = ROOT / "bench" / "work" / "export_onnx"
-RESULTS = ROOT / "bench" / "results"
+from bench import common
+from bench.common import DENSE, RESULTS, ROOT, glue_dir, module_argv
+
+WORK = common.WORK / "export_onnx"  # layer models, bundles, the head-fitted base model
 SEQ = 128
 
 
@@ -95,8 +96,8 @@ def op_profile(path: str, batch: int, threads: int, runs: int = 20) -> str:
 
 
 def profiled(path: Path, batch: int, threads: int) -> dict[str, float]:
-    r = subprocess.run([sys.executable, __file__, "--profile", str(path), str(batch), str(threads)],
-                       capture_output=True, text=True)
+    r = subprocess.run(module_argv("export_onnx", "--profile", Path(path).resolve(), batch, threads),
+                       capture_output=True, text=True, cwd=ROOT)
     try:
         return json.loads(r.stdout.strip().splitlines()[-1])
     except (ValueError, IndexError):
@@ -116,10 +117,11 @@ def amdahl(dense_ops: dict[str, float], compression: float) -> dict:
             "dense_other_ms": round(total - lin, 3), "bound_speedup": bound and round(bound, 3)}
 
 
-def timed2(path: Path, batch: int, threads: int, reps: int, kind: str = "model") -> tuple[float | None, float | None]:
+def latency_min_median(path: Path, batch: int, threads: int, reps: int,
+                       kind: str = "model") -> tuple[float | None, float | None]:
     """(min, median) latency in ms, measured in a fresh process."""
-    cmd = [sys.executable, __file__, "--time", str(path), str(batch), str(threads), str(reps), kind]
-    r = subprocess.run(cmd, capture_output=True, text=True)
+    cmd = module_argv("export_onnx", "--time", Path(path).resolve(), batch, threads, reps, kind)
+    r = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
     try:
         lo, med = r.stdout.strip().splitlines()[-1].split()
         return float(lo), float(med)
@@ -128,8 +130,9 @@ def timed2(path: Path, batch: int, threads: int, reps: int, kind: str = "model")
         return None, None
 
 
-def timed(path: Path, batch: int, threads: int, reps: int, kind: str = "model") -> float | None:
-    return timed2(path, batch, threads, reps, kind)[0]
+def latency_min(path: Path, batch: int, threads: int, reps: int, kind: str = "model") -> float | None:
+    """Min latency in ms, measured in a fresh process."""
+    return latency_min_median(path, batch, threads, reps, kind)[0]
 
 
 # ---------------------------------------------------------------- masks -------------------------------
@@ -180,7 +183,7 @@ def layer_study(reps: int) -> list[dict]:
         full = pack_linear(w, np.ones_like(w, dtype=bool), b)
         dpath = d / f"dense_{out}x{inp}.onnx"
         onnx.save(ops.packed_model_for_layer(full, [SEQ, inp], ops.PACKED_DENSE), str(dpath))  # folds to dense
-        t_dense = timed(dpath, 1, 1, reps, "layer")
+        t_dense = latency_min(dpath, 1, 1, reps, "layer")
         for bname, blk in BLOCKS.items():
             for comp in (2, 5):
                 m = block_mask(w, blk, 1.0 / comp, balanced=blk[1] == 1)
@@ -189,7 +192,7 @@ def layer_study(reps: int) -> list[dict]:
                 gather_op = ops.BSMM if p.row_map is None else ops.BSMM_ROWMAP
                 path = d / f"{bname}_{comp}x_{out}x{inp}.onnx"
                 onnx.save(ops.packed_model_for_layer(p, [SEQ, inp], gather_op), str(path))
-                t = timed(path, 1, 1, reps, "layer")
+                t = latency_min(path, 1, 1, reps, "layer")
                 row = {"shape": [out, inp], "block": bname, "compression": comp, "kept_ratio": float(m.mean()),
                        "block_rows": p.block_rows, "k": p.k, "nb": p.nb, "row_map": p.row_map is not None,
                        "dense_ms": t_dense, "gather_ms": t, "gather_speedup": (t_dense / t) if t else None,
@@ -201,11 +204,11 @@ def layer_study(reps: int) -> list[dict]:
 
 # ---------------------------------------------------------------- end to end --------------------------
 def base_model(task: str = "mrpc") -> tuple[Path, str]:
-    for cand in (ROOT / f"bench/work/dense/{task}/model", ROOT / f"bench/work/dense/{task}"):
+    for cand in (DENSE / task / "model", DENSE / task):
         if (cand / "config.json").is_file() and any(cand.glob("*.safetensors")):
             return cand, f"MiniLM-L6 fine-tuned on {task} (bench/work/dense/{task})"
     if task != "mrpc":
-        raise SystemExit(f"no fine-tuned dense model for {task} in bench/work/dense/{task}; run bench/dense_baselines.py")
+        raise SystemExit(f"no fine-tuned dense model for {task} in bench/work/dense/{task}; run python -m bench.dense_baselines")
     dst = WORK / "minilm_head"
     if not (dst / "config.json").is_file():
         fit_head(dst, n=512)
@@ -220,7 +223,6 @@ def fit_head(dst: Path, n: int) -> None:
 
     from edgeprune.exporters.onnx_verify import encode_examples, load_examples
     from edgeprune.models import load_model, save_model
-    from bench.common import glue_dir
 
     torch.manual_seed(0)
     model, tok = load_model("minilm-l6", num_labels=2)
@@ -244,23 +246,22 @@ def make_run(model_dir: Path, comp: int, out: Path) -> dict:
     """A compress-style run dir: 128x1 balanced magnitude masks at ``comp``x on every prunable linear."""
     import shutil
 
+    import torch
+
     from edgeprune.arch import prunable_linears
     from edgeprune.io import write_json
     from edgeprune.models import load_model
+    from edgeprune.prune.masks import apply_masks
     from edgeprune.rundir import save_masks
-
-    import torch
 
     model, tok = load_model(model_dir)
     masks, kept, dense = {}, 0, 0
     for name, lin in prunable_linears(model).items():
-        w = lin.weight.detach().numpy()
-        m = block_mask(w, (128, 1), 1.0 / comp)
+        m = block_mask(lin.weight.detach().numpy(), (128, 1), 1.0 / comp)
         masks[f"{name}.weight"] = torch.from_numpy(m)
-        with torch.no_grad():
-            lin.weight.mul_(torch.from_numpy(m).float())
         kept += int(m.sum())
         dense += m.size
+    apply_masks(model, masks)
     if out.exists():
         shutil.rmtree(out)
     (out / "model").mkdir(parents=True)
@@ -276,20 +277,16 @@ def make_run(model_dir: Path, comp: int, out: Path) -> dict:
 
 def verify_artifact_for(src: Path, onnx_path: Path, c) -> dict:
     """The verification record of an artifact whose export failed verification (exported again unverified)."""
-    import torch
-
     from edgeprune.exporters.api import Exporter
     from edgeprune.exporters.onnx_verify import verify_artifact
     from edgeprune.models import load_model
+    from edgeprune.prune.masks import apply_masks
     from edgeprune.rundir import open_run
 
     run = open_run(src)
     model, tok = load_model(run.model_dir)
     model.eval()
-    with torch.no_grad():
-        params = dict(model.named_parameters())
-        for k, m in run.masks.items():
-            params[k].mul_(m.to(params[k].dtype))
+    apply_masks(model, run.masks)
     return verify_artifact(model, tok, onnx_path, c.task, c.data_dir, c.verify_examples, c.seq_len, c.dtype,
                            Exporter.ATOL, Exporter.MAX_POINTS)
 
@@ -314,7 +311,7 @@ def retime_dense(reps1: int = 20, reps8: int = 5) -> None:
         art = WORK / f"bundle_1x_dense_{dtype}" / "model.onnx"
         for b in (1, 8):
             for t in (1, 2):
-                ms = timed(art, b, t, reps1 if b == 1 else reps8)
+                ms = latency_min(art, b, t, reps1 if b == 1 else reps8)
                 if ms is not None:
                     new[(dtype, b, t)] = ms
                 print(f"dense {dtype} b{b} t{t}: {ms}", flush=True)
@@ -332,7 +329,7 @@ def retime_dense(reps1: int = 20, reps8: int = 5) -> None:
     r["repetitions"]["dense_baseline"] = ("min of two measurements: one before and one after all other artifacts "
                                           "(load drift on the shared machine)")
     write_json(path, r)
-    from export_onnx_md import write_md
+    from bench.export_onnx_md import write_md
 
     write_md(r, RESULTS / "export_onnx.md")
 
@@ -373,7 +370,6 @@ def main() -> None:
     from edgeprune.errors import NumericMismatchError
     from edgeprune.exporters.api import export
     from edgeprune.exporters.base import ExportConfig
-    from bench.common import glue_dir
 
     WORK.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
@@ -399,7 +395,7 @@ def main() -> None:
             src, counts = model_dir, None
             vs = [("dense", "fp32"), ("dense", "int8-dynamic"), ("dense", "int8")]
         else:
-            base_c = ROOT / "bench" / "work" / "compress" / f"{a.task}-reweighted-group-lasso-{comp}x-128x1"
+            base_c = common.WORK / "compress" / f"{a.task}-reweighted-group-lasso-{comp}x-128x1"
             # prefer our recipe's run (activation rank + distillation: a classifier that did not collapse, so
             # "equal metric" in verification means something), else the paper's
             run_c = next((c for c in (Path(f"{base_c}-distill-act"), base_c) if (c / "compression.json").is_file()),
@@ -449,7 +445,7 @@ def main() -> None:
         for batch in (1, 8):
             for threads in (1, 2):
                 for art in timed_arts:
-                    ms, med = timed2(Path(art["path"]), batch, threads, reps1 if batch == 1 else reps8)
+                    ms, med = latency_min_median(Path(art["path"]), batch, threads, reps1 if batch == 1 else reps8)
                     key = f"b{batch}_t{threads}"
                     lat, lmed = art.setdefault("latency", {}), art.setdefault("latency_median", {})
                     if ms is not None and (lat.get(key) is None or ms < lat[key]):
@@ -519,12 +515,11 @@ def main() -> None:
     from edgeprune.io import write_json
 
     write_json(RESULTS / "export_onnx.json", result)
-    from export_onnx_md import write_md  # noqa: E402  (same folder)
+    from bench.export_onnx_md import write_md
 
     write_md(result, RESULTS / "export_onnx.md")
     print(f"done in {time.time() - t0:.0f}s")
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(Path(__file__).parent))
     main()

@@ -1,13 +1,13 @@
-"""Render bench/results/export_onnx.json as Markdown (also usable alone: python bench/export_onnx_md.py)."""
+"""Render bench/results/export_onnx.json as Markdown (also usable alone: python -m bench.export_onnx_md [JSON])."""
 from __future__ import annotations
 
+import argparse
 import json
-import sys
 from pathlib import Path
 
+from bench.common import RESULTS, cell
 
-def _f(x, fmt=".2f"):
-    return "-" if x is None else format(x, fmt)
+NOTES = Path(__file__).with_name("export_onnx_notes.md")  # hand-written findings appended to the report
 
 
 def write_md(r: dict, path: Path) -> None:
@@ -22,8 +22,8 @@ def write_md(r: dict, path: Path) -> None:
     for x in r["runs"]:
         if "error" in x or x.get("target_compression") != 5 or x["dtype"] != "fp32" or x["mode"] == "dense":
             continue
-        L.append(f"- {x['mode']} fp32, batch {x['batch']}, {x['threads']} thread(s): {_f(x['speedup'])}x vs dense "
-                 f"(ideal {x['ideal_speedup']:.2f}x, {_f(x['fraction_of_ideal'])} of ideal); file "
+        L.append(f"- {x['mode']} fp32, batch {x['batch']}, {x['threads']} thread(s): {cell(x['speedup'])}x vs dense "
+                 f"(ideal {x['ideal_speedup']:.2f}x, {cell(x['fraction_of_ideal'])} of ideal); file "
                  f"{x['file_bytes'] / 1e6:.1f} MB = {x['file_over_ideal']:.3f} x ideal, dense file "
                  f"{(x['dense_file_bytes'] or 0) / 1e6:.1f} MB; verified {x['verification_passed']} "
                  f"(max abs diff {x['max_abs_diff']:.1e})")
@@ -38,9 +38,9 @@ def write_md(r: dict, path: Path) -> None:
                      f"{x['error'][:80]} | |")
             continue
         L.append(f"| {x['target_compression']}x | {x['mode']} | {x['dtype']} | {x['batch']} | {x['threads']} | "
-                 f"{_f(x['latency_ms'])} | {_f(x['dense_latency_ms'])} | {_f(x['speedup'])} | {_f(x['ideal_speedup'])} | "
-                 f"{_f(x['fraction_of_ideal'])} | {x['file_bytes'] / 1e6:.2f} | "
-                 f"{_f((x['dense_file_bytes'] or 0) / 1e6)} | {x['ideal_bytes'] / 1e6:.2f} | {x['file_over_ideal']:.3f} | "
+                 f"{cell(x['latency_ms'])} | {cell(x['dense_latency_ms'])} | {cell(x['speedup'])} | {cell(x['ideal_speedup'])} | "
+                 f"{cell(x['fraction_of_ideal'])} | {x['file_bytes'] / 1e6:.2f} | "
+                 f"{cell((x['dense_file_bytes'] or 0) / 1e6)} | {x['ideal_bytes'] / 1e6:.2f} | {x['file_over_ideal']:.3f} | "
                  f"{x['max_abs_diff']:.1e} | {x['metric_pruned_torch']:.4f} | {x['metric_artifact']:.4f} | "
                  f"{x['verification_passed']} | {x['fallback_layers']} | {x.get('int8_fallback_layers', '')} |")
     profs = r.get("op_profiles") or []
@@ -71,13 +71,19 @@ def write_md(r: dict, path: Path) -> None:
               "|---|---|---|---|---|---|---|---|---|---|"]
         for x in r["layer_study"]:
             L.append(f"| {x['shape']} | {x['block']} | {x['compression']}x | {x['block_rows']} | {x['k']} | {x['nb']} | "
-                     f"{_f(x['dense_ms'], '.3f')} | {_f(x['gather_ms'], '.3f')} | {_f(x['gather_speedup'])} | "
+                     f"{cell(x['dense_ms'], '.3f')} | {cell(x['gather_ms'], '.3f')} | {cell(x['gather_speedup'])} | "
                      f"{x['chosen_op']} |")
-    L += ["", open(Path(__file__).with_name("export_onnx_notes.md")).read() if
-          Path(__file__).with_name("export_onnx_notes.md").exists() else ""]
+    L += ["", NOTES.read_text() if NOTES.exists() else ""]
     path.write_text("\n".join(L) + "\n")
 
 
-if __name__ == "__main__":
-    p = Path(sys.argv[1] if len(sys.argv) > 1 else Path(__file__).parent / "results" / "export_onnx.json")
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("json", type=Path, nargs="?", default=RESULTS / "export_onnx.json",
+                    help="the benchmark's JSON; the .md is written beside it")
+    p = ap.parse_args(argv).json
     write_md(json.loads(p.read_text()), p.with_suffix(".md"))
+
+
+if __name__ == "__main__":
+    main()

@@ -17,8 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.common import RESULTS, ROOT, machine
-from edgeprune.io import write_json
+from bench.common import RESULTS, ROOT, machine, md_table, pyplot, write_result
 
 TARGETS = {"onnx": {"wall_s": 30.0}, "tflite": {"wall_s": 45.0, "peak_rss_gb": 2.0}}
 CASES = [("onnx", "fp32"), ("onnx", "int8-dynamic"), ("tflite", "fp32"), ("tflite", "int8-dynamic")]
@@ -59,34 +58,37 @@ def main(argv=None) -> None:
     d = {"machine": machine(), "run": run, "targets": TARGETS, "rows": rows,
          "note": "each export in its own process, verification included; 2 cores; quiet machine",
          "observation": args.note}
-    write_json(RESULTS / "export_speed.json", d)
-    lines = ["# Export speed and peak memory (`edgeprune export`, verification included)", "",
-             f"Run: `{run}` (MiniLM-L6 compressed by `compress`). Machine: {d['machine']['cpu']}, "
-             f"{d['machine']['cores']} cores, quiet; each export in its own process under /usr/bin/time.", "",
-             "Plot: `export_speed.png`.", "",
-             "| format | dtype | wall (s) | target wall | peak RSS (GB) | target RSS |", "|---|---|---|---|---|---|"]
-    for r in rows:
-        t = TARGETS[r["format"]]
-        if "error" in r:
-            lines.append(f"| {r['format']} | {r['dtype']} | refused after {r['wall_s']:.0f} s: {r['error']} | | | |")
-            continue
-        ok = "yes" if r["wall_s"] <= t["wall_s"] else "**no**"
-        rss = r["peak_rss_bytes"] / 1e9
-        tr = f"<= {t['peak_rss_gb']:g} ({'yes' if rss <= t['peak_rss_gb'] else '**no**'})" if "peak_rss_gb" in t else "-"
-        lines.append(f"| {r['format']} | {r['dtype']} | {r['wall_s']:.1f} | <= {t['wall_s']:g} ({ok}) | {rss:.2f} | {tr} |")
-    if args.note:
-        lines += ["", args.note]
-    (RESULTS / "export_speed.md").write_text("\n".join(lines) + "\n")
+    lines = report_lines(d)
+    write_result("export_speed", d, lines)
     print("\n".join(lines))
     plot(d)
 
 
+def report_lines(d: dict) -> list[str]:
+    """The markdown report: wall time and peak memory of every export against its target."""
+    cells = []
+    for r in d["rows"]:
+        t = d["targets"][r["format"]]
+        if "error" in r:
+            cells.append([r["format"], r["dtype"], f"refused after {r['wall_s']:.0f} s: {r['error']}", "", "", ""])
+            continue
+        ok = "yes" if r["wall_s"] <= t["wall_s"] else "**no**"
+        rss = r["peak_rss_bytes"] / 1e9
+        tr = f"<= {t['peak_rss_gb']:g} ({'yes' if rss <= t['peak_rss_gb'] else '**no**'})" if "peak_rss_gb" in t else "-"
+        cells.append([r["format"], r["dtype"], f"{r['wall_s']:.1f}", f"<= {t['wall_s']:g} ({ok})", f"{rss:.2f}", tr])
+    lines = ["# Export speed and peak memory (`edgeprune export`, verification included)", "",
+             f"Run: `{d['run']}` (MiniLM-L6 compressed by `compress`). Machine: {d['machine']['cpu']}, "
+             f"{d['machine']['cores']} cores, quiet; each export in its own process under /usr/bin/time.", "",
+             "Plot: `export_speed.png`.", "",
+             *md_table(["format", "dtype", "wall (s)", "target wall", "peak RSS (GB)", "target RSS"], cells)]
+    if d.get("observation"):
+        lines += ["", d["observation"]]
+    return lines
+
+
 def plot(d: dict) -> None:
     """Wall time per export against its target; refused exports are drawn hatched at the time they took."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     rows = d["rows"]
     fig, ax = plt.subplots(figsize=(6.5, 3.2))

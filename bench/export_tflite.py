@@ -6,7 +6,7 @@ artifact is verified in the LiteRT interpreter against the pruned PyTorch model 
 set, and each latency (XNNPACK on/off, 1/2 threads, batch 1, seq 128) is measured in its own
 process. Writes bench/results/export_tflite.{json,md}.
 
-    nice -n 10 /work/venv/bin/python bench/export_tflite.py [--quick]
+    nice -n 10 python -m bench.export_tflite [--quick]
 """
 from __future__ import annotations
 
@@ -15,20 +15,20 @@ import json
 import os
 import platform
 import shutil
-import sys
 import time
 from pathlib import Path
 
+from bench import common
+from bench.common import DENSE, RESULTS, glue_dir
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-ROOT = Path(__file__).resolve().parents[1]
-WORK = ROOT / "bench" / "work" / "tflite"
-RESULTS = ROOT / "bench" / "results"
+WORK = common.WORK / "tflite"  # pruned model folders, bundles, the partly fine-tuned base model
 DTYPES = ("fp32", "fp16", "int8-dynamic", "int8")
 
 
 def base_model() -> tuple[str, str]:
-    tuned = ROOT / "bench" / "work" / "dense" / "mrpc" / "model"
+    tuned = DENSE / "mrpc" / "model"
     if (tuned / "config.json").is_file():
         return str(tuned), "MiniLM-L6 fine-tuned on MRPC (bench/work/dense/mrpc/model)"
     partial = WORK / "base_model"  # a copy of the dense-baseline fine-tune's checkpoint-100 (~0.9 epoch)
@@ -45,7 +45,7 @@ def make_run(model_src: str, compression: float, block: str, balanced: bool, out
     from edgeprune.arch import prunable_linears
     from edgeprune.models import load_model, save_model
     from edgeprune.prune.blocks import parse_block, tiling_for
-    from edgeprune.prune.masks import magnitude_scores, prune_groups
+    from edgeprune.prune.masks import apply_masks, magnitude_scores, prune_groups
     from edgeprune.rundir import save_masks
 
     torch.manual_seed(0)  # a fresh head (when the source has none) is the same in every run
@@ -58,10 +58,7 @@ def make_run(model_src: str, compression: float, block: str, balanced: bool, out
         weights = {f"{n}.weight": m.weight for n, m in prunable_linears(model).items()}
         tilings = {n: tiling_for(tuple(w.shape), spec) for n, w in weights.items()}
         res = prune_groups(magnitude_scores(weights, tilings), tilings, 1.0 / compression, "uniform", balanced)
-        params = dict(model.named_parameters())
-        with torch.no_grad():
-            for n, m in res.masks.items():
-                params[n].mul_(m.to(params[n].dtype))
+        apply_masks(model, res.masks)
         save_model(model, tok, out)
         save_masks(res.masks, out / "masks.safetensors")
         info.update(kept=res.kept_total, total=res.total, actual_compression=res.compression)
@@ -78,14 +75,14 @@ def make_run(model_src: str, compression: float, block: str, balanced: bool, out
 
 def export_one(run_dir: Path, dtype: str, mode: str, out: Path, sparsity: bool = False, verify: int = 408) -> dict:
     from edgeprune.errors import EdgepruneError
+    from edgeprune.exporters.tflite import TfliteOptions
     from edgeprune.exporters.api import export
     from edgeprune.exporters.base import ExportConfig
-    from bench.common import glue_dir
 
     if out.exists():
         shutil.rmtree(out)
     cfg = ExportConfig(format="tflite", dtype=dtype, mode=mode, seq_len=128, data_dir=str(glue_dir()), task="mrpc",
-                       verify_examples=verify, calib_examples=100, tflite_sparsity=sparsity)
+                       verify_examples=verify, calib_examples=100, options=TfliteOptions(sparsity=sparsity))
     t0 = time.perf_counter()
     try:
         res = export(run_dir, cfg, out)
@@ -191,10 +188,9 @@ def main() -> None:
         save()
     (WORK / f"lat_{a.out_name}.json").unlink(missing_ok=True)
     save()
-    sys.path.insert(0, str(Path(__file__).parent))
-    from export_tflite_md import main as write_md
+    from bench.export_tflite_md import main as write_md
 
-    write_md()
+    write_md([])
     print(f"done in {time.perf_counter() - t_start:.0f} s", flush=True)
 
 

@@ -1,11 +1,11 @@
-"""Interleaved A/B latency of the dense and pruned TFLite bundles that bench/export_tflite.py wrote.
+"""Interleaved A/B latency of the dense and pruned TFLite bundles that ``bench.export_tflite`` wrote.
 
 On a shared 2-core machine the load changes from minute to minute, so one number per bundle taken
 minutes apart is noisy. Here dense and pruned alternate, each invoke series in its own process,
 for several rounds; the table compares the per-bundle minimum and median over rounds.
-Writes bench/results/export_tflite_ab.json (rendered into export_tflite.md by export_tflite_md.py).
+Writes bench/results/export_tflite_ab.json (rendered into export_tflite.md by ``bench.export_tflite_md``).
 
-    nice -n 10 /work/venv/bin/python bench/export_tflite_ab.py [--rounds 5]
+    nice -n 10 python -m bench.export_tflite_ab [--rounds 5]
 """
 from __future__ import annotations
 
@@ -14,9 +14,9 @@ import json
 import statistics
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-BUNDLES = ROOT / "bench" / "work" / "tflite" / "bundles"
-RESULTS = ROOT / "bench" / "results"
+from bench.common import RESULTS, WORK
+
+BUNDLES = WORK / "tflite" / "bundles"  # written by bench.export_tflite
 
 
 def retime_duplicates(path: Path) -> int:

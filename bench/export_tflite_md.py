@@ -1,13 +1,11 @@
-"""Render bench/results/export_tflite.json as markdown (``python bench/export_tflite_md.py`` re-renders)."""
+"""Render bench/results/export_tflite.json as markdown (``python -m bench.export_tflite_md`` re-renders)."""
 from __future__ import annotations
 
+import argparse
 import json
-import sys
 from pathlib import Path
 
-
-def _f(x, fmt="{:.2f}", none="-"):
-    return none if x is None else fmt.format(x)
+from bench.common import RESULTS, cell
 
 
 def write_md(res: dict, path: Path, ab: dict | None = None) -> None:
@@ -44,9 +42,9 @@ def write_md(res: dict, path: Path, ab: dict | None = None) -> None:
         sp = r["dense_latency_ms"] / r["latency_ms"] if r["latency_ms"] and r["dense_latency_ms"] else None
         size = r["dense_file_bytes"] / r["file_bytes"] if r["dense_file_bytes"] else None
         L.append(f"| {r['compression']:g}x | {r['block'] or '-'} | {r['mode']}{' +native-sparse' if r['sparsity_encoding'] != 'none' else ''} "
-                 f"| {r['dtype']} | {r['threads']} | {_f(r['latency_ms'])} | {_f(r.get('latency_min_ms'))} | "
-                 f"{_f(r['dense_latency_ms'])} | {_f(sp, '{:.2f}x')} | {r['ideal_speedup']:.2f}x | {r['file_bytes'] / 1e6:.2f} | "
-                 f"{_f(r['dense_file_bytes'] and r['dense_file_bytes'] / 1e6)} | {_f(size, '{:.2f}x')} |")
+                 f"| {r['dtype']} | {r['threads']} | {cell(r['latency_ms'])} | {cell(r.get('latency_min_ms'))} | "
+                 f"{cell(r['dense_latency_ms'])} | {cell(sp, '.2f', 'x')} | {r['ideal_speedup']:.2f}x | {r['file_bytes'] / 1e6:.2f} | "
+                 f"{cell(r['dense_file_bytes'] and r['dense_file_bytes'] / 1e6)} | {cell(size, '.2f', 'x')} |")
     if ab and ab.get("pairs"):
         L += ["", f"## Interleaved A/B (bench/export_tflite_ab.py): dense and pruned alternate, {ab['rounds']} rounds, "
               f"{ab['threads']} thread, XNNPACK, min of 20 invokes per round", "",
@@ -62,8 +60,8 @@ def write_md(res: dict, path: Path, ab: dict | None = None) -> None:
             continue
         sp = r["dense_latency_ms"] / r["latency_ms"] if r["latency_ms"] and r["dense_latency_ms"] else None
         L.append(f"| {r['compression']:g}x | {r['block'] or '-'} | {r['mode']}{' +native-sparse' if r['sparsity_encoding'] != 'none' else ''} "
-                 f"| {r['dtype']} | {r['threads']} | {_f(r['latency_ms'])} {r.get('latency_error') or ''} | "
-                 f"{_f(r['dense_latency_ms'])} | {_f(sp, '{:.2f}x')} | {r['ideal_speedup']:.2f}x |")
+                 f"| {r['dtype']} | {r['threads']} | {cell(r['latency_ms'])} {r.get('latency_error') or ''} | "
+                 f"{cell(r['dense_latency_ms'])} | {cell(sp, '.2f', 'x')} | {r['ideal_speedup']:.2f}x |")
     L += ["", "## Verification (MRPC dev, 408 examples, LiteRT vs pruned PyTorch)", "",
           "| export | passed | max abs logit diff | F1 pruned torch | F1 artifact | points | formulations | export s |",
           "|---|---|---|---|---|---|---|---|"]
@@ -112,12 +110,15 @@ def merge(parts: list[dict]) -> dict:
     return res
 
 
-def main() -> None:
-    root = Path(__file__).resolve().parent / "results"
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--final", action="store_true", help="fold export_tflite_part*.json into export_tflite.json")
+    final = ap.parse_args(argv).final
+    root = RESULTS
     files = [root / "export_tflite.json"] + sorted(root.glob("export_tflite_part*.json"))
     parts = [json.loads(p.read_text()) for p in files if p.is_file()]
     merged = merge(parts)
-    if "--final" in sys.argv and len(parts) > 1:  # fold the parts into export_tflite.json
+    if final and len(parts) > 1:  # fold the parts into export_tflite.json
         (root / "export_tflite.json").write_text(json.dumps(merged, indent=1, default=float))
         for p in sorted(root.glob("export_tflite_part*.json")):
             p.unlink()
@@ -127,4 +128,3 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
-    sys.exit(0)

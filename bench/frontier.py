@@ -1,6 +1,6 @@
 """The accuracy-latency-size frontier: every artifact a user could ship, on one chart.
 
-    nice -n 10 python bench/frontier.py --task sst2 --dense bench/work/dense/sst2 \
+    nice -n 10 python -m bench.frontier --task sst2 --dense bench/work/dense/sst2 \
         --runs bench/work/compress/sst2-...-2x... bench/work/compress/sst2-...-5x... [--runtimes onnxruntime litert]
 
 For the dense finetune run: dense fp32, fp16, int8-dynamic and static int8; for every compress run (``--runs``):
@@ -30,11 +30,9 @@ from typing import Any
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from frontier_points import (Artifact, artifact_key, check_point, mark_fronts,  # noqa: E402
-                             summarize_latency)
+from bench.common import RESULTS, ROOT, WORK, module_argv, pyplot
+from bench.frontier_points import Artifact, artifact_key, check_point, mark_fronts, summarize_latency
 
-ROOT = Path(__file__).resolve().parents[1]
 DENSE_DTYPES = ("fp32", "fp16", "int8-dynamic", "int8")
 PRUNED_DTYPES = ("fp32", "int8-dynamic", "int8")
 TIMINGS = "frontier_timings.jsonl"
@@ -94,8 +92,8 @@ def time_one(runtime: str, path: str, threads: int, reps: int, seq: int) -> dict
 
 def timed_in_child(art_path: Path, runtime: str, threads: int, reps: int, seq: int) -> dict[str, Any]:
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), TF_CPP_MIN_LOG_LEVEL="3")
-    r = subprocess.run([sys.executable, __file__, "--time-one", runtime, str(art_path), str(threads), str(reps),
-                        str(seq)], capture_output=True, text=True, env=env)
+    r = subprocess.run(module_argv("frontier", "--time-one", runtime, Path(art_path).resolve(), threads, reps, seq),
+                       capture_output=True, text=True, env=env, cwd=ROOT)
     try:
         return json.loads(r.stdout.strip().splitlines()[-1])
     except (ValueError, IndexError):
@@ -277,10 +275,7 @@ def write_md(result: dict[str, Any], path: Path) -> None:
 
 
 def write_png(points: list[dict[str, Any]], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     from edgeprune.io import atomic_file
 
@@ -330,8 +325,8 @@ def parse(argv: list[str] | None):
     ap.add_argument("--verify-examples", type=int, default=100000, help="default: the whole dev set")
     ap.add_argument("--eval-examples", type=int, default=None, help="default: the whole dev set")
     ap.add_argument("--calib-examples", type=int, default=64)
-    ap.add_argument("--work", type=Path, default=ROOT / "bench" / "work" / "frontier")
-    ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
+    ap.add_argument("--work", type=Path, default=WORK / "frontier")
+    ap.add_argument("--out", type=Path, default=RESULTS)
     return ap.parse_args(argv)
 
 

@@ -1,6 +1,6 @@
 """Benchmark: dense vs pruned (2x, 5x) MiniLM-L6 on every target.
 
-    nice -n 10 python bench/profile_targets.py [--seq-len 128] [--formats onnx,tflite]
+    nice -n 10 python -m bench.profile_targets [--seq-len 128] [--formats onnx,tflite]
 
 For each artifact: measured host latency (own process, 1 thread, spinning off), instruction counts per
 inference under qemu-aarch64 -cpu cortex-a72 (Pi 4) and cortex-a76 (Pi 5) with the real aarch64 wheels
@@ -21,9 +21,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-WORK = ROOT / "bench" / "work" / "profile_targets"
-RESULTS = ROOT / "bench" / "results"
+from bench import common
+from bench.common import DENSE, RESULTS, ROOT
+
+WORK = common.WORK / "profile_targets"  # snapshots of the bundles, self-exported models, cached rows
 RATIOS = (1.0, 2.0, 5.0)
 
 
@@ -44,7 +45,7 @@ def find_bundles(fmt: str, mode: str = "packed") -> dict[float, Path]:
     from edgeprune.io import read_json
 
     found: dict[float, Path] = {}
-    for man_path in sorted((ROOT / "bench" / "work").rglob("manifest.json")):
+    for man_path in sorted(common.WORK.rglob("manifest.json")):
         if WORK in man_path.parents and WORK / "snap" not in man_path.parents:
             continue  # our own snapshots count: the export benchmarks may have rewritten the originals since
         try:
@@ -98,7 +99,7 @@ def self_export(ratio: float, seq_len: int) -> Path:
     if out.exists():
         return out
     WORK.mkdir(parents=True, exist_ok=True)
-    dense_dir = ROOT / "bench" / "work" / "dense" / "mrpc"
+    dense_dir = DENSE / "mrpc"
     src = dense_dir if (dense_dir / "config.json").exists() and any(dense_dir.glob("*.safetensors")) else "minilm-l6"
     model, _ = load_model(str(src), num_labels=2)
     model.eval()

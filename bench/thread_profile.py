@@ -1,9 +1,9 @@
 """Why pruned graphs scale worse with threads: onnxruntime op profiles of ONNX artifacts at 1 and N threads.
 
-    nice -n 10 python bench/thread_profile.py NAME=path/model.onnx [NAME=...] [--threads 1 2] [--batch 1]
+    nice -n 10 python -m bench.thread_profile NAME=path/model.onnx [NAME=...] [--threads 1 2] [--batch 1]
         [--json out.json]
 
-Each profile runs in its own process (bench/export_onnx.py --profile: onnxruntime's profiler, kernel ms per run
+Each profile runs in its own process (``python -m bench.export_onnx --profile``: onnxruntime's profiler, kernel ms per run
 by op type, warm-up excluded). Prints, per artifact, the total kernel time at each thread count and the op types
 whose time does not drop with more threads (scaling = t(1 thread) / t(N threads)). Numbers are only meaningful
 on a quiet machine; on a loaded one the second core is not free and every op "scales" badly.
@@ -11,11 +11,8 @@ on a quiet machine; on a loaded one the second core is not free and every op "sc
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
 def scaling_table(profiles: dict[int, dict[str, float]], top: int = 10) -> list[dict]:
@@ -46,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {spec!r} is not NAME=path/to/model.onnx of an existing file", file=sys.stderr)
             return 2
         arts[name] = Path(path)
-    from export_onnx import profiled
+    from bench.export_onnx import profiled
 
     out = {}
     for name, path in arts.items():

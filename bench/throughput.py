@@ -1,6 +1,6 @@
 """Training throughput of fine-tuning / retraining: where the time goes and what length grouping buys.
 
-    nice python bench/throughput.py --data GLUE_DIR [--tasks sst2,mrpc] [--steps 30]
+    nice python -m bench.throughput --data GLUE_DIR [--tasks sst2,mrpc] [--steps 30]
 
 For each task, times ``--steps`` optimizer steps of the real Trainer (MiniLM-L6, batch 32, 1 torch
 thread, seq <= 128) with random batches (the old setting) and with length-grouped batches (the new
@@ -14,10 +14,8 @@ import argparse
 import os
 import tempfile
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "bench" / "results"
+from bench.common import machine, md_table, write_result
 
 
 def _padded_tokens(trainer) -> tuple[int, int]:
@@ -74,8 +72,6 @@ def main(argv=None) -> None:
 
     torch.set_num_threads(1)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from bench.common import machine  # noqa: E402
-    from edgeprune.io import write_json
 
     rows = []
     for task in args.tasks.split(","):
@@ -83,21 +79,25 @@ def main(argv=None) -> None:
             r = time_task(task, args.data, args.steps, grouped, frozen)
             print(r, flush=True)
             rows.append(r)
-    write_json(RESULTS / "throughput.json", {"machine": machine(), "runs": rows,
-                                              "note": "median seconds per optimizer step after one warm-up step"})
-    lines = ["# Training throughput (MiniLM-L6, batch 32, 1 torch thread)", "",
-             "Real Trainer steps; median step time after a warm-up step. `padding` = padded tokens / real tokens "
-             "over one epoch of the sampler's batches.", "",
-             "| task | batches | token table | s/step | examples/s | padding | speedup |", "|---|---|---|---|---|---|---|"]
-    base = {}
+    write_result("throughput", {"machine": machine(), "runs": rows,
+                                "note": "median seconds per optimizer step after one warm-up step"}, report_lines(rows))
+
+
+def report_lines(rows: list[dict]) -> list[str]:
+    """The markdown report: one line per task x setting, speedup against random batches with a trained table."""
+    base, cells = {}, []
     for r in rows:
         if not r["grouped"] and not r.get("frozen_word_embeddings"):
             base[r["task"]] = r["median_step_s"]
         sp = base.get(r["task"], r["median_step_s"]) / r["median_step_s"]
-        lines.append(f"| {r['task']} | {'length-grouped' if r['grouped'] else 'random'} | "
-                     f"{'frozen' if r.get('frozen_word_embeddings') else 'trained'} | {r['median_step_s']:.3f} | "
-                     f"{r['examples_per_s']:.1f} | {r['padding_overhead']:.2f}x | {sp:.2f}x |")
-    (RESULTS / "throughput.md").write_text("\n".join(lines) + "\n")
+        cells.append([r["task"], "length-grouped" if r["grouped"] else "random",
+                      "frozen" if r.get("frozen_word_embeddings") else "trained", f"{r['median_step_s']:.3f}",
+                      f"{r['examples_per_s']:.1f}", f"{r['padding_overhead']:.2f}x", f"{sp:.2f}x"])
+    lines = ["# Training throughput (MiniLM-L6, batch 32, 1 torch thread)", "",
+             "Real Trainer steps; median step time after a warm-up step. `padding` = padded tokens / real tokens "
+             "over one epoch of the sampler's batches.", "",
+             *md_table(["task", "batches", "token table", "s/step", "examples/s", "padding", "speedup"], cells)]
+    return lines
 
 
 if __name__ == "__main__":

@@ -151,13 +151,13 @@ def cut_and_reconstruct(student, teacher, batches: list[dict[str, torch.Tensor]]
             while todo:
                 stats = {n: LayerStats() for n in todo}
                 order: list[str] = []
-                ptr: dict[str, int] = {}
+                first_in: dict[str, torch.Tensor] = {}  # held, so a freed input's memory cannot be reused
 
                 def hook(_m, inp, _o, n):
                     i = cur["i"]
-                    if i == 0 and n not in ptr:
+                    if i == 0 and n not in first_in:
                         order.append(n)
-                        ptr[n] = inp[0].data_ptr()
+                        first_in[n] = inp[0]
                     stats[n].add(inp[0][tok[i]].double(), t_x[n][i])
 
                 hooks = [s_mods[n.removesuffix(".weight")].register_forward_hook(
@@ -171,7 +171,11 @@ def cut_and_reconstruct(student, teacher, batches: list[dict[str, torch.Tensor]]
                         hk.remove()
                 if not order:
                     raise ValueError(f"layer {li}: none of {todo} was called")
-                group = [n for n in order if ptr[n] == ptr[order[0]]]
+                # modules reading the same tensor form a group (compared while all are alive: a data_ptr
+                # of a freed tensor may be handed to the next one, which would group unrelated modules)
+                lead = first_in[order[0]].data_ptr()
+                group = [n for n in order if first_in[n].data_ptr() == lead]
+                first_in.clear()
                 for n in group:
                     st = stats[n]
                     p = s_mods[n.removesuffix(".weight")].weight
@@ -198,6 +202,38 @@ def cut_and_reconstruct(student, teacher, batches: list[dict[str, torch.Tensor]]
     finally:
         student.train(was_s)
         teacher.train(was_t)
+
+
+def input_rms(model, tok, params: dict[str, Any], examples, max_seq_len: int, batch_size: int = 16):
+    """RMS of every input feature of each pruned linear over ``examples`` (forward hooks, eval mode)."""
+    import torch
+
+    mods = dict(model.named_modules())
+    acc: dict[str, Any] = {}
+    count: dict[str, int] = {}
+    hooks = []
+    for n in params:
+        def hook(_mod, inp, _out, n=n):
+            x = inp[0].detach().float().reshape(-1, inp[0].shape[-1])
+            acc[n] = acc.get(n, 0) + (x * x).sum(0)
+            count[n] = count.get(n, 0) + x.shape[0]
+        hooks.append(mods[n.removesuffix(".weight")].register_forward_hook(hook))
+    was = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    try:
+        with torch.no_grad():
+            for i in range(0, len(examples), batch_size):
+                chunk = examples[i:i + batch_size]
+                pairs = chunk[0].text_b is not None
+                b = tok([e.text_a for e in chunk], [e.text_b for e in chunk] if pairs else None, truncation=True,
+                        max_length=max_seq_len, padding=True, return_tensors="pt")
+                model(**{k: v.to(device) for k, v in b.items()})
+    finally:
+        for h in hooks:
+            h.remove()
+        model.train(was)
+    return {n: (acc[n] / count[n]).sqrt().cpu() for n in params}
 
 
 def calibration_batches(tok, examples, max_seq_len: int, batch_size: int = 32) -> list[dict[str, Any]]:

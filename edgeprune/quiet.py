@@ -103,18 +103,6 @@ def native_stdout_off() -> Iterator[None]:
         os.close(saved)
 
 
-def ort_quiet() -> None:
-    """onnxruntime's default logger to errors only (call after importing onnxruntime)."""
-    if verbose():
-        return
-    try:
-        import onnxruntime as ort
-
-        ort.set_default_logger_severity(3)
-    except Exception:  # pragma: no cover
-        pass
-
-
 def stage(msg: str) -> None:
     """One progress line on stderr."""
     print(msg, file=sys.stderr, flush=True)

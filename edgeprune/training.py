@@ -25,8 +25,8 @@ from .data import GlueExample, TaskSpec, compute_metrics, get_task, load_split
 from .data.glue import seeded_subset, task_key
 from .distributed import backend as ddp_backend, barrier, init as init_distributed, is_main
 from .errors import ConfigError, DataError, ModelError
-from .io import atomic_dir, read_json, write_json
-from .rundir import settings_diff
+from .io import read_json, write_json
+from .rundir import MODEL_DIR, save_model, settings_diff
 
 if TYPE_CHECKING:  # pragma: no cover
     import transformers
@@ -34,7 +34,6 @@ if TYPE_CHECKING:  # pragma: no cover
 CONFIG_JSON = "config.json"
 METRICS_JSON = "metrics.json"
 CHECKPOINTS = "checkpoints"
-MODEL_DIR = "model"
 
 
 @dataclass(frozen=True)
@@ -281,10 +280,11 @@ def predict(model, tokenizer, examples: Sequence[GlueExample], max_seq_len: int 
     return np.stack(out)
 
 
-def evaluate(model, task: str | TaskSpec, data_dir: str | os.PathLike[str] | None, split: str = "dev",
-             batch_size: int = 64, max_seq_len: int = 128, limit: int | None = None,
-             progress: bool = False) -> dict[str, Any]:
-    """Official GLUE metrics of ``model`` (path, alias, run dir or (model, tokenizer)) on one split."""
+def task_metrics(model, task: str | TaskSpec, data_dir: str | os.PathLike[str] | None, split: str = "dev",
+                 batch_size: int = 64, max_seq_len: int = 128, limit: int | None = None,
+                 progress: bool = False) -> dict[str, Any]:
+    """Official GLUE metrics of ``model`` (path, alias, run dir or (model, tokenizer)) on one split
+    (named apart from ``budget.evaluate``, which judges budgets)."""
     spec = get_task(task) if isinstance(task, str) else task
     examples = load_split(spec, split, data_dir, limit=limit)
     m, tok = load_for_task(model, spec, new_head=False)
@@ -408,8 +408,6 @@ def finetune(model: Any, task: str | TaskSpec, data_dir: str | os.PathLike[str] 
                   "samples_per_s": result.metrics.get("train_samples_per_second")},
     }
     if trainer.is_world_process_zero():
-        with atomic_dir(out / MODEL_DIR) as tmp:
-            trainer.model.save_pretrained(tmp)
-            tok.save_pretrained(tmp)
+        save_model(out / MODEL_DIR, trainer.model, tok)
         write_json(out / METRICS_JSON, report)  # last: marks the run finished
     return report

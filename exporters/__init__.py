@@ -1,11 +1,11 @@
 """Exporters, one module per artifact format, registered by name.
 
-``get_exporter("onnx")`` imports only that module, so exporting to ONNX never imports TensorFlow.
+``get_exporter("onnx")`` imports only that module, so exporting to ONNX never imports TensorFlow. Each
+exporter takes its own typed options (``options_type``); :func:`exporter_for` finds it by that type.
 """
 from __future__ import annotations
 
 import importlib
-import pkgutil
 
 EXPORTERS: dict[str, type] = {}
 
@@ -23,6 +23,16 @@ def register_exporter(name: str):
     return deco
 
 
+def exporter_for(options: object) -> type:
+    """The exporter registered for this options type (``ExportConfig.options``: torchao's config -> handler)."""
+    from edgeprune.errors import ConfigError
+
+    for cls in EXPORTERS.values():
+        if type(options) is getattr(cls, "options_type", None):
+            return cls
+    raise ConfigError(f"no exporter takes {type(options).__name__}")
+
+
 def get_exporter(name: str) -> type:
     from edgeprune.errors import ConfigError
 
@@ -31,10 +41,3 @@ def get_exporter(name: str) -> type:
             raise ConfigError(f"unknown export format {name!r}; choose one of: {', '.join(sorted(_MODULES))}")
         importlib.import_module(_MODULES[name])
     return EXPORTERS[name]
-
-
-def load_all() -> dict[str, type]:
-    """Import every exporter module (used by tests that check each one registered itself)."""
-    for info in pkgutil.iter_modules(__path__):
-        importlib.import_module(f"{__name__}.{info.name}")
-    return EXPORTERS

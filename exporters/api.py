@@ -9,31 +9,12 @@ from edgeprune.bundle import bundle_kind, write_manifest
 from edgeprune.errors import NumericMismatchError
 from edgeprune.io import atomic_dir, write_json
 from edgeprune.rundir import PrunedRun, open_run
-from . import get_exporter
-from .base import ExportConfig, ExportResult
+from . import exporter_for
+from .base import Exporter, ExportConfig, ExportResult
+from .prepared import prepare
 
 VERIFICATION_JSON = "verification.json"
 REPORT_JSON = "export_report.json"
-
-
-class Exporter:
-    """Base class. Subclasses register with ``@register_exporter(name)`` and implement ``build``."""
-
-    format_name = ""
-    ATOL = 1e-4  # fp32 logits vs PyTorch
-    MAX_POINTS = 0.5  # quantized: task metric within this many percentage points
-
-    def __init__(self, config: ExportConfig) -> None:
-        self.config = config
-
-    def check_config(self, run: PrunedRun) -> None:
-        """Raise ConfigError for combinations this format cannot produce (before any work is done)."""
-
-    def build(self, run: PrunedRun, out_dir: Path) -> dict[str, Any]:
-        """Write the artifact into ``out_dir``; return a report with at least ``artifact`` (file name),
-        ``verification`` (see :func:`base.verification_record`) and ``manifest`` (extra manifest fields), and
-        optionally ``card`` (model-card ``library``, ``tags``, ``notes``)."""
-        raise NotImplementedError
 
 
 def check_data(config: ExportConfig, run: PrunedRun) -> None:
@@ -66,7 +47,7 @@ def failure_message(config: ExportConfig, verification: dict[str, Any]) -> str:
                 f"{v.get('num_examples')} {v.get('task') or ''} dev examples)")
     hints = []
     if config.dtype.startswith("int8"):
-        if config.format == "onnx" and config.int8_embeddings:
+        if getattr(config.options, "int8_embeddings", False):
             hints.append("--float-embeddings (int8 embedding tables cost accuracy on some models)")
         if config.dtype == "int8-dynamic":
             hints.append("--dtype int8 (static, calibrated)")
@@ -86,7 +67,7 @@ def export(run_dir: str | os.PathLike[str], config: ExportConfig, out: str | os.
     from edgeprune.outputs import output_dir
 
     run = open_run(run_dir)
-    exporter: Exporter = get_exporter(config.format)(config)
+    exporter: Exporter = exporter_for(config.options)(config)
     exporter.check_config(run)
     check_data(config, run)
     output_dir(out, "export bundle", bundle_kind, overwrite=True)
@@ -94,8 +75,9 @@ def export(run_dir: str | os.PathLike[str], config: ExportConfig, out: str | os.
     from edgeprune.quiet import stage
 
     stage(f"[export] {config.format} {config.dtype} {config.mode} from {run.root}")
+    prepared = prepare(run, config.task or run.task)
     with atomic_dir(out) as tmp:
-        report = exporter.build(run, tmp)
+        report = exporter.build(prepared, tmp)
         stage(f"[export] writing the bundle to {out}")
         verification = report.get("verification", {})
         write_json(tmp / VERIFICATION_JSON, verification)

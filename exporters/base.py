@@ -1,13 +1,18 @@
-"""What every exporter shares: its config, its result and how artifacts are verified against PyTorch."""
+"""What every exporter shares: the base class, its config, its result and how artifacts are verified."""
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 import numpy as np
 
 from edgeprune.errors import ConfigError
+
+if TYPE_CHECKING:
+    from edgeprune.rundir import PrunedRun
+
+    from .prepared import PreparedModel
 
 DTYPES = ("fp32", "fp16", "int8", "int8-dynamic")
 MODES = ("packed", "structured", "dense")
@@ -15,6 +20,12 @@ MODES = ("packed", "structured", "dense")
 
 @dataclass(frozen=True)
 class ExportConfig:
+    """What every export shares; ``options`` holds the format's own settings (typed per backend).
+
+    ``options`` defaults to the format's options type with its defaults (:attr:`Exporter.options_type`:
+    ``OnnxOptions``, ``TfliteOptions``, ``HfOptions``); options of another format's type are refused.
+    """
+
     format: str
     dtype: str = "fp32"
     mode: str = "packed"
@@ -25,28 +36,47 @@ class ExportConfig:
     verify_examples: int = 256
     calib_examples: int = 64
     verify: bool = True
-    tflite_sparsity: bool = False  # tflite only: also apply TFLite's native sparse weight encoding
-    int8_embeddings: bool = True  # onnx int8: store the (unpruned) embedding tables as int8 too
-    opset: int | None = None  # onnx only: the default ONNX opset (17) when None
-    int8_choice: str = "model"  # onnx int8: per-layer packed-vs-standard choice by cost model or "measure" (timed)
-    int8_threads: int = 1  # onnx int8 with int8_choice="measure": intra-op threads the layers are timed at
+    options: Any = None  # the format's typed options
 
     def __post_init__(self) -> None:
+        from . import get_exporter
+
         if self.dtype not in DTYPES:
             raise ConfigError(f"unknown --dtype {self.dtype!r}; choose one of: {', '.join(DTYPES)}")
         if self.mode not in MODES:
             raise ConfigError(f"unknown --mode {self.mode!r}; choose one of: {', '.join(MODES)}")
-        if self.opset is not None and not (isinstance(self.opset, int) and 17 <= self.opset <= 21):
-            raise ConfigError(f"opset must be between 17 and 21, got {self.opset!r}")
-        if self.int8_choice not in ("model", "measure"):
-            raise ConfigError(f"unknown --int8-layer-choice {self.int8_choice!r}; choose one of: model, measure")
-        if not 1 <= self.int8_threads <= 256:
-            raise ConfigError(f"--int8-threads must be between 1 and 256, got {self.int8_threads}")
         if self.seq_len is not None and not 1 <= self.seq_len <= 4096:
             raise ConfigError(f"--seq-len must be between 1 and 4096 or 'dynamic', got {self.seq_len}")
+        wanted = get_exporter(self.format).options_type
+        if self.options is None:
+            object.__setattr__(self, "options", wanted())
+        elif not isinstance(self.options, wanted):
+            raise ConfigError(f"{type(self.options).__name__} does not apply to --format {self.format} "
+                              f"(it takes {wanted.__name__})")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+class Exporter:
+    """Base class. Subclasses register with ``@register_exporter(name)`` and implement ``build``."""
+
+    format_name = ""
+    options_type: type  # the typed options dataclass this exporter takes (ExportConfig.options)
+    ATOL = 1e-4  # fp32 logits vs PyTorch
+    MAX_POINTS = 0.5  # quantized: task metric within this many percentage points
+
+    def __init__(self, config: ExportConfig) -> None:
+        self.config = config
+
+    def check_config(self, run: PrunedRun) -> None:
+        """Raise ConfigError for combinations this format cannot produce (before any work is done)."""
+
+    def build(self, prepared: PreparedModel, out_dir: Path) -> dict[str, Any]:
+        """Write the artifact of ``prepared`` (:mod:`prepared`) into ``out_dir``; return a report with at least ``artifact`` (file name),
+        ``verification`` (see :func:`verification_record`) and ``manifest`` (extra manifest fields), and
+        optionally ``card`` (model-card ``library``, ``tags``, ``notes``)."""
+        raise NotImplementedError
 
 
 @dataclass
@@ -129,7 +159,13 @@ def check_task_labels(model, task: str | None) -> None:
     name_labels(model, spec)
 
 
-def model_labels(model) -> list[str]:
-    """The model's label names in output order ([] when its config has none)."""
+def model_labels(model, spec=None) -> list[str]:
+    """The model's label names in output order: what the manifest, the ONNX metadata and ``labels.txt`` carry.
+
+    A regression task has none (its one output is a score, not a class); a checkpoint without ``id2label``
+    has none either. Call :func:`check_task_labels` first so default ``LABEL_i`` names become the task's.
+    """
+    if spec is not None and spec.is_regression:
+        return []
     id2 = getattr(model.config, "id2label", None) or {}
     return [str(id2[i]) for i in sorted(id2)] if id2 else []

@@ -1,6 +1,6 @@
 """Hugging Face checkpoint exporter: the masked model physically shrunk, saved with ``save_pretrained``.
 
-Attention heads and FFN units pruned whole are removed exactly (:mod:`structure`; the value biases of dead heads
+Attention heads and FFN units pruned whole are removed exactly (:mod:`structured`; the value biases of dead heads
 and the constant outputs of half-dead units are folded into the next bias). Removed heads are recorded as
 transformers always recorded them, ``config.pruned_heads``: transformers 4 narrows the layers from it when it
 builds the model; transformers 5 dropped head pruning, so such a folder also carries :mod:`hf_modeling` as
@@ -11,28 +11,27 @@ unit adds nothing); the report counts the padding.
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from edgeprune.errors import ConfigError, ExportError
 from edgeprune.rundir import PrunedRun
 from . import register_exporter
-from .api import Exporter
-from .base import check_task_labels, model_labels, verification_record
+from .base import Exporter, verification_record
+from .prepared import PreparedModel
 
 ARTIFACT = "model.safetensors"
 MODELING = "modeling_edgeprune.py"
-FFN_SIZE = {"bert": "intermediate_size", "roberta": "intermediate_size", "distilbert": "hidden_dim"}
 
 
 def headless_layers(run: PrunedRun) -> list[int]:
-    """Encoder layers whose masks leave no attention head alive (:func:`structure.dead_heads`), read before any
-    weights load so the export fails at once."""
-    import torch
+    """Encoder layers whose masks leave no attention head alive (:func:`structured.attention_shrink`), read before
+    any weights load so the export fails at once."""
     from transformers import AutoConfig
 
     from edgeprune.arch import get_arch
-    from .structure import dead_heads
+    from .structured import attention_shrink
 
     config = AutoConfig.from_pretrained(run.model_dir, local_files_only=True)
     arch = get_arch(config.model_type)
@@ -40,36 +39,17 @@ def headless_layers(run: PrunedRun) -> list[int]:
     for name, m in run.masks.items():
         role = arch.role_of(name.removesuffix(".weight"))
         if role in ("v", "attn_out"):
-            by_layer.setdefault(arch.layer_of(name), {})[role] = m.bool()
-    head_size = config.hidden_size // config.num_attention_heads
-    out = []
-    for layer, m in sorted(by_layer.items()):
-        full = torch.ones_like(next(iter(m.values())))  # both are [hidden, hidden] in these architectures
-        v_dead, out_dead = dead_heads(m.get("v", full), m.get("attn_out", full), head_size)
-        if bool((v_dead | out_dead).all()):
-            out.append(layer)
-    return out
-
-
-def ffn_live_units(model, masks: dict[str, Any]) -> dict[int, int]:
-    """Layer -> FFN units that survive :func:`structure.shrink_ffn` (counted on the unshrunk model)."""
-    from .structure import dead_units, full_mask, roles_by_layer
-
-    lin, by_layer = roles_by_layer(model)
-    out = {}
-    for layer, roles in sorted(by_layer.items()):
-        fi, fo = roles["ffn_in"], roles["ffn_out"]
-        dead_in, dead_out = dead_units(full_mask(masks.get(f"{fi}.weight"), lin[fi]),
-                                       full_mask(masks.get(f"{fo}.weight"), lin[fo]))
-        out[layer] = int((~(dead_in | dead_out)).sum())
-    return out
+            by_layer.setdefault(arch.layer_of(name), {})[role] = m
+    heads = arch.num_heads(config)
+    return [layer for layer, m in sorted(by_layer.items())
+            if attention_shrink(None, None, m.get("v"), m.get("attn_out"), None, heads).placeholder]
 
 
 def pad_ffn(model, width: int) -> None:
     """Give every layer's FFN ``width`` units by appending zero ones (zero in-rows and bias, zero out-columns)."""
     import torch
 
-    from .structure import roles_by_layer, set_module
+    from .structured import roles_by_layer, set_module
 
     lin, by_layer = roles_by_layer(model)
     for roles in by_layer.values():
@@ -91,9 +71,16 @@ def _params(model) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
+@dataclass(frozen=True)
+class HfOptions:
+    """The Hugging Face checkpoint has no settings of its own (always fp32, always structured)."""
+
+
 @register_exporter("hf")
 class HfExporter(Exporter):
     """A ``from_pretrained`` folder whose dead heads and FFN units are gone, verified against the masked model."""
+
+    options_type = HfOptions
 
     ATOL = 1e-5  # the shrink is exact: only the summation order changes (3e-8 measured on MiniLM-L6)
 
@@ -107,36 +94,27 @@ class HfExporter(Exporter):
         if c.mode == "dense":
             raise ConfigError("--format hf always removes the heads and FFN units pruned whole; --mode dense applies "
                               "to onnx and tflite")
-        if c.opset is not None:
-            raise ConfigError("--opset applies to ONNX exports only")
         empty = headless_layers(run)
         if empty:
             raise ExportError(f"the masks of {run.root} prune every attention head of layer(s) "
                               f"{', '.join(map(str, empty))}; a Hugging Face config cannot hold a layer without heads "
                               "(--format onnx --mode structured can)")
 
-    def build(self, run: PrunedRun, out_dir: Path) -> dict[str, Any]:
-        from edgeprune.models import load_model
+    def build(self, prepared: PreparedModel, out_dir: Path) -> dict[str, Any]:
+        from edgeprune.arch import get_arch
         from edgeprune.quiet import stage
-        from edgeprune.prune.masks import apply_masks
-        from .structure import shrink_ffn, shrink_heads
+        from .structured import shrink_ffn, shrink_heads
 
-        c = self.config
-        task = c.task or run.task
-        model, tok = load_model(run.model_dir)
-        model.eval()
-        apply_masks(model, run.masks)
-        check_task_labels(model, task)
+        model, tok = prepared.model, prepared.tokenizer
         stage("[export] removing the attention heads and FFN units pruned whole")
         shrunk = copy.deepcopy(model)
-        masks, head_records = shrink_heads(shrunk, run.masks)
-        live = ffn_live_units(model, run.masks)
-        shrink_ffn(shrunk, masks)
+        masks, head_records = shrink_heads(shrunk, prepared.masks)
+        _, live = shrink_ffn(shrunk, masks)
         width = max(max(live.values()), 1)
         pad_ffn(shrunk, width)
         model_type = model.config.model_type
         cfg = shrunk.config
-        setattr(cfg, FFN_SIZE[model_type], width)
+        setattr(cfg, get_arch(model_type).ffn_key, width)
         pruned = {r["layer"]: r["dead_heads"] for r in head_records}
         if pruned:
             from . import hf_modeling
@@ -149,8 +127,8 @@ class HfExporter(Exporter):
         shrunk.save_pretrained(out_dir)
         tok.save_pretrained(out_dir)
         reloaded = self._reload(out_dir, model_type, bool(pruned))
-        ver = self._verify(model, reloaded, tok, task)
-        return self._report(run, model, reloaded, out_dir, head_records, live, width, ver)
+        ver = self._verify(prepared, reloaded)
+        return self._report(prepared, reloaded, out_dir, head_records, live, width, ver)
 
     @staticmethod
     def _reload(out_dir: Path, model_type: str, pruned: bool):
@@ -166,34 +144,32 @@ class HfExporter(Exporter):
             raise ExportError(f"the written checkpoint does not load back ({type(e).__name__}: "
                               f"{str(e)[:200]})") from None
 
-    def _verify(self, model, reloaded, tok, task: str | None) -> dict[str, Any]:
+    def _verify(self, prepared: PreparedModel, reloaded) -> dict[str, Any]:
         """verification.json: the reloaded checkpoint's logits vs the masked model's on real dev examples."""
-        import numpy as np
-
-        from edgeprune.data.glue import get_task
         from edgeprune.quiet import stage
-        from .onnx_verify import encode_examples, load_examples, run_batches, torch_logits
+        from .onnx_verify import run_batches
+        from .prepared import torch_logits
 
         c = self.config
         if not c.verify:
             return {"passed": True, "reason": "verification skipped (--no-verify)", "skipped": True}
         stage(f"[export] verifying against the masked model on up to {c.verify_examples} dev examples")
-        examples = load_examples(task, c.data_dir, "dev", c.verify_examples)
-        feeds = encode_examples(tok, examples, c.seq_len, list(tok.model_input_names))
-        ref = run_batches(lambda b: torch_logits(model, b), feeds)
-        got = run_batches(lambda b: torch_logits(reloaded, b), feeds)
-        labels = np.asarray([e.label for e in examples])
-        rec = verification_record(ref, got, labels, get_task(task), "fp32", self.ATOL, self.MAX_POINTS)
-        rec.update({"task": task, "split": "dev", "seq_len": c.seq_len, "runtime": "transformers (PyTorch)"})
+        ref = prepared.reference(c.data_dir, c.verify_examples, c.seq_len, list(prepared.tokenizer.model_input_names))
+        got = run_batches(lambda b: torch_logits(reloaded, b), ref.feeds)
+        rec = verification_record(ref.logits, got, ref.labels, prepared.spec, "fp32", self.ATOL, self.MAX_POINTS)
+        rec.update({"task": prepared.task, "split": "dev", "seq_len": c.seq_len, "runtime": "transformers (PyTorch)"})
         return rec
 
-    def _report(self, run: PrunedRun, model, reloaded, out_dir: Path, head_records: list[dict[str, Any]],
+    def _report(self, prepared: PreparedModel, reloaded, out_dir: Path, head_records: list[dict[str, Any]],
                 live: dict[int, int], width: int, ver: dict[str, Any]) -> dict[str, Any]:
-        from .structure import roles_by_layer
+        from edgeprune.arch import get_arch
+        from .structured import roles_by_layer
 
+        run, model = prepared.run, prepared.model
         lin, by_layer = roles_by_layer(model)
+        ffn_key = get_arch(model.config.model_type).ffn_key
         cfg = reloaded.config
-        heads = cfg.num_attention_heads
+        heads = get_arch(cfg.model_type).num_heads(cfg)
         records = {r["layer"]: r for r in head_records}
         attention = []
         for layer in sorted(by_layer):
@@ -214,9 +190,9 @@ class HfExporter(Exporter):
                "`config.pruned_heads` lists (transformers 4 reads `pruned_heads` itself, without the flag)"
                if pruned else "")
         padding = sum(f["zero_padding"] for f in ffn)
-        notes = [f"FFN: {FFN_SIZE[cfg.model_type]} {width} (the widest layer's live units); "
+        notes = [f"FFN: {ffn_key} {width} (the widest layer's live units); "
                  f"{padding} zero units pad the narrower layers (exact)"] if padding else []
-        labels = model_labels(model)
+        labels = prepared.labels
         return {
             "artifact": ARTIFACT,
             "verification": ver,
@@ -225,7 +201,7 @@ class HfExporter(Exporter):
                            "ratio": round(after / before, 4)},
             "attention_heads": attention,
             "ffn_units": ffn,
-            "hf_config": {"pruned_heads": {str(k): v for k, v in pruned.items()}, FFN_SIZE[cfg.model_type]: width,
+            "hf_config": {"pruned_heads": {str(k): v for k, v in pruned.items()}, ffn_key: width,
                           "auto_map": getattr(cfg, "auto_map", None)},
             "loading": loading,
             "notes": notes,

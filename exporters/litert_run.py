@@ -1,8 +1,8 @@
 """Run or time a ``.tflite`` file in the ai-edge-litert interpreter, in a child process.
 
 Some TFLite combinations crash the process (dynamic int8 with native block sparsity segfaults
-under XNNPACK, shared/docs/env.md Exp 5), and interpreters in one process skew each other's
-timings, so the exporter and the benchmark call this module with ``python -m`` and read its
+under XNNPACK; docs/speed-notes.md, "TFLite sparse encoding / XNNPACK"), and interpreters in one
+process skew each other's timings, so the exporter and the benchmark call this module with ``python -m`` and read its
 output files. Imports only numpy and ai_edge_litert (no TensorFlow).
 
     python -m edgeprune.exporters.litert_run run MODEL.tflite IN.npz OUT.npz [--threads N] [--no-xnnpack]
@@ -33,8 +33,8 @@ def interpreter(model_path: str | os.PathLike[str], threads: int = 1, xnnpack: b
     return Interpreter(**kwargs)
 
 
-def run_batches(model_path: str | os.PathLike[str], inputs: dict[str, np.ndarray], threads: int = 1,
-                xnnpack: bool = True) -> np.ndarray:
+def interpreter_logits(model_path: str | os.PathLike[str], inputs: dict[str, np.ndarray], threads: int = 1,
+                       xnnpack: bool = True) -> np.ndarray:
     """Logits for every row of ``inputs`` (name -> [n, seq]), fed in the artifact's static batch size."""
     it = interpreter(model_path, threads, xnnpack)
     runner = it.get_signature_runner(SIGNATURE)
@@ -126,7 +126,7 @@ def main(argv: list[str] | None = None) -> None:
     if a.what == "run":
         with np.load(a.paths[0]) as z:
             inputs = {k: z[k] for k in z.files}
-        logits = run_batches(a.model, inputs, a.threads, not a.no_xnnpack)
+        logits = interpreter_logits(a.model, inputs, a.threads, not a.no_xnnpack)
         np.savez(a.paths[1], logits=logits)
     else:
         res = time_model(a.model, a.threads, not a.no_xnnpack, a.runs)

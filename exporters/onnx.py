@@ -1,7 +1,7 @@
 """ONNX exporter: pruned linears become ``ai.edgeprune`` ops over packed initializers, verified in onnxruntime.
 
-Path: load the checkpoint, apply its masks, (structured) physically shrink what is pruned whole (attention heads,
-FFN units; :mod:`structure`), replace each pruned ``nn.Linear`` by a marker whose TorchScript symbolic is a
+Path: take the prepared (masked) model (:mod:`prepared`), (structured) physically shrink a copy where whole
+attention heads and FFN units are pruned (:mod:`structured`), replace each pruned ``nn.Linear`` by a marker whose TorchScript symbolic is a
 placeholder node, export with the legacy exporter, then swap every placeholder for the packed op chosen for that
 layer (see :func:`choose_op`).
 """
@@ -17,12 +17,11 @@ import numpy as np
 from edgeprune.errors import ConfigError
 from edgeprune.rundir import PrunedRun
 from . import register_exporter
-from .api import Exporter
-from .base import check_task_labels, model_labels
+from .base import Exporter
 from .packing import PackedLinear, analyze_mask, pack_linear
-from .structure import dead_heads, head_counts, shrink_ffn, shrink_heads
+from .prepared import PreparedModel
+from .structured import head_counts, shrink_ffn, shrink_heads
 
-MARKER_DOMAIN = "edgeprune_marker"
 ARTIFACT = "model.onnx"
 OPSET = 17
 
@@ -37,7 +36,9 @@ MIN_BLOCK_ROWS = 16
 
 
 @dataclass
-class LayerPlan:
+class LinearPlan:
+    """How one prunable linear is exported: its shapes before and after the shrink and the op that runs it."""
+
     name: str  # module name
     shape: tuple[int, int]  # [out, in] as exported (after structural shrink)
     orig_shape: tuple[int, int]
@@ -65,6 +66,24 @@ class LayerPlan:
         return r
 
 
+@dataclass(frozen=True)
+class OnnxOptions:
+    """ONNX-only export settings, validated here."""
+
+    opset: int | None = None  # the default ONNX opset (OPSET) when None
+    int8_embeddings: bool = True  # int8: store the (unpruned) embedding tables as int8 too
+    int8_choice: str = "model"  # int8: per-layer packed-vs-standard choice by cost "model" or "measure" (timed)
+    int8_threads: int = 1  # int8 with int8_choice="measure": intra-op threads the layers are timed at
+
+    def __post_init__(self) -> None:
+        if self.opset is not None and not (isinstance(self.opset, int) and 17 <= self.opset <= 21):
+            raise ConfigError(f"opset must be between 17 and 21, got {self.opset!r}")
+        if self.int8_choice not in ("model", "measure"):
+            raise ConfigError(f"unknown --int8-layer-choice {self.int8_choice!r}; choose one of: model, measure")
+        if not 1 <= self.int8_threads <= 256:
+            raise ConfigError(f"--int8-threads must be between 1 and 256, got {self.int8_threads}")
+
+
 def choose_op(p: PackedLinear) -> tuple[str, float]:
     """The fastest formulation for a packed layer (cost model) and its estimated speedup over dense."""
     from . import onnx_ops as ops
@@ -81,54 +100,11 @@ def choose_op(p: PackedLinear) -> tuple[str, float]:
     return ops.PACKED_DENSE, 1.0
 
 
-def _marker_cls():
-    import torch
-
-    class _Marker(torch.autograd.Function):
-        @staticmethod
-        def forward(ctx, x, weight, bias, idx):  # noqa: ARG004
-            return torch.nn.functional.linear(x, weight, bias)
-
-        @staticmethod
-        def symbolic(g, x, weight, bias, idx):  # noqa: ARG004
-            y = g.op(f"{MARKER_DOMAIN}::Linear", x, layer_i=idx)
-            try:  # give the placeholder its output type so the exporter's own shape inference stays exact
-                sizes = x.type().varyingSizes()
-                y.setType(x.type().with_sizes(list(sizes[:-1]) + [int(weight.type().sizes()[0])]))
-            except Exception:  # pragma: no cover - types unknown: the surgery re-infers shapes anyway
-                pass
-            return y
-
-    class MarkedLinear(torch.nn.Module):
-        def __init__(self, linear, idx: int) -> None:
-            super().__init__()
-            self.weight, self.bias, self.idx = linear.weight, linear.bias, idx
-            self.in_features, self.out_features = linear.in_features, linear.out_features
-
-        def forward(self, x):
-            b = self.bias if self.bias is not None else torch.zeros(self.out_features, dtype=x.dtype)
-            return _Marker.apply(x, self.weight, b, self.idx)
-
-    return MarkedLinear
-
-
-def _classifier_wrapper(model, input_names: list[str]):
-    import torch
-
-    class Wrapper(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.model = model
-
-        def forward(self, *args):
-            return self.model(**dict(zip(input_names, args))).logits
-
-    return Wrapper().eval()  # the exporter restores the wrapper's mode afterwards: it must be eval
-
-
 @register_exporter("onnx")
 class OnnxExporter(Exporter):
     """Packed / structured / dense ONNX with ``ai.edgeprune`` model-local functions."""
+
+    options_type = OnnxOptions
 
     def check_config(self, run: PrunedRun) -> None:
         c = self.config
@@ -139,18 +115,18 @@ class OnnxExporter(Exporter):
             if not (c.task or run.task):
                 raise ConfigError("no GLUE task known for this checkpoint; pass --task (needed for verification "
                                   "and int8 calibration)")
-        if c.int8_choice == "measure" and not c.dtype.startswith("int8"):
+        if c.options.int8_choice == "measure" and not c.dtype.startswith("int8"):
             raise ConfigError(f"--int8-layer-choice measure only applies to --dtype int8 / int8-dynamic, not {c.dtype}")
         if c.dtype == "int8" and c.seq_len is None:
             raise ConfigError("--dtype int8 (static, calibrated) needs a fixed --seq-len; use --dtype int8-dynamic "
                               "for dynamic shapes")
 
     # -- planning ------------------------------------------------------------------------------------
-    def plan(self, model, masks: dict[str, Any], orig_shapes: dict[str, tuple[int, int]]) -> dict[str, LayerPlan]:
+    def plan(self, model, masks: dict[str, Any], orig_shapes: dict[str, tuple[int, int]]) -> dict[str, LinearPlan]:
         from edgeprune.arch import prunable_linears
         from edgeprune.quiet import Progress
 
-        plans: dict[str, LayerPlan] = {}
+        plans: dict[str, LinearPlan] = {}
         modules = dict(model.named_modules())
         progress = Progress("[export] pack layers", len(masks)) if self.config.mode != "dense" else None
         for pname, m in progress.track(masks.items()) if progress else masks.items():
@@ -164,64 +140,50 @@ class OnnxExporter(Exporter):
             okept = st.kept
             if st.is_full and self.config.mode != "dense":
                 op = "shrunk" if oshape != st.shape else "dense"
-                plans[name] = LayerPlan(name, st.shape, oshape, okept, st.kind(), op)
+                plans[name] = LinearPlan(name, st.shape, oshape, okept, st.kind(), op)
                 continue
             if self.config.mode == "dense":
-                plans[name] = LayerPlan(name, st.shape, oshape, okept, st.kind(), "dense")
+                plans[name] = LinearPlan(name, st.shape, oshape, okept, st.kind(), "dense")
                 continue
             w = mod.weight.detach().cpu().numpy()
             b = mod.bias.detach().cpu().numpy() if mod.bias is not None else np.zeros(st.shape[0], w.dtype)
             p = pack_linear(w, mnp, b)
             op, sp = choose_op(p)
-            plans[name] = LayerPlan(name, st.shape, oshape, okept, st.kind(), op, p, sp)
+            plans[name] = LinearPlan(name, st.shape, oshape, okept, st.kind(), op, p, sp)
         for name in prunable_linears(model):
             if name not in plans:
                 lin = modules[name]
                 shp = (lin.out_features, lin.in_features)
-                plans[name] = LayerPlan(name, shp, orig_shapes.get(name, shp), int(np.prod(orig_shapes.get(name, shp))),
+                plans[name] = LinearPlan(name, shp, orig_shapes.get(name, shp), int(np.prod(orig_shapes.get(name, shp))),
                                         "full", "dense")
         return plans
 
     # -- build ---------------------------------------------------------------------------------------
-    def build(self, run: PrunedRun, out_dir: Path) -> dict[str, Any]:
-        import torch
+    def build(self, prepared: PreparedModel, out_dir: Path) -> dict[str, Any]:
+        import copy
 
-        from edgeprune.models import load_model
-        from edgeprune.rundir import check_masks_match
+        from edgeprune.arch import prunable_linears
         from edgeprune.data.glue import task_name
         from edgeprune.quiet import stage
         from .onnx_graph import export_graph
         from .onnx_quant import convert_dtype
-        from .onnx_verify import verify_artifact
+        from .onnx_verify import verify_onnx
 
-        c = self.config
-        task = c.task or run.task
+        c, o = self.config, self.config.options
+        run, model, tok, task = prepared.run, prepared.model, prepared.tokenizer, prepared.task
         data_dir = c.data_dir  # checked by export() when verification or calibration needs it
-        model, tok = load_model(run.model_dir)
-        model.eval()
-        check_masks_match(run.masks, model)
-        masks = {k: v for k, v in run.masks.items()}
-        with torch.no_grad():
-            params = dict(model.named_parameters())
-            for k, m in masks.items():
-                params[k].mul_(m.to(params[k].dtype))
-        check_task_labels(model, task)
-        import copy
-
-        from edgeprune.arch import prunable_linears
-
+        masks = dict(prepared.masks)
         orig_shapes = {n: (m.out_features, m.in_features) for n, m in prunable_linears(model).items()}
-        ref_model = model
         export_model = copy.deepcopy(model) if c.mode != "dense" else model
         head_records: list[dict[str, Any]] = []
         if c.mode == "structured":
             masks, head_records = shrink_heads(export_model, masks)
-            masks = shrink_ffn(export_model, masks)
+            masks, _ = shrink_ffn(export_model, masks)
         plans = self.plan(export_model, masks, orig_shapes)
         for name, h in head_counts(export_model, orig_shapes, head_records).items():
             plans[name].heads = h
-        stage(f"[export] trace the {c.mode} ONNX graph (opset {c.opset or OPSET})")
-        onnx_model, input_names = export_graph(export_model, tok, plans, c.seq_len, c.batch, c.opset or OPSET)
+        stage(f"[export] trace the {c.mode} ONNX graph (opset {o.opset or OPSET})")
+        onnx_model, input_names = export_graph(export_model, tok, plans, c.seq_len, c.batch, o.opset or OPSET)
         for node in onnx_model.graph.node:  # record the final op (the transposed-chain fusion renames some)
             if node.name in plans and plans[node.name].packed is not None:
                 plans[node.name].op = node.op_type
@@ -235,8 +197,8 @@ class OnnxExporter(Exporter):
         if c.dtype != "fp32":
             stage(f"[export] quantize to {c.dtype}" if c.dtype.startswith("int8") else f"[export] convert to {c.dtype}")
             note, decisions = convert_dtype(fp32_path, fp32_path, c.dtype, tok, task, data_dir, c.seq_len,
-                                            c.calib_examples, input_names, quantize_embeddings=c.int8_embeddings,
-                                            int8_choice=c.int8_choice, threads=c.int8_threads,
+                                            c.calib_examples, input_names, quantize_embeddings=o.int8_embeddings,
+                                            int8_choice=o.int8_choice, threads=o.int8_threads,
                                             rows=(c.seq_len or 128) * (c.batch or 1),
                                             in_features={n: p.shape[1] for n, p in plans.items()})
             notes.append(note)
@@ -244,18 +206,18 @@ class OnnxExporter(Exporter):
                 if d.layer in plans:
                     plans[d.layer].int8 = d
                     plans[d.layer].op = d.op
-        ref_model.eval()
+        model.eval()  # the reference (dense mode traced it in place)
         if c.verify:
-            ver = verify_artifact(ref_model, tok, fp32_path, task, data_dir, c.verify_examples, c.seq_len, c.dtype,
-                                  self.ATOL, self.MAX_POINTS, c.batch)
+            ver = verify_onnx(prepared, fp32_path, data_dir, c.verify_examples, c.seq_len, c.dtype, self.ATOL,
+                              self.MAX_POINTS, c.batch)
         else:
             ver = {"passed": True, "reason": "verification skipped (--no-verify)", "skipped": True}
         # optimum's ORTModelForSequenceClassification layout: model.onnx, config.json and tokenizer side by side
         tok.save_pretrained(out_dir)
-        ref_model.config.save_pretrained(out_dir)
+        model.config.save_pretrained(out_dir)
         from .onnx_meta import stamp_metadata
 
-        stamp_metadata(fp32_path, {"task": task_name(task), "labels": model_labels(model), "seq_len": c.seq_len,
+        stamp_metadata(fp32_path, {"task": task_name(task), "labels": prepared.labels, "seq_len": c.seq_len,
                                    "problem_type": "regression" if model.config.num_labels == 1 else
                                    "single_label_classification", "dtype": c.dtype, "mode": c.mode})
         sizes = size_accounting(fp32_path, plans, c.dtype)
@@ -274,7 +236,7 @@ class OnnxExporter(Exporter):
             "inputs": input_names,
             "notes": [n for n in notes if n],
             "config": c.to_dict(),
-            "manifest": {"model": str(run.model_dir), "inputs": input_names, "labels": model_labels(model),
+            "manifest": {"model": str(run.model_dir), "inputs": input_names, "labels": prepared.labels,
                          "file_bytes": sizes["file_bytes"], "ideal_bytes": sizes["ideal_bytes"],
                          "dense_file_bytes": sizes["dense_file_bytes"]},
         }
@@ -298,7 +260,7 @@ def _simplify(model):
         return model, f"onnxsim skipped ({type(e).__name__}: {str(e)[:120]})"
 
 
-def size_accounting(path: Path, plans: dict[str, LayerPlan], dtype: str) -> dict[str, Any]:
+def size_accounting(path: Path, plans: dict[str, LinearPlan], dtype: str) -> dict[str, Any]:
     """file bytes, ideal bytes (surviving values + indices + unpruned rest) and dense-equivalent bytes.
 
     Packed layers are measured from the file's own initializers (``<layer>.values``/``.col_idx``/``.row_map``
@@ -339,5 +301,4 @@ def size_accounting(path: Path, plans: dict[str, LayerPlan], dtype: str) -> dict
     }
 
 
-__all__ = ["OnnxExporter", "LayerPlan", "choose_op", "dead_heads", "head_counts", "shrink_ffn", "shrink_heads",
-           "size_accounting"]
+__all__ = ["OnnxExporter", "OnnxOptions", "LinearPlan", "choose_op", "size_accounting"]

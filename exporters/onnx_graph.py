@@ -14,6 +14,53 @@ from .packing import index_dtype
 MARKER_DOMAIN = "edgeprune_marker"
 
 
+def marker_linear_cls():
+    """``MarkedLinear``: an ``nn.Linear`` stand-in whose TorchScript symbolic is a ``MARKER_DOMAIN`` placeholder."""
+    import torch
+
+    class _Marker(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x, weight, bias, idx):  # noqa: ARG004
+            return torch.nn.functional.linear(x, weight, bias)
+
+        @staticmethod
+        def symbolic(g, x, weight, bias, idx):  # noqa: ARG004
+            y = g.op(f"{MARKER_DOMAIN}::Linear", x, layer_i=idx)
+            try:  # give the placeholder its output type so the exporter's own shape inference stays exact
+                sizes = x.type().varyingSizes()
+                y.setType(x.type().with_sizes(list(sizes[:-1]) + [int(weight.type().sizes()[0])]))
+            except Exception:  # pragma: no cover - types unknown: the surgery re-infers shapes anyway
+                pass
+            return y
+
+    class MarkedLinear(torch.nn.Module):
+        def __init__(self, linear, idx: int) -> None:
+            super().__init__()
+            self.weight, self.bias, self.idx = linear.weight, linear.bias, idx
+            self.in_features, self.out_features = linear.in_features, linear.out_features
+
+        def forward(self, x):
+            b = self.bias if self.bias is not None else torch.zeros(self.out_features, dtype=x.dtype)
+            return _Marker.apply(x, self.weight, b, self.idx)
+
+    return MarkedLinear
+
+
+def logits_wrapper(model, input_names: list[str]):
+    """``model`` as a module taking positional inputs and returning only the logits (what the exporter traces)."""
+    import torch
+
+    class Wrapper(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = model
+
+        def forward(self, *args):
+            return self.model(**dict(zip(input_names, args))).logits
+
+    return Wrapper().eval()  # the exporter restores the wrapper's mode afterwards: it must be eval
+
+
 def model_input_names(model, tokenizer) -> list[str]:
     import inspect
 
@@ -30,10 +77,9 @@ def export_graph(model, tokenizer, plans: dict[str, Any], seq_len: int | None, b
     import onnx
     import torch
 
-    from .onnx import _classifier_wrapper, _marker_cls
-    from .structure import set_module
+    from .structured import set_module
 
-    MarkedLinear = _marker_cls()
+    MarkedLinear = marker_linear_cls()
     marked: dict[int, Any] = {}
     # Eager attention traces to MatMul/Softmax/MatMul; SDPA adds IsNaN/Where mask handling that cost ~1 ms per
     # MiniLM forward in onnxruntime (measured, every mode alike) and is not part of the model's math.
@@ -71,7 +117,7 @@ def export_graph(model, tokenizer, plans: dict[str, Any], seq_len: int | None, b
         buf = io.BytesIO()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            torch.onnx.export(_classifier_wrapper(model, names), dummy, buf, dynamo=False, opset_version=opset,
+            torch.onnx.export(logits_wrapper(model, names), dummy, buf, dynamo=False, opset_version=opset,
                               input_names=names, output_names=["logits"], dynamic_axes=dyn or None,
                               custom_opsets={MARKER_DOMAIN: 1}, do_constant_folding=True)
     except Exception as e:

@@ -57,7 +57,7 @@ def convert_dtype(src: Path, dst: Path, dtype: str, tokenizer, task: str | None,
         from onnxruntime.quantization import CalibrationDataReader, QuantFormat, quantize_static
 
         from edgeprune.quiet import stage
-        from .onnx_verify import encode_examples, load_examples
+        from .prepared import encode_examples, load_examples
 
         examples = load_examples(task, data_dir, "train", calib_examples)
         stage(f"[export] calibrate int8 activations on {len(examples)} train examples")

@@ -7,7 +7,8 @@ from typing import Any
 
 import numpy as np
 
-from edgeprune.errors import DataError
+# encode_examples, load_examples and torch_logits live with the prepared model; bench/ and onnx_quant import them here
+from .prepared import REFERENCE_BATCH, PreparedModel, encode_examples, load_examples, torch_logits  # noqa: F401
 
 
 def ort_session(path_or_bytes: str | os.PathLike[str] | bytes, threads: int = 1, opt_level: str = "all"):
@@ -26,66 +27,36 @@ def ort_session(path_or_bytes: str | os.PathLike[str] | bytes, threads: int = 1,
     return ort.InferenceSession(src, so, providers=["CPUExecutionProvider"])
 
 
-def encode_examples(tokenizer, examples: list, seq_len: int | None, input_names: list[str]) -> dict[str, np.ndarray]:
-    """Tokenize GLUE examples to int64 arrays named like the ONNX inputs (pad to ``seq_len``, or longest)."""
-    a = [e.text_a for e in examples]
-    b = [e.text_b for e in examples] if examples and examples[0].text_b is not None else None
-    enc = tokenizer(a, b, padding="max_length" if seq_len else "longest", truncation=True,
-                    max_length=seq_len or 128, return_tensors="np")
-    out = {}
-    for name in input_names:
-        if name in enc:
-            out[name] = enc[name].astype(np.int64)
-        elif name == "token_type_ids":
-            out[name] = np.zeros_like(enc["input_ids"], dtype=np.int64)
-        else:
-            raise DataError(f"tokenizer gives no {name!r}; the checkpoint's tokenizer does not match the model")
-    return out
-
-
-def load_examples(task: str, data_dir: str | os.PathLike[str], split: str, limit: int) -> list:
-    from edgeprune.data.glue import load_split
-
-    ex = load_split(task, split, data_dir, limit=limit)
-    if not ex:
-        raise DataError(f"no {split} examples for {task} under {data_dir}")
-    return ex
-
-
-def torch_logits(model, batch: dict[str, np.ndarray]) -> np.ndarray:
-    import torch
-
-    with torch.inference_mode():
-        out = model(**{k: torch.from_numpy(v) for k, v in batch.items()})
-    return out.logits.float().numpy()
-
-
 def run_batches(fn, feeds: dict[str, np.ndarray], batch_size: int = 32) -> np.ndarray:
     from .base import batches
 
     return np.concatenate([fn(b) for b in batches(feeds, batch_size)])
 
 
-def verify_artifact(model, tokenizer, onnx_path: Path, task: str, data_dir: str | os.PathLike[str], limit: int,
-                    seq_len: int | None, dtype: str, atol: float, max_points: float, static_batch: int | None = None
-                    ) -> dict[str, Any]:
-    """verification.json record: artifact in onnxruntime vs the (masked) PyTorch model on GLUE dev."""
-    from edgeprune.data.glue import get_task
+def verify_onnx(prepared: PreparedModel, onnx_path: Path, data_dir: str | os.PathLike[str], limit: int,
+                seq_len: int | None, dtype: str, atol: float, max_points: float, static_batch: int | None = None
+                ) -> dict[str, Any]:
+    """verification.json record: the artifact in onnxruntime vs the prepared (masked) model's dev logits."""
     from edgeprune.quiet import Progress
     from .base import batches, verification_record
 
-    spec = get_task(task)
     sess = ort_session(onnx_path, threads=os.cpu_count() or 1)
     names = [i.name for i in sess.get_inputs()]
-    examples = load_examples(task, data_dir, "dev", limit)
-    feeds = encode_examples(tokenizer, examples, seq_len, names)
-    labels = np.asarray([e.label for e in examples])
-    ref, art = [], []
-    with Progress("[export] verify against PyTorch on dev examples", len(examples)) as progress:
-        for b in batches(feeds, static_batch or 32):
-            ref.append(torch_logits(model, b))
+    ref = prepared.reference(data_dir, limit, seq_len, names, batch=static_batch or REFERENCE_BATCH,
+                             progress="[export] verify: PyTorch reference on dev examples")
+    art = []
+    with Progress("[export] verify against PyTorch on dev examples", len(ref.labels)) as progress:
+        for b in batches(ref.feeds, static_batch or REFERENCE_BATCH):
             art.append(sess.run(["logits"], b)[0].astype(np.float32))
-            progress.advance(len(ref[-1]))
-    rec = verification_record(np.concatenate(ref), np.concatenate(art), labels, spec, dtype, atol, max_points)
-    rec.update({"task": task, "split": "dev", "seq_len": seq_len})
+            progress.advance(len(art[-1]))
+    rec = verification_record(ref.logits, np.concatenate(art), ref.labels, prepared.spec, dtype, atol, max_points)
+    rec.update({"task": prepared.task, "split": "dev", "seq_len": seq_len})
     return rec
+
+
+def verify_artifact(model, tokenizer, onnx_path: Path, task: str, data_dir: str | os.PathLike[str], limit: int,
+                    seq_len: int | None, dtype: str, atol: float, max_points: float, static_batch: int | None = None
+                    ) -> dict[str, Any]:
+    """:func:`verify_onnx` for a model masked by the caller (``bench/export_onnx.py`` re-verifies with it)."""
+    return verify_onnx(PreparedModel(None, model, tokenizer, task), onnx_path, data_dir, limit, seq_len, dtype, atol,
+                       max_points, static_batch)

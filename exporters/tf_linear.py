@@ -1,8 +1,8 @@
 """One pruned linear layer ``y = x @ W.T + b`` written as TFLite builtins, in several formulations.
 
 The block structure becomes speed only through the graph's shape (TFLite's native sparse encoding
-is never faster, see shared/docs/env.md Exp 5), so each formulation is plain dense kernels on less
-data:
+is never faster; docs/speed-notes.md, "TFLite sparse encoding / XNNPACK"), so each formulation is
+plain dense kernels on less data:
 
 * ``dense``      FULLY_CONNECTED on the whole (zero-masked) weight.
 * ``cols``       GATHER of the kept input columns, then a smaller FULLY_CONNECTED.

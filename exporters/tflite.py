@@ -3,14 +3,16 @@
 The speed comes from the graph's structure (:mod:`tf_graph`, :mod:`tf_linear`), with each pruned
 linear's formulation picked by timing it in the LiteRT interpreter (XNNPACK, one thread) at the
 export's sequence length and dtype. TFLite's native sparse weight encoding
-(``ExportConfig.tflite_sparsity``) is optional: measured here it only shrinks files and is buggy in
-places (shared/docs/env.md Exp 5), so the artifact is always verified in a child process.
+(``TfliteOptions.sparsity``) is optional: measured here it only shrinks files and is buggy in places
+(docs/speed-notes.md, "TFLite sparse encoding / XNNPACK"), so the artifact is always verified in a child
+process.
 """
 from __future__ import annotations
 
 import os
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -21,9 +23,8 @@ from edgeprune.quiet import native_stdout_off
 from edgeprune.rundir import PrunedRun
 from . import register_exporter
 from . import tf_linear as tl
-from .api import Exporter
-from .base import ExportConfig, verification_record
-from edgeprune.prune.masks import apply_masks
+from .base import Exporter, verification_record
+from .prepared import PreparedModel
 
 ARTIFACT = "model.tflite"
 TOKENIZER_DIR = "tokenizer"
@@ -116,39 +117,9 @@ class LinearTimer:
         return cands[int(np.argmin(times))]
 
 
-def tokenize(tokenizer, examples, seq_len: int, names: list[str]) -> dict[str, np.ndarray]:
-    a = [e.text_a for e in examples]
-    b = [e.text_b for e in examples] if examples and examples[0].text_b is not None else None
-    enc = tokenizer(a, b, padding="max_length", truncation=True, max_length=seq_len, return_tensors="np")
-    out = {}
-    for n in names:
-        out[n] = enc[n].astype(np.int32) if n in enc else np.zeros_like(enc["input_ids"], dtype=np.int32)
-    return out
-
-
-def torch_logits(model, inputs: dict[str, np.ndarray], batch: int = 32) -> np.ndarray:
-    import torch
-
-    n = next(iter(inputs.values())).shape[0]
-    outs = []
-    with torch.no_grad():
-        for s in range(0, n, batch):
-            feed = {k: torch.from_numpy(v[s:s + batch].astype(np.int64)) for k, v in inputs.items()}
-            outs.append(model(**feed).logits.float().numpy())
-    return np.concatenate(outs)
-
-
-def _label_list(model, spec) -> list[str]:
-    """The model's id2label names, or the task's when the checkpoint has the default LABEL_i names."""
-    import re
-
-    id2 = getattr(model.config, "id2label", None) or {}
-    names = [str(id2[i]) for i in sorted(id2)]
-    if spec.is_regression:
-        return []
-    if not names or all(re.fullmatch(r"LABEL_\d+", n) for n in names):
-        return list(spec.label_names)
-    return names
+def _int32(feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The prepared int64 feeds as the int32 the TFLite signature takes."""
+    return {k: v.astype(np.int32) for k, v in feeds.items()}
 
 
 def write_app_files(out_dir: Path, tokenizer, labels: list[str]) -> None:
@@ -186,8 +157,16 @@ def with_metadata(buf: bytes, out_dir: Path, labels: list[str], names: list[str]
     return res
 
 
+@dataclass(frozen=True)
+class TfliteOptions:
+    """TFLite-only export settings."""
+
+    sparsity: bool = False  # also apply TFLite's native sparse weight encoding (smaller file, never faster)
+
+
 @register_exporter("tflite")
 class TFLiteExporter(Exporter):
+    options_type = TfliteOptions
     ATOL = 1e-4
     MAX_POINTS = 1.0
 
@@ -205,8 +184,6 @@ class TFLiteExporter(Exporter):
         c = self.config
         if c.seq_len is None:
             raise ConfigError("TFLite needs a static sequence length; pass --seq-len N (e.g. 128)")
-        if c.opset is not None:
-            raise ConfigError("--opset applies to ONNX exports only")
         if c.batch is not None and c.batch < 1:
             raise ConfigError(f"--batch must be >= 1, got {c.batch}")
         from edgeprune.data.glue import get_task
@@ -214,25 +191,14 @@ class TFLiteExporter(Exporter):
         get_task(self._task(run))
         _tf()
 
-    def build(self, run: PrunedRun, out_dir: Path) -> dict[str, Any]:
-        from edgeprune.data.glue import get_task, load_split
-        from edgeprune.models import load_model
+    def build(self, prepared: PreparedModel, out_dir: Path) -> dict[str, Any]:
         from . import tf_graph as tg
         from edgeprune.quiet import Progress, stage
-        from .base import batches
         from .litert_run import run_in_child
 
         c = self.config
         seq, batch = int(c.seq_len), int(c.batch or 1)
-        spec = get_task(self._task(run))
-        model, tokenizer = load_model(run.model_dir)
-        model.eval()
-        if model.config.num_labels != spec.num_labels:
-            raise ConfigError(f"the model has {model.config.num_labels} outputs but task {spec.name} has "
-                              f"{spec.num_labels}; pass the right --task")
-        masks = run.masks
-        if masks:
-            apply_masks(model, masks)
+        model, tokenizer, masks, spec = prepared.model, prepared.tokenizer, prepared.masks, prepared.spec
         weights = tg.extract(model, masks, tokenizer)
         names = tg.input_names(weights)
         t0 = time.perf_counter()
@@ -246,7 +212,7 @@ class TFLiteExporter(Exporter):
 
         rep = None
         if c.dtype == "int8":
-            calib = tokenize(tokenizer, load_split(spec, "train", self._data(), limit=c.calib_examples), seq, names)
+            calib = _int32(prepared.feeds(prepared.examples("train", c.calib_examples, self._data()), seq, names))
 
             def rep():
                 n = calib["input_ids"].shape[0]
@@ -255,11 +221,11 @@ class TFLiteExporter(Exporter):
 
         stage(f"[export] convert to TFLite {c.dtype}")
         t0 = time.perf_counter()
-        buf = convert(fn, c.dtype, rep, sparsity=c.tflite_sparsity)
+        buf = convert(fn, c.dtype, rep, sparsity=c.options.sparsity)
         convert_s = time.perf_counter() - t0
         artifact = out_dir / ARTIFACT
         tokenizer.save_pretrained(out_dir / TOKENIZER_DIR)
-        label_names = _label_list(model, spec)
+        label_names = prepared.labels
         write_app_files(out_dir, tokenizer, label_names)
         buf, meta = with_metadata(buf, out_dir, label_names, names, tokenizer)
         artifact.write_bytes(buf)  # the final file: the GPU check and the verification below read this one
@@ -269,23 +235,17 @@ class TFLiteExporter(Exporter):
 
         verification: dict[str, Any] = {"passed": True, "skipped": True, "reason": "verification skipped (--no-verify)"}
         if c.verify:
-            examples = load_split(spec, "dev", self._data(), limit=c.verify_examples)
-            inputs = tokenize(tokenizer, examples, seq, names)
-            labels = np.asarray([e.label for e in examples])
-            parts = []
-            with Progress("[export] verify: PyTorch reference on dev examples", len(examples)) as progress:
-                for b in batches(inputs, 32):
-                    parts.append(torch_logits(model, b))
-                    progress.advance(len(parts[-1]))
-            ref = np.concatenate(parts)
-            stage(f"[export] verify: the artifact in the LiteRT interpreter on {len(examples)} dev examples")
+            ref = prepared.reference(self._data(), c.verify_examples, seq, names,
+                                     progress="[export] verify: PyTorch reference on dev examples")
+            stage(f"[export] verify: the artifact in the LiteRT interpreter on {len(ref.labels)} dev examples")
             with tempfile.TemporaryDirectory() as work:
-                got, err = run_in_child(artifact, inputs, Path(work))
+                got, err = run_in_child(artifact, _int32(ref.feeds), Path(work))
             if got is None:
                 verification = {"passed": False, "reason": f"the LiteRT interpreter failed on the artifact: {err}",
-                                "dtype": c.dtype, "num_examples": int(len(labels))}
+                                "dtype": c.dtype, "num_examples": int(len(ref.labels))}
             else:
-                verification = verification_record(ref, got, labels, spec, c.dtype, self.ATOL, self.MAX_POINTS)
+                verification = verification_record(ref.logits, got, ref.labels, spec, c.dtype, self.ATOL,
+                                                    self.MAX_POINTS)
             verification.update({"runtime": "ai-edge-litert Interpreter (XNNPACK, 1 thread, child process)",
                                  "task": spec.name, "split": "dev", "seq_len": seq})
         summary = tg.plan_summary(plans)
@@ -294,7 +254,7 @@ class TFLiteExporter(Exporter):
                 name = layer[role]["name"]
                 if name in timer.log:
                     layer[role]["timed_ms"] = timer.log[name]
-        sparsity = "tflite-native" if c.tflite_sparsity else "none"
+        sparsity = "tflite-native" if c.options.sparsity else "none"
         io = {"inputs": [{"name": n, "dtype": "int32", "shape": [batch, seq]} for n in names],
               "outputs": [{"name": "logits", "dtype": "float32", "shape": [batch, spec.num_labels]}]}
         return {
@@ -317,8 +277,3 @@ class TFLiteExporter(Exporter):
                 "runtime": "LiteRT / TFLite builtins only (no Flex ops)",
             },
         }
-
-
-def export_config(**kw: Any) -> ExportConfig:
-    """Convenience for scripts: an ExportConfig with format="tflite"."""
-    return ExportConfig(format="tflite", **kw)

@@ -3,7 +3,8 @@
 A target is data: cores, clock, per-dtype peaks, memory bandwidth, ISA flags, the qemu CPU model and
 the sources of those figures. Built-in TOMLs live beside this file; a user adds a device by dropping a
 TOML into a directory named by ``$EDGEPRUNE_TARGETS`` (``os.pathsep``-separated) or ``--targets-dir``.
-Runners (``host``, ``ssh``, ``adb``, ``emulate``) register with :func:`register_runner`.
+Runners (``host``, ``ssh``, ``adb``, ``emulate``) are classes of the :class:`~.measurement.Runner` protocol,
+each with its typed config, registered with :func:`register_runner`.
 """
 from __future__ import annotations
 
@@ -13,9 +14,12 @@ import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from edgeprune.errors import ConfigError
+
+if TYPE_CHECKING:
+    from .measurement import Runner
 
 BUILTIN_DIR = Path(__file__).resolve().parent
 ENV_VAR = "EDGEPRUNE_TARGETS"
@@ -68,6 +72,15 @@ class Target:
         block = ("processor\t: {i}\nBogoMIPS\t: 108.00\nFeatures\t: {features}\nCPU implementer\t: 0x41\n"
                  "CPU architecture: 8\nCPU variant\t: {variant}\nCPU part\t: {part}\nCPU revision\t: {revision}\n\n")
         return "".join(block.format(i=i, **self.cpuinfo) for i in range(max(1, n_cpus)))
+
+    @property
+    def arch(self) -> str | None:
+        """aarch64 / x86_64 from the ISA flags (None when they say neither)."""
+        if "asimd" in self.isa:
+            return "aarch64"
+        if set(self.isa) & {"x86_64", "avx2", "avx512f", "sse4_2"}:
+            return "x86_64"
+        return None
 
     def summary(self) -> dict[str, Any]:
         return {"name": self.name, "description": self.description, "cpu": self.cpu_model, "cores": self.cores,
@@ -239,26 +252,28 @@ def get_target(name: str, extra: str | os.PathLike[str] | list[str | os.PathLike
     return targets[name]
 
 
+def same_arch(machine: str | None, arch: str | None) -> bool:
+    """Whether ``platform.machine()`` of a device names the architecture ``arch``."""
+    norm = {"arm64": "aarch64", "aarch64": "aarch64", "amd64": "x86_64", "x86_64": "x86_64"}
+    return bool(machine) and norm.get(str(machine).lower(), str(machine).lower()) == arch
+
+
 # ------------------------------------------------------------------------------------------- runners
-RUNNERS: dict[str, Callable[..., Any]] = {}
-RUNNER_MODULES = ("host", "ssh", "adb", "emulate")
+RUNNERS: dict[str, type[Runner]] = {}
+RUNNER_MODULES = ("host", "ssh", "adb", "emulate")   # runner name -> the module of this package that registers it
 
 
-def register_runner(name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    def deco(fn: Callable[..., Any]) -> Callable[..., Any]:
-        RUNNERS[name] = fn
-        return fn
+def register_runner(name: str) -> Callable[[type], type]:
+    def deco(cls: type) -> type:
+        cls.name = name  # type: ignore[attr-defined]
+        RUNNERS[name] = cls
+        return cls
     return deco
 
 
-def get_runner(name: str) -> Callable[..., Any]:
+def get_runner(name: str) -> type[Runner]:
+    """The runner class ``name`` (its module imported on first use)."""
     if name not in RUNNER_MODULES:
         raise ConfigError(f"unknown runner {name!r}; valid: {', '.join(RUNNER_MODULES)}")
     importlib.import_module(f"{__name__}.{name}")
     return RUNNERS[name]
-
-
-def __getattr__(name: str) -> Any:
-    if name == "TARGETS":  # loaded on first use so a bad user TOML fails only commands that read targets
-        return load_targets()
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,26 +1,29 @@
-"""What every runner takes (RunSpec) and returns (one dict per measurement), plus the shared helpers."""
+"""What every runner takes (RunSpec), the argv of remote_runner.py, and the shared subprocess helpers
+(what every runner returns is :mod:`.measurement`)."""
 from __future__ import annotations
 
 import json
 import subprocess
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 from edgeprune.errors import ConfigError, TargetUnreachable
+from edgeprune.formats import Format, format_of, profilable_suffixes
 
 RUNNER_SCRIPT = Path(__file__).resolve().parent / "remote_runner.py"
 RESULT_PREFIX = "EDGEPRUNE_RESULT "
 PROGRESS_PREFIX = "EDGEPRUNE_PROGRESS "
 OnProgress = Callable[[str, int, int], None]  # (phase: load / warmup / run, done, total)
-FORMATS = {".onnx": "onnx", ".tflite": "tflite"}
 
 
-def artifact_format(path: str | Path) -> str:
-    fmt = FORMATS.get(Path(path).suffix.lower())
-    if fmt is None:
-        raise ConfigError(f"{path}: unsupported artifact type; profile takes .onnx or .tflite (or a bundle folder)")
+def profilable_format(path: str | Path) -> Format:
+    """The registered format of an artifact file the runners can measure; a ConfigError otherwise."""
+    fmt = format_of(path)
+    if fmt is None or not fmt.profilable:
+        raise ConfigError(f"{path}: unsupported artifact type; profile takes "
+                          f"{' or '.join(profilable_suffixes())} (or a bundle folder)")
     return fmt
 
 
@@ -36,7 +39,6 @@ class RunSpec:
     runs: int = 20
     xnnpack: bool = True
     timeout_s: float = 600.0
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for name in ("threads", "batch", "seq_len"):
@@ -49,18 +51,23 @@ class RunSpec:
                 raise ConfigError(f"--{name} must be a non-negative integer (got {v!r})")
         if self.timeout_s <= 0:
             raise ConfigError(f"timeout must be positive (got {self.timeout_s})")
-        artifact_format(self.artifact)
+        profilable_format(self.artifact)
+
+    @property
+    def artifact_type(self) -> Format:
+        return profilable_format(self.artifact)
 
     @property
     def format(self) -> str:
-        return artifact_format(self.artifact)
+        return self.artifact_type.name
 
     def runner_args(self, artifact: str, progress: bool = False) -> list[str]:
         """Arguments of remote_runner.py for this spec (the artifact path as the device sees it);
         ``progress``: it reports its phases on stderr (see :func:`parse_progress`)."""
-        args = [artifact, "--threads", str(self.threads), "--batch", str(self.batch), "--seq-len",
-                str(self.seq_len), "--warmup", str(self.warmup), "--runs", str(self.runs)]
-        if self.format == "tflite" and not self.xnnpack:
+        args = [artifact, "--engine", str(self.artifact_type.engine), "--threads", str(self.threads),
+                "--batch", str(self.batch), "--seq-len", str(self.seq_len), "--warmup", str(self.warmup),
+                "--runs", str(self.runs)]
+        if self.artifact_type.xnnpack and not self.xnnpack:
             args.append("--no-xnnpack")
         if progress:
             args.append("--progress")

@@ -15,13 +15,16 @@ import re
 import shutil
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from edgeprune.errors import ConfigError, NumericMismatchError, TargetUnreachable
 
 from . import Target, register_runner
-from .base import RUNNER_SCRIPT, RunSpec, last_line, parse_runner_output, run_checked
+from .base import RUNNER_SCRIPT, OnProgress, RunSpec, last_line, parse_runner_output, run_checked
+from .host import run_host
+from .measurement import EMULATED, Measurement
 
 CACHE_ENV = "EDGEPRUNE_AARCH64_CACHE"
 SETUP_HINT = "run `bash scripts/setup-test-system.sh` as root from the edgeprune checkout"
@@ -129,12 +132,9 @@ def compare_outputs(host_npz: str, guest_npz: str) -> tuple[bool, float]:
     return ok, worst
 
 
-@register_runner("emulate")
 def run_emulate(spec: RunSpec, target: Target, marked_runs: int = 2, check_outputs: bool = True,
                 cache: Path | None = None) -> dict[str, Any]:
     """Emulated run on ``target`` with an instruction count and, by default, an output check against the host."""
-    from .host import run_host
-
     with tempfile.TemporaryDirectory(prefix="edgeprune-emu-") as tmp:
         guest = os.path.join(tmp, "guest.npz")
         res = emulate_once(spec, target, marked_runs, save_outputs=guest, cache=cache)
@@ -150,3 +150,47 @@ def run_emulate(spec: RunSpec, target: Target, marked_runs: int = 2, check_outpu
                     f"emulated {target.name} outputs differ from the host's (max abs diff {worst:.3g} > "
                     f"rtol {RTOL}/atol {ATOL}): the aarch64 kernels disagree with x86 for {spec.artifact}")
     return res
+
+
+@dataclass(frozen=True)
+class EmulateConfig:
+    """The emulated device class and how many inferences to count."""
+
+    target: Target
+    marked_runs: int = 2
+    check_outputs: bool = True           # compare the guest's outputs with the host's
+    cache: Path | None = None            # the emulation set-up (default: $EDGEPRUNE_AARCH64_CACHE or .cache)
+
+    def __post_init__(self) -> None:
+        if not self.target.qemu_cpu:
+            raise ConfigError(f"target {self.target.name!r} has no [qemu] cpu model; emulate one of the Pi targets")
+        if self.marked_runs < 1:
+            raise ConfigError("marked_runs must be at least 1")
+
+
+@register_runner("emulate")
+class EmulateRunner:
+    """qemu-aarch64 with the target's CPU model: an instruction count per inference, never a latency."""
+
+    config_type = EmulateConfig
+
+    def __init__(self, config: EmulateConfig, on_progress: OnProgress | None = None) -> None:
+        self.config, self.on_progress = config, on_progress   # the emulated run reports no progress
+
+    def describe(self, spec: RunSpec) -> str:
+        c = self.config
+        return f" (emulated): qemu-aarch64 {c.target.qemu_cpu}, counting the instructions of {c.marked_runs} runs"
+
+    def measure(self, spec: RunSpec) -> list[Measurement]:
+        c = self.config
+        res = run_emulate(spec, c.target, c.marked_runs, c.check_outputs, c.cache)
+        return [Measurement(
+            runner="emulate", kind=EMULATED, threads=1, batch=spec.batch, seq_len=spec.seq_len,
+            inputs=res.get("inputs"), engine=res["engine"], machine=res.get("machine"), cpu=res.get("cpu"),
+            details={"qemu_cpu": res["qemu_cpu"], "instructions": res["instructions"],
+                     "instructions_total": res["instructions_total"], "marked_runs": res["marked_runs"],
+                     "outputs_match_host": res.get("outputs_match_host"),
+                     "max_abs_diff_vs_host": res.get("max_abs_diff_vs_host"),
+                     "emulation_wall_s": res["emulation_wall_s"],
+                     "note": "instruction count per inference; emulated wall time is not a device latency"},
+            result=res)]

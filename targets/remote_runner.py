@@ -116,6 +116,10 @@ class OrtEngine:
             self.feeds[i.name] = _fill(i.name, shape, types.get(i.type, np.float32), rng)
         self.out_names = [o.name for o in self.sess.get_outputs()]
         self.version = ort.__version__
+        self.xnnpack = None   # onnxruntime's CPU provider has no XNNPACK switch here
+
+    def input_shapes(self):
+        return {n: list(arr.shape) for n, arr in self.feeds.items()}
 
     def run(self):
         return dict(zip(self.out_names, self.sess.run(self.out_names, self.feeds)))
@@ -145,6 +149,10 @@ class LiteEngine:
         self.feeds = [(idx, _fill(name, shape, dt, rng)) for idx, name, shape, dt in self.inputs]
         self.outs = [(d["index"], d["name"]) for d in self.it.get_output_details()]
         self.version = getattr(mod, "__version__", "unknown")
+        self.xnnpack = xnnpack
+
+    def input_shapes(self):
+        return {n: list(arr.shape) for (_, n, _, _), (_, arr) in zip(self.inputs, self.feeds)}
 
     def run(self):
         for idx, arr in self.feeds:
@@ -153,10 +161,15 @@ class LiteEngine:
         return {name: self.it.get_tensor(idx).copy() for idx, name in self.outs}
 
 
+# the engines edgeprune.formats names (Format.engine); this file stays self-contained for the device
+ENGINES = {"ort": OrtEngine, "litert": LiteEngine}
+SUFFIX_ENGINES = {".onnx": "ort", ".tflite": "litert"}   # --engine auto, for running this script by hand
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("artifact")
-    ap.add_argument("--engine", choices=["auto", "ort", "litert"], default="auto")
+    ap.add_argument("--engine", choices=["auto", *ENGINES], default="auto")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--batch", type=int, default=1)
     ap.add_argument("--seq-len", type=int, default=128)
@@ -172,11 +185,11 @@ def main(argv=None):
 
     engine = a.engine
     if engine == "auto":
-        engine = "litert" if a.artifact.endswith(".tflite") else "ort"
+        engine = SUFFIX_ENGINES.get(os.path.splitext(a.artifact)[1].lower(), "ort")
     rss_start = _status_bytes("VmRSS")
     progress("load", 0, 1)
     t0 = time.perf_counter()
-    cls = OrtEngine if engine == "ort" else LiteEngine
+    cls = ENGINES[engine]
     eng = cls(a.artifact, a.threads, a.batch, a.seq_len, not a.no_xnnpack)
     load_ms = (time.perf_counter() - t0) * 1e3
     rss_loaded = _status_bytes("VmRSS")
@@ -212,12 +225,11 @@ def main(argv=None):
         import numpy as np
 
         np.savez(a.save_outputs, **{k.replace("/", "_").replace(":", "_"): v for k, v in outs.items()})
-    feeds = eng.feeds.items() if engine == "ort" else [(n, arr) for (_, n, _, _), (_, arr) in zip(eng.inputs, eng.feeds)]
     result = {
-        "label": a.label, "engine": engine, "runtime_version": eng.version, "xnnpack": (not a.no_xnnpack) if engine == "litert" else None,
+        "label": a.label, "engine": engine, "runtime_version": eng.version, "xnnpack": eng.xnnpack,
         "load_ms": load_ms, "latencies_ms": lat, "threads": a.threads, "batch": a.batch, "seq_len": a.seq_len,
         "warmup": a.warmup, "marked_runs": a.mark,
-        "inputs": {n: list(arr.shape) for n, arr in feeds},
+        "inputs": eng.input_shapes(),
         "outputs": {k: list(v.shape) for k, v in outs.items()},
         "checksum": float(sum(float(abs(v.astype("float64")).sum()) for v in outs.values())),
         "peak_rss_bytes": _peak_rss(), "rss_start_bytes": rss_start, "rss_after_load_bytes": rss_loaded,

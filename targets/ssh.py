@@ -12,19 +12,20 @@ from __future__ import annotations
 import re
 import shlex
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from edgeprune.errors import ConfigError, TargetUnreachable
 
-from . import register_runner
+from . import Target, register_runner, same_arch
 from .base import RUNNER_SCRIPT, OnProgress, RunSpec, last_line, parse_runner_output, stream
+from .measurement import Measurement, runner_measurement
+from .tools import DeviceTool
 
 _DEST_RE = re.compile(r"^(?:(?P<user>[A-Za-z0-9._][A-Za-z0-9._-]*)@)?(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+)"
                       r"(?::(?P<port>\d{1,5}))?$")
 _REMOTE_DIR_RE = re.compile(r"^/[A-Za-z0-9._/-]+$")
-TOOLS = {"onnx": "onnxruntime_perf_test", "tflite": "benchmark_model"}
 
 
 @dataclass(frozen=True)
@@ -132,19 +133,61 @@ class SSHSession:
             raise TargetUnreachable(f"scp to {self.dest} failed: {last_line(proc.stderr)}")
 
 
+@dataclass(frozen=True)
+class SSHConfig:
+    """Where and how to reach the device; ``target``: the device class its time is recorded as."""
+
+    dest: str                                  # user@host[:port]
+    identity: str | None = None
+    remote_python: str = "python3"
+    known_hosts: str | None = None             # None: ssh's own known_hosts files and configuration
+    connect_timeout: int = 10
+    use_tool: bool = True                      # also run the format's native tool when the device has it
+    accept_new_host_key: bool = False
+    target: Target | None = None               # checked against the machine that answered (arch)
+
+    def __post_init__(self) -> None:
+        parse_dest(self.dest)
+
+
 @register_runner("ssh")
-def run_ssh(spec: RunSpec, dest: str, identity: str | None = None, remote_python: str = "python3",
-            known_hosts: str | None = None, connect_timeout: int = 10, use_tool: bool = True,
-            accept_new_host_key: bool = False, on_progress: OnProgress | None = None) -> dict[str, Any]:
-    """Profile ``spec.artifact`` on ``dest``; the result holds the parsed numbers and the raw output."""
-    sess = SSHSession(parse_dest(dest), identity, known_hosts, connect_timeout, accept_new_host_key)
+class SSHRunner:
+    """A device over SSH: remote_runner.py there (and its native benchmark tool, when on PATH)."""
+
+    config_type = SSHConfig
+
+    def __init__(self, config: SSHConfig, on_progress: OnProgress | None = None) -> None:
+        self.config, self.on_progress = config, on_progress
+
+    def describe(self, spec: RunSpec) -> str:
+        return f": copy the artifact and the runner to {self.config.dest}"
+
+    def measure(self, spec: RunSpec) -> list[Measurement]:
+        c = self.config
+        sess = SSHSession(parse_dest(c.dest), c.identity, c.known_hosts, c.connect_timeout, c.accept_new_host_key)
+        res = _run_remote(sess, spec, c.remote_python, c.use_tool, self.on_progress)
+        arch = c.target.arch if c.target is not None else None
+        if c.target is not None and c.target.name != "host" and arch and not same_arch(res.get("machine"), arch):
+            raise ConfigError(f"--ssh {c.dest} ran on a {res.get('machine') or 'unknown'} machine "
+                              f"({res.get('cpu') or 'unknown CPU'}), but target {c.target.name!r} is {arch}; its "
+                              f"time is not a {c.target.name} time: pass the right --target or --ssh")
+        m = runner_measurement(res, "ssh", dest=str(sess.dest), host_key=sess.host_key_policy)
+        details = {**m.details, "target_arch": arch, "label": res.get("label")}
+        if "tool" in res:
+            details["tool"] = {k: res["tool"][k] for k in ("tool", "path", "parsed")}
+        return [replace(m, details=details, raw={"ssh": res["raw_stdout"]})]
+
+
+def _run_remote(sess: SSHSession, spec: RunSpec, remote_python: str, use_tool: bool,
+                on_progress: OnProgress | None) -> dict[str, Any]:
+    """Copy the artifact and remote_runner.py into a fresh remote directory, run, clean up."""
     t = spec.timeout_s
     proc = sess.run(["mktemp", "-d", "/tmp/edgeprune.XXXXXXXX"], t, "mktemp")
     rdir = proc.stdout.strip()
     if proc.returncode != 0 or not _REMOTE_DIR_RE.match(rdir):
         raise TargetUnreachable(f"ssh {sess.dest}: could not create a work directory: {last_line(proc.stderr)}")
     try:
-        rmodel = f"{rdir}/model.{spec.format}"
+        rmodel = f"{rdir}/model{spec.artifact_type.suffixes[0]}"
         sess.put(Path(spec.artifact), rmodel, t)
         sess.put(RUNNER_SCRIPT, f"{rdir}/remote_runner.py", t)
         words = [remote_python, f"{rdir}/remote_runner.py", *spec.runner_args(rmodel, progress=on_progress is not None),
@@ -156,11 +199,9 @@ def run_ssh(spec: RunSpec, dest: str, identity: str | None = None, remote_python
                                     f"installed for it? pass --remote-python)")
         res = parse_runner_output(proc.stdout, f"ssh {sess.dest}")
         res["raw_stdout"] = proc.stdout[-4000:]
-        res["device"] = str(sess.dest)
-        res["host_key"] = sess.host_key_policy
         res["remote_dir"] = rdir
         if use_tool:
-            tool = _native_tool(sess, spec, rdir, rmodel)
+            tool = _native_tool(sess, spec, rmodel)
             if tool:
                 res["tool"] = tool
         return res
@@ -171,22 +212,16 @@ def run_ssh(spec: RunSpec, dest: str, identity: str | None = None, remote_python
             pass
 
 
-def _native_tool(sess: SSHSession, spec: RunSpec, rdir: str, rmodel: str) -> dict[str, Any] | None:
-    """Also run onnxruntime_perf_test / benchmark_model when the device has it on PATH."""
-    from edgeprune.profiling.parsers import parse_benchmark_model, parse_perf_test
-
-    name = TOOLS[spec.format]
-    probe = sess.run_script(f"command -v {shlex.quote(name)}", 30, "tool probe")
+def _native_tool(sess: SSHSession, spec: RunSpec, rmodel: str) -> dict[str, Any] | None:
+    """Also run the format's native benchmark tool (onnxruntime_perf_test, benchmark_model) if on PATH."""
+    if spec.artifact_type.device_tool is None:
+        return None
+    tool: DeviceTool = spec.artifact_type.tool()
+    probe = sess.run_script(f"command -v {shlex.quote(tool.name)}", 30, "tool probe")
     path = probe.stdout.strip()
     if probe.returncode != 0 or not path:
         return None
-    if spec.format == "onnx":
-        words = [path, "-e", "cpu", "-m", "times", "-r", str(max(1, spec.runs)), "-x", str(spec.threads), "-s",
-                 "-I", "-f", f"batch:{spec.batch}", "-f", f"seq:{spec.seq_len}", rmodel]
-    else:
-        words = [path, f"--graph={rmodel}", f"--num_threads={spec.threads}", f"--warmup_runs={spec.warmup}",
-                 f"--num_runs={max(1, spec.runs)}", f"--use_xnnpack={'true' if spec.xnnpack else 'false'}"]
-    proc = sess.run(words, spec.timeout_s, name)
+    proc = sess.run(tool.argv(path, rmodel, spec, "cpu"), spec.timeout_s, tool.name)
     text = proc.stdout + "\n" + proc.stderr
-    parsed = parse_perf_test(text) if spec.format == "onnx" else parse_benchmark_model(text)
-    return {"tool": name, "path": path, "returncode": proc.returncode, "parsed": parsed, "raw": text[-4000:]}
+    return {"tool": tool.name, "path": path, "returncode": proc.returncode, "parsed": tool.parse(text),
+            "raw": text[-4000:]}

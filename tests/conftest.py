@@ -36,8 +36,8 @@ def tiny_distilbert(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def glue() -> Path:
-    """The shared real GLUE folder (read-only; never copy it into the repo)."""
-    from tests.support.checkpoints import glue_dir
+    """The real GLUE folder the benchmarks read too (read-only; never copy it into the repo)."""
+    from bench.common import glue_dir
 
     path = glue_dir()
     if not (path / "MRPC" / "train.tsv").is_file():

@@ -8,13 +8,27 @@ import torch
 from click.testing import CliRunner
 
 from edgeprune.cli import cli
-from edgeprune.compress import CompressConfig, compress
+from edgeprune.compress import CONFIG_VERSION, CompressConfig, compress
 from edgeprune.errors import ConfigError
 from edgeprune.io import read_json
 from edgeprune.rundir import check_masks_match, open_run
 
 FAST = ["--train-limit", "48", "--eval-limit", "24", "--batch-size", "8", "--max-seq-len", "48"]
 
+
+
+def _matrices(model, cfg):
+    """``(params, tilings, roles, layers)`` of the matrices ``cfg`` prunes (compress's own selection)."""
+    from edgeprune.compress.cut import matrices
+
+    m = matrices(model, cfg)
+    return m.params, m.tilings, m.roles, m.layers
+
+
+def cut_to_target(cfg, params, tilings, input_rms=None):
+    from edgeprune.compress.cut import cut_to_target as cut
+
+    return cut(cfg, params, tilings, input_rms)
 
 def _cli(args: list[str]):
     from edgeprune.errors import EdgepruneError
@@ -50,6 +64,8 @@ def test_cli_end_to_end_matches_rundir_contract(finetuned, glue, tmp_path):
     check_masks_match(run.masks, model)
     info = run.info
     assert info["task"] == "mrpc" and info["method"] == "reweighted-group-lasso"
+    assert info["config_version"] == info["config"]["config_version"] == CONFIG_VERSION
+    assert read_json(out / "compress_state" / "config.json")["config_version"] == CONFIG_VERSION
     assert info["block"] == [16, 1] and info["balanced"] is True and info["distill"] is True
     assert "finetune" not in info["phases"] and {"regularize", "prune", "retrain"} <= set(info["phases"])
     params = dict(model.named_parameters())
@@ -138,7 +154,7 @@ def test_resume_gives_the_same_result(finetuned, glue, tmp_path, phase):
 
 
 def test_masked_weights_stay_zero_with_adamw(finetuned, glue, tmp_path):
-    from edgeprune.compress_trainer import MaskCallback, PruneTrainer
+    from edgeprune.compress.trainer import MaskCallback, PruneTrainer
     from edgeprune.data import load_split
     from edgeprune.models import load_model
     from edgeprune.training import TrainConfig, make_trainer
@@ -200,7 +216,6 @@ def test_cli_main_prints_one_line(tmp_path):
 
 
 def test_non_tiling_block_is_padded_and_recorded(tiny_bert, glue):
-    from edgeprune.compress import _hard_prune, _prunable
     from edgeprune.models import load_model
     from edgeprune.prune.blocks import group_mask_of
     from edgeprune.prune.report import layer_records
@@ -208,8 +223,8 @@ def test_non_tiling_block_is_padded_and_recorded(tiny_bert, glue):
     model, _ = load_model(tiny_bert)
     cfg = CompressConfig(model=str(tiny_bert), task="mrpc", data_dir=str(glue), out="unused", block="48x1",
                          compression=2.0)
-    params, tilings, roles, layers = _prunable(model, cfg)
-    res = _hard_prune(cfg, params, tilings)
+    params, tilings, roles, layers = _matrices(model, cfg)
+    res = cut_to_target(cfg, params, tilings)
     gms = {n: group_mask_of(m, tilings[n]) for n, m in res.masks.items()}
     recs = layer_records(res.masks, tilings, roles, layers, gms)
     q = "bert.encoder.layer.0.attention.self.query.weight"  # 64 rows: a 48-row block row and a partial 16-row one
@@ -219,6 +234,28 @@ def test_non_tiling_block_is_padded_and_recorded(tiny_bert, glue):
     ffn_in = "bert.encoder.layer.0.intermediate.dense.weight"  # 128 rows: 48 + 48 + 32
     assert recs[ffn_in]["padded"] is True and recs[ffn_in]["groups"] == 3 * 64
     assert res.compression == pytest.approx(2.0)
+
+
+def test_config_is_strict_versioned_and_resolved_once():
+    cfg = CompressConfig(model="x", task="MRPC", data_dir=None, out="o", block="16x1", compression=4.0)
+    d = cfg.to_dict()
+    assert d["config_version"] == CONFIG_VERSION and CompressConfig.from_dict(d) == cfg
+    old = {k: v for k, v in d.items() if k != "config_version"}  # saved before configs carried a version
+    assert CompressConfig.from_dict(old) == cfg
+    with pytest.raises(ConfigError, match=r"unknown compress setting\(s\) blokc; valid: .*block"):
+        CompressConfig.from_dict({**d, "blokc": "8x8"})
+    with pytest.raises(ConfigError, match="newer edgeprune"):
+        CompressConfig.from_dict({**d, "config_version": CONFIG_VERSION + 1})
+    plan = cfg.plan
+    assert plan is cfg.plan and plan.task_key == "mrpc" and str(plan.block) == "16x1" and plan.balanced
+    assert plan.keep == 0.25 and plan.cut == "oneshot" and plan.stage_targets == (4.0,)
+    mk = lambda **kw: CompressConfig(model="x", task="mrpc", data_dir=None, out="o", **kw)  # noqa: E731
+    assert mk(prune_schedule="gradual").plan.cut == "gradual"
+    assert mk(stages="auto", compression=4.0).plan.stage_targets == (2.0, 3.0, 4.0)
+    assert mk(reconstruct=True).plan.cut == mk(score="obs").plan.cut == "layerwise"
+    tc = mk(epochs_reg=1.0, retrain_lr=1e-4, stage_steps=7)
+    assert tc.training("regularize").lr == 2e-5 and tc.training("retrain").lr == 1e-4
+    assert tc.training("stage").max_steps == 7 and tc.training("finetune").lr == tc.finetune_lr
 
 
 def test_block_preset_resolution():
@@ -238,7 +275,6 @@ def test_block_preset_resolution():
 @pytest.mark.parametrize("layers,count", [("all", 12), ("attention", 8), ("ffn_in,ffn_out", 4)])
 def test_layer_presets_for_each_arch(arch, layers, count, request):
     from edgeprune.arch import get_arch
-    from edgeprune.compress import _hard_prune, _prunable
     from edgeprune.models import load_model
     from edgeprune.prune.report import compression_figures
 
@@ -246,9 +282,9 @@ def test_layer_presets_for_each_arch(arch, layers, count, request):
     model, _ = load_model(path)
     cfg = CompressConfig(model=str(path), task="mrpc", data_dir=None, out="unused", block="allx1", layers=layers,
                          compression=4.0)
-    params, tilings, roles, _ = _prunable(model, cfg)
+    params, tilings, roles, _ = _matrices(model, cfg)
     assert len(params) == count and all(r is not None for r in roles.values())
-    res = _hard_prune(cfg, params, tilings)
+    res = cut_to_target(cfg, params, tilings)
     figs = compression_figures(model, res.masks, get_arch(model.config.model_type).layer_regex)
     assert figs["prunable_encoder"]["compression"] == pytest.approx(4.0)
     assert figs["prunable_encoder"]["dense"] == sum(p.numel() for p in params.values())
@@ -256,20 +292,20 @@ def test_layer_presets_for_each_arch(arch, layers, count, request):
 
 
 def test_activation_score_calibration(tiny_bert, glue):
-    from edgeprune.compress import _hard_prune, _prunable, input_rms
+    from edgeprune.calibrate import input_rms
     from edgeprune.data import load_split
     from edgeprune.models import load_model
 
     model, tok = load_model(tiny_bert)
     cfg = CompressConfig(model=str(tiny_bert), task="mrpc", data_dir=str(glue), out="unused", block="16x1",
                          compression=4.0, score="activation")
-    params, tilings, _, _ = _prunable(model, cfg)
+    params, tilings, _, _ = _matrices(model, cfg)
     before = {n: p.detach().clone() for n, p in params.items()}
     rms = input_rms(model, tok, params, load_split("mrpc", "train", glue, limit=8), 48, batch_size=4)
     assert set(rms) == set(params)
     for n, r in rms.items():
         assert r.shape == (params[n].shape[1],) and (r > 0).all()
-    res = _hard_prune(cfg, params, tilings, rms)
+    res = cut_to_target(cfg, params, tilings, rms)
     assert res.compression == pytest.approx(4.0)
     assert all(torch.equal(before[n], p.detach()) for n, p in params.items())  # calibration changes nothing
     with pytest.raises(ConfigError, match="unknown --score"):
@@ -278,7 +314,6 @@ def test_activation_score_calibration(tiny_bert, glue):
 
 def test_regularized_stage_is_reused_across_targets(finetuned, glue, tmp_path):
     """One regularized stage serves several targets: the second run prunes the first run's kept regularized model."""
-    from edgeprune.compress import _hard_prune, _prunable
     from edgeprune.models import load_model
 
     a, b = tmp_path / "a", tmp_path / "b"
@@ -297,8 +332,8 @@ def test_regularized_stage_is_reused_across_targets(finetuned, glue, tmp_path):
     # b's masks are the 4x hard prune of a's regularized weights
     model, _ = load_model(reg_model)
     cfg = CompressConfig.from_dict(read_json(b / "compress_state" / "config.json"))
-    params, tilings, _, _ = _prunable(model, cfg)
-    want = _hard_prune(cfg, params, tilings).masks
+    params, tilings, _, _ = _matrices(model, cfg)
+    want = cut_to_target(cfg, params, tilings).masks
     got = open_run(b).masks
     assert all(torch.equal(want[n].bool(), got[n].bool()) for n in want)
     # a stage trained with other settings is refused in one line
@@ -311,7 +346,7 @@ def test_regularized_stage_is_reused_across_targets(finetuned, glue, tmp_path):
 
 
 def test_hidden_distill_loss_hand_computed():
-    from edgeprune.compress_trainer import hidden_distill_loss
+    from edgeprune.compress.trainer import hidden_distill_loss
 
     emb = torch.zeros(1, 2, 2)
     s1 = torch.tensor([[[1.0, 1.0], [5.0, 5.0]]])  # second token is padding
@@ -361,8 +396,7 @@ def test_gradual_masks_tighten_monotonically_to_the_exact_target(finetuned, glue
     """Masks follow the cubic ramp: kept fractions never grow, a pruned group never returns, the end is exact."""
     from transformers import TrainerCallback
 
-    from edgeprune.compress import _prunable
-    from edgeprune.compress_trainer import GradualMaskCallback, PruneTrainer
+    from edgeprune.compress.trainer import GradualMaskCallback, PruneTrainer
     from edgeprune.data import load_split
     from edgeprune.models import load_model
     from edgeprune.prune.schedule import cubic_keep
@@ -370,7 +404,7 @@ def test_gradual_masks_tighten_monotonically_to_the_exact_target(finetuned, glue
 
     model, tok = load_model(finetuned / "model")
     cfg = CompressConfig(model="x", task="mrpc", data_dir=None, out="o", block="16x1", compression=4.0)
-    params, tilings, _, _ = _prunable(model, cfg)
+    params, tilings, _, _ = _matrices(model, cfg)
     cb = GradualMaskCallback(params, tilings, 0.25, "uniform", True, ramp=0.75, every=2)
     seen: list[dict[str, torch.Tensor]] = []
 
@@ -447,6 +481,10 @@ def test_default_recipe_stages_cuts_reconstructs_and_records(finetuned, glue, tm
         assert s["output_error_refit"] <= s["output_error_cut"] + 1e-9
         assert "metrics_after_cut" in s
     assert stages[0]["steps"] == 2 and stages[1]["steps"] == 2 and "steps" not in stages[2]
+    # matrices are cut in forward order, q/k/v (one input) together: never grouped by a reused pointer
+    order = [m["name"].split(".", 4)[-1].removesuffix(".weight") for m in stages[0]["matrices"]]
+    assert order == ["attention.self.query", "attention.self.key", "attention.self.value", "attention.output.dense",
+                     "intermediate.dense", "output.dense"] * 2
     assert info["steps"] >= 4
     # masks only shrink from stage to stage (no group comes back)
     from edgeprune.rundir import load_masks

@@ -13,7 +13,7 @@ import pytest
 from edgeprune.errors import TargetUnreachable
 from edgeprune.targets import get_target
 from edgeprune.targets.base import RunSpec
-from edgeprune.targets.emulate import check_setup, emulate_once, run_emulate
+from edgeprune.targets.emulate import EmulateConfig, EmulateRunner, check_setup, emulate_once, run_emulate
 
 
 @pytest.fixture(scope="module")
@@ -42,11 +42,12 @@ def tiny_tflite(tmp_path_factory):
 def test_a72_onnx_tiny_bert_matches_host_and_count_is_stable(setup_ok, tiny_onnx):
     a72 = get_target("rpi4")
     spec = RunSpec(tiny_onnx, seq_len=16, warmup=1, runs=0, timeout_s=300)
-    first = run_emulate(spec, a72, marked_runs=2)
-    assert first["machine"] == "aarch64" and first["cpu"] == "0xd08" and first["qemu_cpu"] == "cortex-a72"
-    assert first["outputs_match_host"] is True and first["max_abs_diff_vs_host"] < 1e-5
-    assert first["instructions"] > 100_000
-    assert "latencies_ms" not in first          # emulated time is never a latency
+    (m,) = EmulateRunner(EmulateConfig(a72, marked_runs=2)).measure(spec)
+    assert m.machine == "aarch64" and m.cpu == "0xd08" and m.details["qemu_cpu"] == "cortex-a72"
+    assert m.details["outputs_match_host"] is True and m.details["max_abs_diff_vs_host"] < 1e-5
+    assert m.kind == "emulated" and m.details["instructions"] > 100_000
+    assert m.latency_ms is None and not m.samples_ms and "latency_ms" not in m.row("rpi4")   # never a latency
+    first = m.result
     second = emulate_once(spec, a72, marked_runs=2)
     drift = abs(second["instructions_total"] - first["instructions_total"]) / first["instructions_total"]
     assert drift < 5e-3, (first["instructions_total"], second["instructions_total"])

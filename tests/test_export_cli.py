@@ -5,15 +5,7 @@ import json
 
 import pytest
 
-from edgeprune.cli import main
-from tests.test_export_onnx import make_run
-
-
-def run_cli(args, capsys):
-    with pytest.raises(SystemExit) as e:
-        main(args)
-    out = capsys.readouterr()
-    return e.value.code, out.out, out.err
+from tests.support.exports import make_run, run_cli
 
 
 def test_export_cli_end_to_end(tiny_bert, tmp_path, glue, capsys):

@@ -24,7 +24,7 @@ from edgeprune.exporters.base import ExportConfig
 from edgeprune.io import write_json
 from edgeprune.modelcard import read_front_matter
 from edgeprune.rundir import save_masks
-from tests.test_export_onnx_heads import D, _attn_names, _with_biases, head_run
+from tests.support.exports import D, attn_names, head_run, with_biases
 
 HIDDEN, UNITS = 64, 128
 PRUNED_HEADS = {0: [1, 3], 1: [2]}
@@ -49,9 +49,9 @@ def _masks(model, heads: bool = True) -> dict[str, torch.Tensor]:
     """The masks described in the module docstring (``heads=False``: FFN units only)."""
     masks = {}
     ones = {n: torch.ones_like(model.get_submodule(n).weight, dtype=torch.uint8)
-            for layer in (0, 1) for n in (*_attn_names(model, layer).values(), *_ffn_names(model, layer))}
+            for layer in (0, 1) for n in (*attn_names(model, layer).values(), *_ffn_names(model, layer))}
     if heads:
-        a0, a1 = _attn_names(model, 0), _attn_names(model, 1)
+        a0, a1 = attn_names(model, 0), attn_names(model, 1)
         ones[a0["v"]][1 * D:2 * D] = 0
         ones[a0["attn_out"]][:, 3 * D:4 * D] = 0
         ones[a0["q"]][2:6] = 0
@@ -72,7 +72,7 @@ def hf_run(model_dir: Path, root: Path, heads: bool = True) -> Path:
 
     shutil.copytree(model_dir, root / "model")
     model, _ = load_model(model_dir)
-    _with_biases(model)
+    with_biases(model)
     model.save_pretrained(root / "model")
     save_masks(_masks(model, heads), root / "model" / "masks.safetensors")
     write_json(root / "compression.json", {"task": "mrpc", "block": [16, 1], "method": "test", "layers": {},
@@ -131,7 +131,7 @@ def test_hf_export_is_shrunk_and_reproduces_the_masked_model(fixture, request, t
     assert getattr(model.config, FFN_SIZE[model.config.model_type]) == WIDTH
     assert model.config.id2label == {0: "not_equivalent", 1: "equivalent"}
     for layer in (0, 1):
-        names = _attn_names(model, layer)
+        names = attn_names(model, layer)
         kept = 4 - len(PRUNED_HEADS[layer])
         assert model.get_submodule(names["q"]).weight.shape == (kept * D, HIDDEN)
         assert model.get_submodule(names["attn_out"]).weight.shape == (HIDDEN, kept * D)

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import shutil
-from pathlib import Path
 
 import numpy as np
 import onnx
@@ -12,60 +11,9 @@ import torch
 from edgeprune.errors import ConfigError, NumericMismatchError
 from edgeprune.exporters import onnx_ops as ops
 from edgeprune.exporters.api import export
-from edgeprune.exporters.base import ExportConfig
 from edgeprune.io import write_json
 from edgeprune.rundir import save_masks
-from tests.test_packing import block_mask
-
-SHAPES = [(32, 1, True), (None, 1, True), (1, None, False), (16, 16, False), (32, 1, False)]
-
-
-def make_run(model_dir: Path, root: Path, seed: int = 0, keep: float = 0.4, whole_units: bool = False) -> Path:
-    """A compress-style run: the checkpoint + random masks of every supported block shape (one per layer)."""
-    from edgeprune.arch import prunable_linears
-    from edgeprune.models import load_model
-
-    model, _ = load_model(model_dir)
-    rng = np.random.default_rng(seed)
-    masks = {}
-    for i, (name, lin) in enumerate(sorted(prunable_linears(model).items())):
-        out, inp = lin.weight.shape
-        R, C, bal = SHAPES[i % len(SHAPES)]
-        m = block_mask(rng, out, inp, R, C, keep, bal)
-        if i == 3:
-            m[:] = True  # a full layer
-        if i == 4:
-            m[:] = False  # an empty layer
-        masks[f"{name}.weight"] = torch.from_numpy(m.astype(np.uint8))
-    if whole_units:  # prune whole FFN units: rows of ffn_in and the matching columns of ffn_out
-        for name in prunable_linears(model):
-            if name.endswith(("intermediate.dense", "ffn.lin1")):
-                masks[f"{name}.weight"][::3] = 0
-            if name.endswith(("output.dense", "ffn.lin2")) and "attention" not in name:
-                masks[f"{name}.weight"][:, 1::3] = 0
-    shutil.copytree(model_dir, root / "model")
-    save_masks(masks, root / "model" / "masks.safetensors")
-    write_json(root / "compression.json", {"task": "mrpc", "block": [32, 1], "method": "test", "layers": {},
-                                           "compression": {}, "metrics": {}})
-    return root
-
-
-def force_packed_int8(monkeypatch):
-    """The tiny models' layers (<= 64x128) are too small for the packed int8 op to pay, so the cost model sends
-    them all to the standard int8 MatMul; tests of the packed int8 path switch its fixed cost off."""
-    from edgeprune.exporters import onnx_int8
-
-    monkeypatch.setattr(onnx_int8, "INT8_FIXED_MACS", 0.0)
-    monkeypatch.setattr(onnx_int8, "INT8_OVERHEAD", 0.0)
-
-
-def cfg(glue, **kw):
-    return ExportConfig(format="onnx", data_dir=str(glue), task="mrpc", verify_examples=32, **kw)
-
-
-def edgeprune_nodes(path: Path) -> list[str]:
-    return [n.op_type for n in onnx.load(str(path)).graph.node if n.domain == ops.DOMAIN]
-
+from tests.support.exports import block_mask, cfg, edgeprune_nodes, force_packed_int8, make_run
 
 @pytest.mark.parametrize("fixture", ["tiny_bert", "tiny_roberta", "tiny_distilbert"])
 def test_packed_export_verified_in_ort(fixture, request, tmp_path, glue):

@@ -7,7 +7,6 @@ shrink). Layer 1: every head dies (two by value rows, two by output columns).
 from __future__ import annotations
 
 import copy
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -17,62 +16,8 @@ import torch
 from onnx import numpy_helper
 
 from edgeprune.exporters.api import export
-from edgeprune.exporters.onnx import dead_heads, shrink_heads
-from edgeprune.io import write_json
-from edgeprune.rundir import save_masks
-from tests.test_export_onnx import cfg
-
-D = 16  # head size of the tiny models (hidden 64, 4 heads)
-
-
-def _attn_names(model, layer: int) -> dict[str, str]:
-    from edgeprune.arch import get_arch, prunable_linears
-
-    arch = get_arch(model.config.model_type)
-    return {arch.role_of(n): n for n in prunable_linears(model) if arch.layer_of(n) == layer
-            and arch.role_of(n) in ("q", "k", "v", "attn_out")}
-
-
-def _head_masks(model) -> dict[str, torch.Tensor]:
-    masks = {}
-    for layer in (0, 1):
-        names = _attn_names(model, layer)
-        m = {r: torch.ones_like(model.get_submodule(n).weight, dtype=torch.uint8) for r, n in names.items()}
-        if layer == 0:
-            m["v"][1 * D:2 * D] = 0
-            m["attn_out"][:, 2 * D:3 * D] = 0
-            m["v"][3 * D:4 * D] = 0
-            m["attn_out"][:, 3 * D:4 * D] = 0
-            m["q"][2:6] = 0  # whole rows of the surviving head: stays packed after the shrink
-        else:
-            m["v"][:2 * D] = 0
-            m["attn_out"][:, 2 * D:] = 0
-        masks.update({f"{names[r]}.weight": t for r, t in m.items()})
-    return masks
-
-
-def _with_biases(model, seed: int = 0) -> None:
-    """Random init leaves biases at zero; the value-bias fold is only tested when they are not."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for mod in model.modules():
-            if isinstance(mod, torch.nn.Linear) and mod.bias is not None:
-                mod.bias.copy_(torch.randn(mod.bias.shape, generator=g) * 0.5)
-
-
-def head_run(model_dir: Path, root: Path) -> Path:
-    """A compress-style run of ``model_dir`` with non-zero biases and the head masks described above."""
-    from edgeprune.models import load_model
-
-    shutil.copytree(model_dir, root / "model")
-    model, _ = load_model(model_dir)
-    _with_biases(model)
-    model.save_pretrained(root / "model")
-    save_masks(_head_masks(model), root / "model" / "masks.safetensors")
-    write_json(root / "compression.json", {"task": "mrpc", "block": [16, 1], "method": "test", "layers": {},
-                                           "compression": {}, "metrics": {}})
-    return root
-
+from edgeprune.exporters.structured import attention_shrink, shrink_heads
+from tests.support.exports import D, attn_names, cfg, head_masks, head_run, with_biases
 
 def _masked(model, masks):
     with torch.no_grad():
@@ -89,8 +34,9 @@ def test_dead_heads_by_value_rows_or_output_columns():
     m_v[3 * D:, :] = False
     m_o[:, 2 * D:] = False
     m_v[0, 0] = False  # a partial head stays alive
-    v_dead, o_dead = dead_heads(m_v, m_o, D)
-    assert v_dead.tolist() == [False, True, False, True] and o_dead.tolist() == [False, False, True, True]
+    s = attention_shrink(None, None, m_v, m_o, None, 4)
+    assert s.v_dead.tolist() == [False, True, False, True] and s.out_dead.tolist() == [False, False, True, True]
+    assert s.kept_heads == (0,) and s.dead.tolist() == [False, True, True, True]
 
 
 @pytest.mark.parametrize("fixture", ["tiny_bert", "tiny_distilbert"])
@@ -99,24 +45,24 @@ def test_shrink_heads_is_exact_in_torch(fixture, request):
 
     model, _ = load_model(request.getfixturevalue(fixture))
     model.eval()
-    _with_biases(model, seed=1)
-    masks = _head_masks(model)
+    with_biases(model, seed=1)
+    masks = head_masks(model)
     ref = _masked(model, masks)
     shrunk = copy.deepcopy(ref)
     new_masks, records = shrink_heads(shrunk, masks)
     assert [(r["layer"], r["heads_kept"], r["exported_heads"], r["v_bias_folded"], r["placeholder_head"])
             for r in records] == [(0, 1, 1, 1, False), (1, 0, 1, 2, True)]
     for layer, heads in ((0, 1), (1, 1)):
-        names = _attn_names(shrunk, layer)
+        names = attn_names(shrunk, layer)
         attn = shrunk.get_submodule(names["q"].rpartition(".")[0])
         assert getattr(attn, "num_attention_heads", getattr(attn, "n_heads", None)) == heads
         assert shrunk.get_submodule(names["q"]).weight.shape == (heads * D, 64)
         assert shrunk.get_submodule(names["attn_out"]).weight.shape == (64, heads * D)
         for role, n in names.items():
             assert tuple(new_masks[f"{n}.weight"].shape) == tuple(shrunk.get_submodule(n).weight.shape), role
-    q0 = _attn_names(shrunk, 0)["q"]
+    q0 = attn_names(shrunk, 0)["q"]
     assert torch.equal(new_masks[f"{q0}.weight"], masks[f"{q0}.weight"][:D])  # survivors keep their masks
-    assert not any(new_masks[f"{n}.weight"].any() for n in _attn_names(shrunk, 1).values())  # the placeholder
+    assert not any(new_masks[f"{n}.weight"].any() for n in attn_names(shrunk, 1).values())  # the placeholder
     ids = torch.randint(5, 200, (3, 12))
     am = torch.ones_like(ids)
     am[1, 7:] = 0
@@ -124,7 +70,7 @@ def test_shrink_heads_is_exact_in_torch(fixture, request):
         y_ref, y = ref(input_ids=ids, attention_mask=am).logits, shrunk(input_ids=ids, attention_mask=am).logits
     assert torch.allclose(y, y_ref, atol=1e-5, rtol=0)
     # the fold is what keeps it exact: without it the value biases of dead heads would be lost
-    o0 = _attn_names(shrunk, 0)["attn_out"]
+    o0 = attn_names(shrunk, 0)["attn_out"]
     assert not torch.allclose(shrunk.get_submodule(o0).bias, ref.get_submodule(o0).bias)
 
 
@@ -183,7 +129,7 @@ def test_all_heads_dead_layer_outputs_its_bias(tiny_distilbert, tmp_path, glue):
         "layer": 1, "heads": 4, "heads_kept": 0, "exported_heads": 1, "dead_heads": [0, 1, 2, 3], "dead_by_value": 2,
         "dead_by_output": 2, "v_bias_folded": 2, "placeholder_head": True}
     model, _ = load_model(run / "model")
-    names = _attn_names(model, 1)
+    names = attn_names(model, 1)
     v, o = model.get_submodule(names["v"]), model.get_submodule(names["attn_out"])
     with torch.no_grad():
         want = (o.bias + o.weight[:, :2 * D] @ v.bias[:2 * D]).numpy()

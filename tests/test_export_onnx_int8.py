@@ -11,7 +11,8 @@ from edgeprune.errors import ConfigError, NumericMismatchError
 from edgeprune.exporters import onnx_int8 as q8
 from edgeprune.exporters import onnx_ops as ops
 from edgeprune.exporters.api import export
-from tests.test_export_onnx import cfg, edgeprune_nodes, force_packed_int8, make_run
+from edgeprune.exporters.onnx import OnnxOptions
+from tests.support.exports import cfg, edgeprune_nodes, force_packed_int8, make_run, run_cli
 
 INT8_OPS = {ops.BSMM_INT8, ops.BSMM_INT8_DIRECT}
 
@@ -86,7 +87,7 @@ def test_packed_int8_where_it_pays(mode, tiny_bert, tmp_path, glue, monkeypatch)
 
 def test_measured_layer_choice_is_recorded(tiny_bert, tmp_path, glue):
     run = make_run(tiny_bert, tmp_path / "run", seed=6)
-    res = export(run, cfg(glue, dtype="int8-dynamic", seq_len=16, int8_choice="measure"), tmp_path / "b")
+    res = export(run, cfg(glue, dtype="int8-dynamic", seq_len=16, options=OnnxOptions(int8_choice="measure")), tmp_path / "b")
     assert res.verification["passed"]
     measured = [l_ for l_ in res.report["layers"] if "int8_measured_ms" in l_]
     assert measured
@@ -100,7 +101,7 @@ def test_measured_layer_choice_is_recorded(tiny_bert, tmp_path, glue):
 
 
 def test_quantized_failure_is_one_clear_message(tiny_bert, tmp_path, glue, monkeypatch):
-    from edgeprune.exporters.api import Exporter
+    from edgeprune.exporters.base import Exporter
 
     run = make_run(tiny_bert, tmp_path / "run", seed=7, whole_units=True)
     monkeypatch.setattr(Exporter, "MAX_POINTS", -1.0)  # any int8 artifact fails the rule now
@@ -115,11 +116,10 @@ def test_quantized_failure_is_one_clear_message(tiny_bert, tmp_path, glue, monke
 
 
 def test_cli_bad_int8_flags_exit_2(tiny_bert, tmp_path, glue, capsys):
-    from tests.test_export_cli import run_cli
 
     run = make_run(tiny_bert, tmp_path / "run", seed=8)
     with pytest.raises(ConfigError, match="int8-layer-choice"):
-        export(run, cfg(glue, int8_choice="measure"), tmp_path / "b1")  # fp32
+        export(run, cfg(glue, options=OnnxOptions(int8_choice="measure")), tmp_path / "b1")  # fp32
     code, _, err = run_cli(["export", str(run), "--data", str(glue), "--task", "mrpc", "--dtype", "int8-dynamic",
                             "--int8-layer-choice", "fastest", "--out", str(tmp_path / "b2")], capsys)
     assert code == 2 and "int8-layer-choice" in err and "Traceback" not in err

@@ -3,15 +3,11 @@
 from __future__ import annotations
 
 import json
-import sys
-from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
-import frontier  # noqa: E402
-from frontier_points import (POINT_KEYS, check_point, dominates, mark_fronts, pareto_front,  # noqa: E402
-                             summarize_latency)
+from bench import frontier
+from bench.frontier_points import POINT_KEYS, check_point, dominates, mark_fronts, pareto_front, summarize_latency
 
 
 def _p(lat, metric, runtime="onnxruntime", threads=1):
@@ -57,7 +53,7 @@ def test_point_schema_check():
 
 
 def test_frontier_end_to_end_on_tiny_models(tiny_bert, tmp_path, glue, capsys):
-    from tests.test_export_onnx import make_run
+    from tests.support.exports import make_run
 
     run = make_run(tiny_bert, tmp_path / "run5x", seed=3, keep=0.3, whole_units=True)
     out, work = tmp_path / "results", tmp_path / "work"
@@ -103,7 +99,7 @@ def test_frontier_bad_input_one_line_exit_2(tmp_path, capsys):
 
 
 def test_thread_scaling_table_by_hand():
-    import thread_profile
+    from bench import thread_profile
 
     rows = thread_profile.scaling_table({1: {"MatMul": 10.0, "Transpose": 2.0, "Gather": 1.0},
                                          2: {"MatMul": 5.0, "Transpose": 4.0}}, top=2)

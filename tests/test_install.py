@@ -88,6 +88,12 @@ def test_wheel_holds_the_installed_layout(tmp_path: Path):
                  "edgeprune/commands/finetune.py", "edgeprune/exporters/__init__.py", "edgeprune/exporters/api.py",
                  "edgeprune/targets/__init__.py", "edgeprune/demo/train.tsv", "edgeprune/demo/dev.tsv"):
         assert need in names, need
+    # every module of the three source trees ships (a new subpackage missing from pyproject's list fails here)
+    root = Path(__file__).resolve().parents[1]
+    for top, pkg in (("edgeprune", "edgeprune"), ("exporters", "edgeprune/exporters"), ("targets", "edgeprune/targets")):
+        for py in (root / top).rglob("*.py"):
+            rel = py.relative_to(root / top).as_posix()
+            assert f"{pkg}/{rel}" in names, f"{top}/{rel} is not in the wheel: add its package to pyproject.toml"
     assert not any(n.startswith(("tests/", "bench/", "exporters/", "targets/")) for n in names)
     entry = next(n for n in names if n.endswith("entry_points.txt"))
     assert "edgeprune = edgeprune.cli:main" in zipfile.ZipFile(wheel).read(entry).decode()

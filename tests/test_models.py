@@ -11,7 +11,7 @@ import pytest
 from edgeprune.data import GlueExample, load_split
 from edgeprune.errors import ModelError
 from edgeprune.models import load_model, resolve_model_path, save_model
-from edgeprune.training import evaluate, predict
+from edgeprune.training import predict, task_metrics
 
 
 @pytest.mark.parametrize("arch,cls", [("bert", "BertForSequenceClassification"),
@@ -54,7 +54,7 @@ def test_real_minilm_l6_loads_and_evaluates(glue: Path):
     cfg = model.config
     assert (cfg.model_type, cfg.num_hidden_layers, cfg.hidden_size, cfg.intermediate_size) == ("bert", 6, 384, 1536)
     assert sum(p.numel() for n, p in model.named_parameters() if n.startswith("bert.encoder")) > 10_000_000
-    rep = evaluate((model, tok), "sst2", glue, limit=8, max_seq_len=64)
+    rep = task_metrics((model, tok), "sst2", glue, limit=8, max_seq_len=64)
     assert rep["num_examples"] == 8 and 0.0 <= rep["accuracy"] <= 1.0
     ex = load_split("mrpc", "dev", glue, limit=3)
     logits = predict(model, tok, ex)

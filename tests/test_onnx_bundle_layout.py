@@ -10,13 +10,14 @@ import pytest
 from edgeprune import __version__
 from edgeprune.exporters.api import export
 from edgeprune.exporters.base import ExportConfig
+from edgeprune.exporters.onnx import OnnxOptions
 
 
 @pytest.fixture(scope="module")
 def bundle(tiny_bert: Path, glue: Path, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("b") / "bundle"
     export(tiny_bert, ExportConfig(format="onnx", mode="dense", seq_len=None, task="mrpc", data_dir=str(glue),
-                                   verify_examples=8, opset=18), out)
+                                   verify_examples=8, options=OnnxOptions(opset=18)), out)
     return out
 
 
@@ -60,4 +61,4 @@ def test_opset_out_of_range_is_a_config_error():
     from edgeprune.errors import ConfigError
 
     with pytest.raises(ConfigError, match="opset must be between 17 and 21"):
-        ExportConfig(format="onnx", opset=12)
+        OnnxOptions(opset=12)

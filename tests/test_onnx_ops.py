@@ -8,7 +8,7 @@ import pytest
 from edgeprune.exporters import onnx_ops as ops
 from edgeprune.exporters.onnx_verify import ort_session
 from edgeprune.exporters.packing import pack_linear
-from tests.test_packing import block_mask
+from tests.support.exports import block_mask
 
 
 def _layer(seed, out=96, inp=64, R=32, C=1, keep=0.3, balanced=True, drop_rows=False):

@@ -5,21 +5,7 @@ import numpy as np
 import pytest
 
 from edgeprune.exporters.packing import (analyze_mask, index_dtype, pack_linear, packed_matmul, unpack_linear)
-
-
-def block_mask(rng, out, inp, R, C, keep, balanced=True):
-    """Random block mask; R/C None = whole dimension."""
-    R, C = R or out, C or inp
-    nbr, nbc = -(-out // R), -(-inp // C)
-    m = np.zeros((out, inp), bool)
-    for i in range(nbr):
-        if balanced:
-            cols = rng.choice(nbc, max(1, int(round(nbc * keep))), replace=False)
-        else:
-            cols = np.flatnonzero(rng.random(nbc) < keep)
-        for j in cols:
-            m[i * R:(i + 1) * R, j * C:(j + 1) * C] = True
-    return m
+from tests.support.exports import block_mask
 
 
 SHAPES = {  # name -> (R, C, balanced)

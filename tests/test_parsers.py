@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from edgeprune.profiling.parsers import parse_benchmark_model, parse_litert_json, parse_perf_test
-from edgeprune.profiling.stats import summarize
+from edgeprune.targets.parsers import parse_benchmark_model, parse_litert_json, parse_perf_test
+from edgeprune.targets.stats import summarize
 
 FIX = Path(__file__).parent / "fixtures"
 
@@ -118,7 +118,7 @@ def test_summarize_hand_computed():
 
 # --- GPU delegation verdicts (fixtures: real benchmark_model logs, see fixtures/README.md) -------------------
 def test_gpu_fully_delegated():
-    from edgeprune.profiling.delegation import parse_delegation
+    from edgeprune.targets.delegation import parse_delegation
 
     text = read("benchmark_model_gpu_full.txt")
     d = parse_delegation(text)
@@ -130,7 +130,7 @@ def test_gpu_fully_delegated():
 
 
 def test_gpu_partially_delegated_logcat():
-    from edgeprune.profiling.delegation import parse_delegation
+    from edgeprune.targets.delegation import parse_delegation
 
     d = parse_delegation(read("benchmark_model_gpu_partial.txt"))
     assert d.status == "partial" and not d.is_gpu_latency
@@ -141,7 +141,7 @@ def test_gpu_partially_delegated_logcat():
 
 
 def test_gpu_delegation_failed_has_no_timings():
-    from edgeprune.profiling.delegation import parse_delegation
+    from edgeprune.targets.delegation import parse_delegation
 
     text = read("benchmark_model_gpu_failed.txt")
     d = parse_delegation(text)
@@ -152,7 +152,7 @@ def test_gpu_delegation_failed_has_no_timings():
 
 
 def test_gpu_delegation_other_verdicts():
-    from edgeprune.profiling.delegation import parse_delegation
+    from edgeprune.targets.delegation import parse_delegation
 
     # no verdict line (the older fixture): unknown, never a GPU latency
     assert parse_delegation(read("benchmark_model_older_gpu.txt")).status == "unknown"

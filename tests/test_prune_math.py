@@ -93,10 +93,10 @@ def test_staged_schedule_hits_targets_at_boundaries():
     s = StagedSchedule(5, 10)
     assert s.stages == [2, 3, 4, 5] and s.boundaries == [0, 10, 20, 30] and s.total_steps == 40
     for k, b in enumerate(s.boundaries):
-        assert s(b) == s.stages[k] and s.stage_of(b) == k
+        assert s(b) == (True, 1 / s.stages[k]) and s.compression(b) == s.stages[k] and s.stage_of(b) == k
         if b:
-            assert s(b - 1) == s.stages[k - 1]
-    assert s(10 ** 9) == 5 and s.stage_of(10 ** 9) == 3
+            assert s(b - 1) == (False, 1 / s.stages[k - 1])
+    assert s(10 ** 9) == (False, 1 / 5) and s.compression(10 ** 9) == 5 and s.stage_of(10 ** 9) == 3
     assert math.isclose(s.keep_ratio(25), 0.25)
     cfg = s.get_config()
     assert cfg == {"class_name": "StagedSchedule", "config": {"final": 5.0, "steps_per_stage": 10,
@@ -104,7 +104,28 @@ def test_staged_schedule_hits_targets_at_boundaries():
     r = StagedSchedule.from_config(cfg)
     assert r.stages == s.stages and r.boundaries == s.boundaries
     c = StagedSchedule(3, 4, stages=[1.5, 3])
-    assert [c(i) for i in range(9)] == [1.5] * 4 + [3] * 5
+    assert [c.compression(i) for i in range(9)] == [1.5] * 4 + [3] * 5
+    assert [i for i in range(9) if c(i)[0]] == [0, 4]
+
+
+def test_oneshot_and_gradual_schedules_keep_the_contract():
+    from edgeprune.prune.schedule import SCHEDULES, GradualSchedule, OneShotSchedule, cubic_keep
+
+    o = OneShotSchedule(0.25)
+    assert o(0) == (True, 0.25) and o(7) == (False, 0.25)
+    g = GradualSchedule(0.25, 9, every=2)
+    assert [s for s in range(12) if g(s)[0]] == [0, 2, 4, 6, 8, 9]
+    assert all(g(s)[1] == cubic_keep(s, 9, 0.25) for s in range(12))
+    assert GradualSchedule(0.2, 25).every == 3  # about 10 updates per ramp
+    for sch in (o, g, StagedSchedule(5, 10)):
+        cfg = sch.get_config()
+        back = type(sch).from_config(cfg)
+        assert back.get_config() == cfg and cfg["class_name"] == type(sch).__name__
+        assert [back(s) for s in range(40)] == [sch(s) for s in range(40)]
+    assert set(SCHEDULES) == {"oneshot", "gradual"}
+    for bad in (lambda: OneShotSchedule(0), lambda: GradualSchedule(1.5, 3), lambda: g(-1), lambda: o(1.5)):
+        with pytest.raises(ConfigError):
+            bad()
 
 
 @pytest.mark.parametrize("args", [(1, 10), (5, 0), (5, -3), (5, 2.5), (5, True), (5, 10, []),

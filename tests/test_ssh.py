@@ -16,7 +16,13 @@ import pytest
 
 from edgeprune.errors import ConfigError, TargetUnreachable
 from edgeprune.targets.base import RunSpec
-from edgeprune.targets.ssh import parse_dest, run_ssh
+from edgeprune.targets.ssh import SSHConfig, SSHRunner, parse_dest
+
+
+def run_ssh(spec, dest, **config):
+    """The one measurement of the SSH runner (every runner returns a list of Measurement)."""
+    (m,) = SSHRunner(SSHConfig(dest, **config)).measure(spec)
+    return m
 
 SSHD = "/usr/sbin/sshd"
 
@@ -95,21 +101,22 @@ def test_profile_over_loopback_ssh_quotes_everything(sshd, tiny_onnx):
     spec = RunSpec(tiny_onnx, seq_len=16, warmup=1, runs=5, timeout_s=120)
     res = run_ssh(spec, sshd["dest"], identity=sshd["identity"], remote_python=sys.executable,
                   known_hosts=sshd["known_hosts"])
-    assert res["label"] == tiny_onnx.name          # reached the device unchanged, as one argument
-    assert len(res["latencies_ms"]) == 5 and all(x > 0 for x in res["latencies_ms"])
-    assert res["outputs"] == {"logits": [1, 2]} and res["inputs"]["input_ids"] == [1, 16]
-    assert res["peak_rss_bytes"] > 0 and res["device"] == f"{sshd['user']}@127.0.0.1:{sshd['port']}"
-    assert "EDGEPRUNE_RESULT" in res["raw_stdout"]
+    assert res.details["label"] == tiny_onnx.name          # reached the device unchanged, as one argument
+    assert res.runner == "ssh" and res.kind == "measured" and res.engine == "ort"
+    assert len(res.samples_ms) == 5 and all(x > 0 for x in res.samples_ms)
+    assert res.result["outputs"] == {"logits": [1, 2]} and res.inputs["input_ids"] == [1, 16]
+    assert res.peak_memory_bytes > 0 and res.device["dest"] == f"{sshd['user']}@127.0.0.1:{sshd['port']}"
+    assert "EDGEPRUNE_RESULT" in res.raw["ssh"]
     # the device's onnxruntime_perf_test ran too, with quoted arguments, and its output was parsed
-    assert res["tool"]["tool"] == "onnxruntime_perf_test"
-    assert res["tool"]["parsed"]["latency_ms"]["mean"] == pytest.approx(98.961997)
+    assert res.details["tool"]["tool"] == "onnxruntime_perf_test"
+    assert res.details["tool"]["parsed"]["latency_ms"]["mean"] == pytest.approx(98.961997)
     args = sshd["perf_test_args"].read_text().split()
     assert args[:8] == ["-e", "cpu", "-m", "times", "-r", "5", "-x", "1"] and args[-1].endswith("/model.onnx")
     assert _pwned_files() == before, "a file name was interpreted by a shell"
     assert Path(sshd["known_hosts"]).read_text() == sshd["pinned"]   # checked against the pinned key, unchanged
-    assert res["host_key"].endswith("unknown keys refused")
-    assert res["remote_dir"].startswith("/tmp/edgeprune.")
-    assert not Path(res["remote_dir"]).exists(), "the remote work directory was not removed"
+    assert res.device["host_key"].endswith("unknown keys refused")
+    assert res.result["remote_dir"].startswith("/tmp/edgeprune.")
+    assert not Path(res.result["remote_dir"]).exists(), "the remote work directory was not removed"
 
 
 def test_cli_ssh_writes_measured_device_result(sshd, tiny_onnx, tmp_path):
@@ -150,7 +157,7 @@ def test_unknown_host_key_needs_the_explicit_flag(sshd, tiny_onnx, tmp_path):
     assert fresh.read_text() == ""
     res = run_ssh(spec, sshd["dest"], identity=sshd["identity"], remote_python=sys.executable, known_hosts=str(fresh),
                   use_tool=False, accept_new_host_key=True)
-    assert "a first-seen key accepted and pinned (--accept-new-host-key)" in res["host_key"]
+    assert "a first-seen key accepted and pinned (--accept-new-host-key)" in res.device["host_key"]
     assert fresh.read_text().split()[1:3] == sshd["pinned"].split()[1:3]   # pinned now
 
 

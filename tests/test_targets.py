@@ -96,7 +96,8 @@ def test_cli_lists_targets_and_rejects_bad_file_in_one_line(tmp_path):
 
 def test_runner_registry():
     for name in ("host", "ssh", "adb", "emulate"):
-        assert callable(get_runner(name))
+        runner = get_runner(name)
+        assert runner.name == name and callable(runner.measure) and callable(runner.describe)
     with pytest.raises(ConfigError, match="valid: host, ssh, adb, emulate"):
         get_runner("telnet")
     with pytest.raises(ConfigError, match="unknown target 'pi9'"):
@@ -110,10 +111,10 @@ def test_builtin_tomls_are_package_data():
 
 def test_target_architectures():
     """What profile checks an --ssh device against: rpi4/rpi5/phone are aarch64, host's TOML x86_64."""
-    from edgeprune.profiling.api import same_arch, target_arch
+    from edgeprune.targets import same_arch
 
     t = load_targets()
-    assert {n: target_arch(t[n]) for n in ("rpi4", "rpi5", "phone", "host")} == \
+    assert {n: t[n].arch for n in ("rpi4", "rpi5", "phone", "host")} == \
         {"rpi4": "aarch64", "rpi5": "aarch64", "phone": "aarch64", "host": "x86_64"}
     assert same_arch("aarch64", "aarch64") and same_arch("arm64", "aarch64")
     assert not same_arch("x86_64", "aarch64") and not same_arch(None, "aarch64")

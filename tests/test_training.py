@@ -11,7 +11,7 @@ from edgeprune.data import load_split
 from edgeprune.errors import ConfigError, ModelError
 from edgeprune.io import read_json
 from edgeprune.models import load_model
-from edgeprune.training import TrainConfig, encode, evaluate, finetune, make_trainer, predict, run_state
+from edgeprune.training import TrainConfig, encode, finetune, make_trainer, predict, run_state, task_metrics
 
 FAST = TrainConfig(epochs=2, lr=1e-3, batch_size=16, eval_batch_size=32, max_seq_len=64, train_limit=96,
                    eval_limit=48, save_steps=4, logging_steps=2, warmup_ratio=0.0)
@@ -95,8 +95,8 @@ def test_finetune_writes_run_dir_and_eval_agrees(tiny_bert: Path, glue: Path, tm
     conf = read_json(out / "config.json")
     assert conf["task"] == "mrpc" and TrainConfig.from_dict(conf["train"]) == FAST
     assert (out / "model" / "config.json").is_file() and (out / "model" / "tokenizer_config.json").is_file()
-    # evaluate() on the run folder (own batching, sorted by length) agrees with the Trainer's evaluation
-    ev = evaluate(out, "mrpc", glue, limit=48, max_seq_len=64)
+    # task_metrics() on the run folder (own batching, sorted by length) agrees with the Trainer's evaluation
+    ev = task_metrics(out, "mrpc", glue, limit=48, max_seq_len=64)
     assert ev["main"] == pytest.approx(rep["main"], abs=1e-9)
     assert ev["accuracy"] == pytest.approx(rep["accuracy"], abs=1e-9)
 
@@ -110,7 +110,7 @@ def test_finetune_regression_head_on_stsb(tiny_bert: Path, glue: Path, tmp_path:
 
 def test_evaluate_refuses_a_head_of_the_wrong_size(tiny_bert: Path, glue: Path):
     with pytest.raises(ModelError, match="2 output.*STS-B needs 1"):
-        evaluate(tiny_bert, "stsb", glue, limit=4)
+        task_metrics(tiny_bert, "stsb", glue, limit=4)
 
 
 def test_run_dir_guards(tiny_bert: Path, glue: Path, tmp_path: Path):

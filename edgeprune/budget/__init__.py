@@ -17,10 +17,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from ..errors import ConfigError
+from edgeprune.errors import ConfigError
+from edgeprune.formats import FORMATS
+
 from .config import BUDGETS_ARG, Budgets, load_budgets
 from .evidence import Evidence, gather
-from .gate import FAIL, MISSING, PASS, BudgetResult, evaluate
+from .gate import FAIL, MISSING, PASS, BudgetResult, evaluate_budgets
 from .latency import GPU_SUFFIX
 
 
@@ -111,11 +113,11 @@ def check(path: str | os.PathLike[str], budgets: Budgets | Mapping[str, Any] | N
         raise ConfigError(f"no budgets to check ({where}); add e.g. max_size = \"30MB\" under "
                           f"[tool.edgeprune.budgets] in pyproject.toml, or pass {given}")
     for t in budgets.max_latency:
-        if t.endswith(GPU_SUFFIX) and evidence.format == "onnx":
+        if t.endswith(GPU_SUFFIX) and evidence.format in FORMATS and not FORMATS[evidence.format].gpu_delegate:
             raise ConfigError(f"max_latency[{t}]: {evidence.artifact.name} is ONNX and no supported runner puts an "
                               f"ONNX model on a GPU (the GPU delegate runs .tflite); drop the {t} budget or gate a "
                               f"TFLite export")
-    results = tuple(evaluate(budgets, evidence))
+    results = tuple(evaluate_budgets(budgets, evidence))
     return CheckResult(evidence.artifact, evidence.given, evidence.bundle_dir, budgets, cfg_path, results)
 
 

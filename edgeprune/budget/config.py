@@ -26,7 +26,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Iterable, Mapping
 
-from ..errors import ConfigError
+from edgeprune.errors import ConfigError
 from .units import parse_count, parse_fraction, parse_points, parse_ratio, parse_size, parse_time
 
 PYPROJECT = "pyproject.toml"
@@ -231,12 +231,6 @@ def _find_line(text: str, header: str, key: str, sub: str | None) -> int | None:
 
 # ----------------------------------------------------------------------------------------------
 # Files
-
-@dataclass(frozen=True)
-class ConfigSource:
-    path: Path
-    header: str  # "tool.edgeprune.budgets" or "budgets"
-
 
 def _read_toml(path: Path) -> tuple[dict[str, Any], str]:
     try:

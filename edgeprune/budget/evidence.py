@@ -21,10 +21,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..bundle import MANIFEST, read_manifest, verify_files
-from ..errors import ConfigError, ModelError
-from ..io import read_json
-from .params import ArtifactFiles, ParamCount, artifact_files, artifact_format, count_params
+from edgeprune.bundle import MANIFEST, read_manifest, verify_files
+from edgeprune.errors import ConfigError, ModelError
+from edgeprune.formats import FORMATS
+from edgeprune.io import read_json
+
+from .params import ArtifactFiles, ParamCount, artifact_files, count_params, countable_format
 
 PROFILE_JSON = "profile.json"
 VERIFICATION_JSON = "verification.json"
@@ -162,11 +164,11 @@ def gather(path: str | os.PathLike[str], profile: str | os.PathLike[str] | None 
     if given.is_dir():
         bundle_dir: Path | None = given
     else:
-        artifact_format(given)  # ModelError for anything but .onnx/.tflite
+        countable_format(given)  # ModelError for anything but .onnx/.tflite
         bundle_dir = _bundle_for_file(given)
 
     if bundle_dir is None:
-        ev = Evidence(given, given, artifact_format(given))
+        ev = Evidence(given, given, countable_format(given).name)
     else:
         manifest = read_manifest(bundle_dir)
         if not isinstance(manifest, dict):
@@ -176,9 +178,10 @@ def gather(path: str | os.PathLike[str], profile: str | os.PathLike[str] | None 
             raise ConfigError(f"{bundle_dir / MANIFEST} names no artifact; re-run `edgeprune export`")
         artifact = bundle_dir / rel
         fmt = manifest.get("format")
-        if fmt not in ("onnx", "tflite"):
+        known = FORMATS.get(fmt) if isinstance(fmt, str) else None
+        if known is None or known.param_counter is None:
             try:
-                fmt = artifact_format(artifact)
+                fmt = countable_format(artifact).name
             except ModelError:
                 raise ConfigError(f"{bundle_dir / MANIFEST}: unknown format {manifest.get('format')!r} and "
                                   f"artifact {rel!r} is neither .onnx nor .tflite") from None

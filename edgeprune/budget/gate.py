@@ -15,7 +15,7 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Any, Callable
 
-from ..errors import EdgepruneError
+from edgeprune.errors import EdgepruneError
 from .config import Budgets
 from .evidence import Evidence
 from .latency import rejected, select_latency, targets_in
@@ -262,7 +262,7 @@ def _profile_is_stale(ev: Evidence, data: dict[str, Any]) -> str | None:
         return f"it measured a {fb}-byte file but {ev.artifact.name} has {size} bytes"
     sha = data.get("sha256")
     if isinstance(sha, str) and len(sha) == 64:
-        from ..io import sha256_file
+        from edgeprune.io import sha256_file
 
         if sha256_file(ev.artifact) != sha:
             return f"it measured a file with another sha256 than {ev.artifact.name}"
@@ -314,7 +314,7 @@ def _latency(ev: Evidence, target: str, limit: float, statistic: str) -> BudgetR
     return _compare(name, limit, pick.seconds, True, format_time, src, detail, what=f"{target} latency")
 
 
-def evaluate(budgets: Budgets, ev: Evidence) -> list[BudgetResult]:
+def evaluate_budgets(budgets: Budgets, ev: Evidence) -> list[BudgetResult]:
     """Integrity (bundles) first, then every budget that is set, in a fixed order."""
     jobs: list[tuple[str, Callable[[], BudgetResult]]] = []
     if ev.is_bundle:
@@ -342,4 +342,4 @@ def evaluate(budgets: Budgets, ev: Evidence) -> list[BudgetResult]:
     return out
 
 
-__all__ = ["BudgetResult", "evaluate", "PASS", "FAIL", "MISSING"]
+__all__ = ["BudgetResult", "evaluate_budgets", "PASS", "FAIL", "MISSING"]

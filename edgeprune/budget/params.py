@@ -20,9 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import ModelError
-
-FORMATS = {".onnx": "onnx", ".tflite": "tflite"}
+from edgeprune.errors import ModelError
+from edgeprune.formats import Format, format_of
 
 
 @dataclass(frozen=True)
@@ -42,9 +41,10 @@ class ArtifactFiles:
     missing: tuple[str, ...] = ()
 
 
-def artifact_format(path: Path) -> str:
-    fmt = FORMATS.get(path.suffix.lower())
-    if fmt is None:
+def countable_format(path: Path) -> Format:
+    """The registered format of an artifact file that can be counted; a ModelError otherwise."""
+    fmt = format_of(path)
+    if fmt is None or fmt.param_counter is None:
         raise ModelError(f"{path} is neither .onnx nor .tflite; pass an exported artifact or its bundle folder")
     return fmt
 
@@ -237,13 +237,16 @@ def count_tflite(path: Path) -> ParamCount:
     return ParamCount(stored, dense, tensors, by_dtype)
 
 
+def single_file(path: Path) -> ArtifactFiles:
+    """A format whose artifact is one self-contained file."""
+    return ArtifactFiles((path,), path.stat().st_size)
+
+
 def count_params(path: str | os.PathLike[str]) -> ParamCount:
     path = Path(path)
-    return count_onnx(path) if artifact_format(path) == "onnx" else count_tflite(path)
+    return countable_format(path).count_params(path)
 
 
 def artifact_files(path: str | os.PathLike[str]) -> ArtifactFiles:
     path = Path(path)
-    if artifact_format(path) == "onnx":
-        return onnx_files(path)
-    return ArtifactFiles((path,), path.stat().st_size)
+    return countable_format(path).files(path)

@@ -9,8 +9,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..io import atomic_file
-from ..tables import Column, Table, markdown_lines
+from edgeprune.io import atomic_file
+from edgeprune.tables import Column, Table, markdown_lines
 from .config import BUDGETS_ARG, OVERRIDES_ARG
 from .gate import FAIL, MISSING, PASS, BudgetResult
 

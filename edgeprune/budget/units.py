@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import re
 
-from ..errors import ConfigError
+from edgeprune.errors import ConfigError
 
 _NUMBER = r"(?P<num>(?:\d+(?:_\d+)*)(?:\.\d+)?|\.\d+)"
 _VALUE_RE = re.compile(rf"^\s*{_NUMBER}\s*(?P<unit>[A-Za-zµ%]*)\s*$")

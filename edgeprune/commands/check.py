@@ -11,7 +11,7 @@ import os
 
 import click
 
-from ..errors import BudgetExceeded
+from edgeprune.errors import BudgetExceeded
 
 
 @click.command("check")
@@ -54,11 +54,11 @@ def command(path: str, config: str | None, max_size: str | None, max_params: str
     flags override them (use "off" to drop one). Exit 0: all hold; 1: a budget is exceeded or
     not measured; 2: bad input.
     """
-    from ..budget import check
-    from ..budget.reports import github_annotations, summary_line, table, write_junit, write_markdown
-    from ..io import write_json
-    from ..outputs import output_file
-    from ..tables import print_table
+    from edgeprune.budget import check
+    from edgeprune.budget.reports import github_annotations, summary_line, table, write_junit, write_markdown
+    from edgeprune.io import write_json
+    from edgeprune.outputs import output_file
+    from edgeprune.tables import print_table
 
     for value, flag, example in ((junit, "--junit", "check.xml"), (markdown, "--markdown", "check.md"),
                                  (json_out, "--json", "check.json")):

@@ -68,9 +68,9 @@ def stage_evaluate(ctx: dict[str, Any]) -> dict[str, Any]:
 
     from ..data import GlueExample
     from ..models import load_model
-    from ..training import evaluate, model_dir_of, predict
+    from edgeprune.training import model_dir_of, predict, task_metrics
 
-    metrics = evaluate(ctx["finetuned"], "sst2", ctx["data"], split="dev")
+    metrics = task_metrics(ctx["finetuned"], "sst2", ctx["data"], split="dev")
     model, tok = load_model(model_dir_of(ctx["finetuned"]))
     logits = predict(model, tok, [GlueExample(s, None, 0) for s in SHOWCASE], max_seq_len=64)
     probs = np.exp(logits - logits.max(-1, keepdims=True))

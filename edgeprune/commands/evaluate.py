@@ -44,7 +44,7 @@ def command(model: str, task: str | None, data_dir: Path | None, split: str, bat
     from ..errors import ConfigError
     from ..io import write_json
     from ..outputs import output_file
-    from ..training import evaluate
+    from ..training import task_metrics
 
     recorded = infer_task(model)
     if task is None and recorded is None and data_dir is None:
@@ -52,8 +52,8 @@ def command(model: str, task: str | None, data_dir: Path | None, split: str, bat
     spec = resolve_task(task, data_dir, text_column=text_column, text_pair_column=text_pair_column,
                         label_column=label_column, dev_fraction=dev_fraction, model=model, recorded=recorded)
     output_file(out_file, overwrite=overwrite, flag="--out", example="metrics.json")
-    report = evaluate(model, spec, data_dir, split=split, batch_size=batch_size, max_seq_len=max_seq_len,
-                      limit=limit, progress=True)
+    report = task_metrics(model, spec, data_dir, split=split, batch_size=batch_size, max_seq_len=max_seq_len,
+                          limit=limit, progress=True)
     report["model"] = str(model)
     if out_file is not None:
         write_json(out_file, report)

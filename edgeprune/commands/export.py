@@ -9,7 +9,7 @@ from .dataopts import data_options, resolve_task
 
 
 def _seq_len(value: str) -> int | None:
-    from ..errors import ConfigError
+    from edgeprune.errors import ConfigError
 
     if value.lower() == "dynamic":
         return None
@@ -21,7 +21,7 @@ def _seq_len(value: str) -> int | None:
 
 def _recorded_task(run_dir: Path):
     """The task a compress run (compression.json) or a checkpoint (config.json edgeprune_task) was made for."""
-    from ..io import read_json
+    from edgeprune.io import read_json
 
     for path, key in ((run_dir / "compression.json", "task"), (run_dir / "config.json", "edgeprune_task")):
         if path.is_file():
@@ -32,6 +32,22 @@ def _recorded_task(run_dir: Path):
             if task:
                 return task
     return None
+
+
+def _options(fmt: str, **flags):
+    """The typed options of ``--format``, from the flags named like its fields (an unknown format fails here,
+    before any data is read). ``--opset`` given to a format without one is refused; other flags of another
+    format are ignored, as they always were."""
+    import dataclasses
+
+    from edgeprune.errors import ConfigError
+    from edgeprune.exporters import get_exporter
+
+    options_type = get_exporter(fmt).options_type
+    fields = {f.name for f in dataclasses.fields(options_type)}
+    if flags.get("opset") is not None and "opset" not in fields:
+        raise ConfigError("--opset applies to ONNX exports only")
+    return options_type(**{k: v for k, v in flags.items() if k in fields})
 
 
 @click.command("export", short_help="Export a checkpoint to ONNX, TFLite or a shrunk HF checkpoint, verified.")
@@ -71,21 +87,19 @@ def command(run_dir: Path, fmt: str, dtype: str, mode: str, seq_len: str, batch:
     """Export RUN_DIR (a compress run, or a model folder with --mode dense) into a verified bundle at --out."""
     import dataclasses
 
-    from ..data.glue import task_key, task_name
-    from ..errors import ConfigError
-    from ..exporters import get_exporter
-    from ..exporters.api import export
-    from ..exporters.base import ExportConfig
-    from ..bundle import bundle_kind
-    from ..outputs import output_dir
-    from ..rundir import open_run
+    from edgeprune.data.glue import task_key, task_name
+    from edgeprune.errors import ConfigError
+    from edgeprune.exporters.api import export
+    from edgeprune.exporters.base import ExportConfig
+    from edgeprune.bundle import bundle_kind
+    from edgeprune.outputs import output_dir
+    from edgeprune.rundir import open_run
 
     config = ExportConfig(format=fmt, dtype=dtype, mode=mode, seq_len=_seq_len(seq_len), batch=batch,
                           data_dir=str(data_dir) if data_dir else None, verify_examples=verify_examples,
                           calib_examples=calib_examples, verify=not no_verify,
-                          tflite_sparsity=tflite_sparsity, int8_embeddings=int8_embeddings, opset=opset,
-                          int8_choice=int8_choice, int8_threads=int8_threads)
-    get_exporter(fmt)  # an unknown --format fails here, before the data is read
+                          options=_options(fmt, opset=opset, int8_embeddings=int8_embeddings, int8_choice=int8_choice,
+                                           int8_threads=int8_threads, sparsity=tflite_sparsity))
     open_run(run_dir)  # not a run / model folder: that message first
     output_dir(out_dir, "export bundle", bundle_kind, overwrite=overwrite)
     if data_dir is None and (config.verify or config.dtype == "int8"):
@@ -95,7 +109,7 @@ def command(run_dir: Path, fmt: str, dtype: str, mode: str, seq_len: str, batch:
                         label_column=label_column, dev_fraction=dev_fraction, recorded=_recorded_task(run_dir),
                         need_data=False)
     config = dataclasses.replace(config, task=task_key(spec) if spec is not None else None)
-    from ..quiet import to_stderr
+    from edgeprune.quiet import to_stderr
 
     with to_stderr():  # library prints (Trainer's metric dicts) are logs: stderr; the result line is stdout
         res = export(run_dir, config, out_dir)

@@ -6,12 +6,15 @@ come from qemu-aarch64 with instruction counts (never a latency), predicted ones
 roofline model for every known target. The input shapes fed are read from the artifact and recorded. With
 ``baseline`` the dense counterpart is profiled the same way (same input shapes, unless ``allow_mismatch``)
 and compared, with format / dtype / shape differences named.
+
+Every runner answers in one shape (:class:`edgeprune.targets.measurement.Measurement`): this module only
+picks the runners and their configs from :class:`ProfileConfig`, labels their rows and adds the predictions.
 """
 from __future__ import annotations
 
 import os
 import platform
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -19,6 +22,9 @@ from edgeprune.errors import ConfigError
 
 if TYPE_CHECKING:
     from edgeprune.quiet import Progress
+    from edgeprune.targets import Target
+    from edgeprune.targets.base import RunSpec
+    from edgeprune.targets.measurement import Runner
 
 XNNPACK_CHOICES = ("on", "off", "both")
 
@@ -51,7 +57,6 @@ class ProfileConfig:
     targets_dir: str | None = None
     calibrate: str | None = None       # a profile.json whose measured runs fit each target's efficiency
     timeout_s: float = 600.0
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.xnnpack not in XNNPACK_CHOICES:
@@ -87,21 +92,6 @@ class ProfileConfig:
         return self.label != "host" and not (self.ssh or self.adb)
 
 
-def target_arch(t: Any) -> str | None:
-    """aarch64 / x86_64 from a target's ISA flags (None when they say neither)."""
-    isa = set(getattr(t, "isa", ()) or ())
-    if "asimd" in isa:
-        return "aarch64"
-    if isa & {"x86_64", "avx2", "avx512f", "sse4_2"}:
-        return "x86_64"
-    return None
-
-
-def same_arch(machine: str | None, arch: str | None) -> bool:
-    norm = {"arm64": "aarch64", "aarch64": "aarch64", "amd64": "x86_64", "x86_64": "x86_64"}
-    return bool(machine) and norm.get(str(machine).lower(), str(machine).lower()) == arch
-
-
 def resolve_artifact(path: str | os.PathLike[str]) -> tuple[Path, dict[str, Any] | None]:
     """An artifact file, or a bundle folder whose manifest.json names one."""
     p = Path(path)
@@ -119,24 +109,6 @@ def resolve_artifact(path: str | os.PathLike[str]) -> tuple[Path, dict[str, Any]
     if not p.is_file():
         raise ConfigError(f"{p}: no such artifact; pass an .onnx/.tflite file or a bundle folder")
     return p, None
-
-
-def _latency(res: dict[str, Any]) -> dict[str, float]:
-    from .stats import summarize
-
-    s = summarize(res["latencies_ms"])
-    return {k: s[k] for k in ("mean", "p10", "p50", "p90", "p99", "std")}
-
-
-def _measured_entry(res: dict[str, Any], target: str, runner: str) -> dict[str, Any]:
-    return {"target": target, "kind": "measured", "runner": runner, "engine": res["engine"],
-            "device": {"where": runner, "machine": res.get("machine"), "cpu": res.get("cpu")},
-            "inputs": res.get("inputs"),
-            "runtime_version": res.get("runtime_version"), "xnnpack": res.get("xnnpack"),
-            "latency_ms": _latency(res), "threads": res["threads"], "batch": res["batch"], "seq_len": res["seq_len"],
-            "load_ms": res["load_ms"], "peak_memory_bytes": res.get("peak_rss_bytes"),
-            "rss_after_load_bytes": res.get("rss_after_load_bytes"), "rss_start_bytes": res.get("rss_start_bytes"),
-            "runs": len(res["latencies_ms"]), "machine": res.get("machine"), "cpu": res.get("cpu")}
 
 
 def _calibration(path: str | None) -> dict[str, float]:
@@ -231,126 +203,82 @@ class RunnerStages:
             self.progress.update(done)
 
 
-def _profile_one(artifact: str | os.PathLike[str], cfg: ProfileConfig, role: str = "") -> dict[str, Any]:
-    from edgeprune.bundle import tool_versions
-    from edgeprune.io import sha256_file
-    from edgeprune.targets import get_runner, get_target, load_targets
-    from edgeprune.targets.base import RunSpec, artifact_format
+def _runs(cfg: ProfileConfig, spec: RunSpec, targets: dict[str, Target],
+          role: str) -> list[tuple[str, Runner, RunSpec]]:
+    """(target label, runner, spec) of every measurement ``cfg`` asks for, in report order: each runner
+    built from its typed config, so that every one measures and reports the same way."""
+    from edgeprune.targets.adb import AdbConfig, AdbRunner
+    from edgeprune.targets.emulate import EmulateConfig, EmulateRunner
+    from edgeprune.targets.host import HostRunner
+    from edgeprune.targets.ssh import SSHConfig, SSHRunner
 
-    from . import roofline
-
-    path, manifest = resolve_artifact(artifact)
-    fmt = artifact_format(path)
-    if manifest and manifest.get("format") and manifest["format"] != fmt:
-        raise ConfigError(f"{artifact}: manifest says format {manifest['format']!r} but the artifact is .{fmt}")
-    from .shapes import fed_shapes, list_shape, read_io, resolve_shape
-
-    io = read_io(path)
-    batch, seq_len = resolve_shape(io, str(path), cfg.batch, cfg.seq_len, int((manifest or {}).get("batch") or 1),
-                                   int((manifest or {}).get("seq_len") or 128))
-    targets = load_targets(cfg.targets_dir)
-    label = cfg.label
-    if label not in targets:
-        raise ConfigError(f"unknown target {label!r}; known: {', '.join(sorted(targets))}")
+    label, runs = cfg.label, []
+    measure_host = cfg.measure_host if cfg.measure_host is not None else not (cfg.ssh or cfg.adb or cfg.predict_only)
+    if measure_host and cfg.runs < 1:
+        raise ConfigError("--runs must be at least 1 for a measured run")
+    if measure_host:   # this machine is "host", whatever --target says
+        variants = ([True, False] if cfg.xnnpack == "both" else [cfg.xnnpack != "off"]) \
+            if spec.artifact_type.xnnpack else [True]
+        for xnn in variants:
+            where = "host" + ("" if xnn else " (no-xnnpack)")
+            runs.append(("host", HostRunner(on_progress=RunnerStages(f"[profile] {role}{where}")),
+                         replace(spec, xnnpack=xnn)))
+    if cfg.ssh:
+        ssh = SSHConfig(cfg.ssh, identity=cfg.identity, remote_python=cfg.remote_python, known_hosts=cfg.known_hosts,
+                        accept_new_host_key=cfg.accept_new_host_key, target=targets[label])
+        runs.append((label, SSHRunner(ssh, on_progress=RunnerStages(f"[profile] {role}{label} (ssh)")), spec))
+    if cfg.adb:
+        mask = targets[label].big_core_mask if cfg.big_cores else None
+        if cfg.big_cores and not mask:
+            raise ConfigError(f"--big-cores: target {label!r} has no cpu.big_core_mask")
+        adb = AdbConfig(cfg.adb, cfg.benchmark_binary or "", adb_binary=cfg.adb_binary, use_gpu=cfg.use_gpu,
+                        big_core_mask=mask)
+        runs.append((label, AdbRunner(adb), spec))
     for name in cfg.emulate:
         t = targets.get(name)
         if t is None or not t.qemu_cpu:
             emulable = sorted(n for n, tt in targets.items() if tt.qemu_cpu)
             raise ConfigError(f"--emulate {name!r}: choose one of {', '.join(emulable)}")
+        runs.append((name, EmulateRunner(EmulateConfig(t, marked_runs=cfg.marked_runs)), spec))
+    return runs
+
+
+def _profile_one(artifact: str | os.PathLike[str], cfg: ProfileConfig, role: str = "") -> dict[str, Any]:
+    from edgeprune.bundle import tool_versions
+    from edgeprune.io import sha256_file
+    from edgeprune.quiet import stage
+    from edgeprune.targets import load_targets
+    from edgeprune.targets.base import RunSpec, profilable_format
+
+    from .shapes import fed_shapes, list_shape, read_io, resolve_shape
+
+    path, manifest = resolve_artifact(artifact)
+    fmt = profilable_format(path).name
+    if manifest and manifest.get("format") and manifest["format"] != fmt:
+        raise ConfigError(f"{artifact}: manifest says format {manifest['format']!r} but the artifact is .{fmt}")
+    io = read_io(path)
+    batch, seq_len = resolve_shape(io, str(path), cfg.batch, cfg.seq_len, int((manifest or {}).get("batch") or 1),
+                                   int((manifest or {}).get("seq_len") or 128))
+    targets = load_targets(cfg.targets_dir)
+    if cfg.label not in targets:
+        raise ConfigError(f"unknown target {cfg.label!r}; known: {', '.join(sorted(targets))}")
     spec = RunSpec(path, threads=cfg.threads, batch=int(batch), seq_len=int(seq_len), warmup=cfg.warmup,
                    runs=cfg.runs, timeout_s=cfg.timeout_s)
-    measure_host = cfg.measure_host if cfg.measure_host is not None else not (cfg.ssh or cfg.adb or cfg.predict_only)
-    results: list[dict[str, Any]] = []
-    raw: dict[str, Any] = {}
-    if measure_host and cfg.runs < 1:
-        raise ConfigError("--runs must be at least 1 for a measured run")
-    from edgeprune.quiet import stage
-
+    runs = _runs(cfg, spec, targets, role)
     stage(f"[profile] {role}{path.name}: {fmt}, batch {spec.batch}, seq {spec.seq_len}, {spec.threads} thread"
           + ("s" if spec.threads > 1 else ""))
-    if measure_host:
-        host = get_runner("host")
-        variants = [True, False] if fmt == "tflite" and cfg.xnnpack == "both" else [cfg.xnnpack != "off"]
-        for xnn in variants if fmt == "tflite" else [True]:
-            where = "host" + (" (no-xnnpack)" if fmt == "tflite" and not xnn else "")
-            res = host(replace(spec, xnnpack=xnn), on_progress=RunnerStages(f"[profile] {role}{where}"))
-            results.append(_measured_entry(res, "host", "host"))   # this machine is "host", whatever --target says
-    if cfg.ssh:
-        stage(f"[profile] {role}{label}: copy the artifact and the runner to {cfg.ssh}")
-        res = get_runner("ssh")(spec, cfg.ssh, identity=cfg.identity, remote_python=cfg.remote_python,
-                                known_hosts=cfg.known_hosts, accept_new_host_key=cfg.accept_new_host_key,
-                                on_progress=RunnerStages(f"[profile] {role}{label} (ssh)"))
-        arch = target_arch(targets[label])
-        if label != "host" and arch and not same_arch(res.get("machine"), arch):
-            raise ConfigError(f"--ssh {cfg.ssh} ran on a {res.get('machine') or 'unknown'} machine "
-                              f"({res.get('cpu') or 'unknown CPU'}), but target {label!r} is {arch}; its time is not "
-                              f"a {label} time: pass the right --target or --ssh")
-        entry = _measured_entry(res, label, "ssh")
-        entry["device"].update({"dest": res.get("device"), "host_key": res.get("host_key")})
-        entry.update({"target_arch": arch, "label": res.get("label")})
-        if "tool" in res:
-            entry["tool"] = {k: res["tool"][k] for k in ("tool", "path", "parsed")}
-        raw["ssh"] = res.get("raw_stdout")
-        results.append(entry)
-    if cfg.adb:
-        tgt = targets[label]
-        mask = tgt.big_core_mask if cfg.big_cores else None
-        if cfg.big_cores and not mask:
-            raise ConfigError(f"--big-cores: target {label!r} has no cpu.big_core_mask")
-        stage(f"[profile] {role}{label} (adb {cfg.adb}): {Path(cfg.benchmark_binary or '').name}, {spec.warmup} "
-              f"warm-up and {spec.runs} timed runs" + (", then on the GPU" if cfg.use_gpu else ""))
-        for run in get_runner("adb")(spec, cfg.adb, cfg.benchmark_binary, adb_binary=cfg.adb_binary,
-                                     use_gpu=cfg.use_gpu, big_core_mask=mask):
-            p = run["parsed"]
-            lat = {k: p["latency_ms"][k] for k in ("mean", "p50", "p90", "p99", "std") if k in (p["latency_ms"] or {})}
-            mem = p.get("peak_memory_bytes")
-            if mem is None and p.get("memory_mb"):
-                mem = int(p["memory_mb"]["overall"] * 1e6)
-            row = {"target": label, "kind": "measured", "runner": "adb", "unit": run["unit"],
-                   "device": {"where": "adb", "serial": cfg.adb}, "inputs": fed_shapes(io, spec.batch, spec.seq_len),
-                   "tool": run["tool"], "latency_ms": lat, "threads": spec.threads, "batch": spec.batch,
-                   "seq_len": spec.seq_len, "peak_memory_bytes": mem,
-                   "load_ms": p.get("init_ms") or p.get("session_creation_ms"),
-                   "command": run["command"], "parsed": p}
-            if run["unit"] == "gpu":
-                row.update(_gpu_verdict(p, lat))
+    results: list[dict[str, Any]] = []
+    raw: dict[str, Any] = {}
+    for label, runner, run_spec in runs:
+        line = runner.describe(run_spec)
+        if line:
+            stage(f"[profile] {role}{label}{line}")
+        for m in runner.measure(run_spec):
+            row = m.row(label)
+            row["inputs"] = row["inputs"] or fed_shapes(io, spec.batch, spec.seq_len)
             results.append(row)
-            raw[f"adb_{run['unit']}"] = run["raw"]
-    for name in cfg.emulate:
-        stage(f"[profile] {role}{name} (emulated): qemu-aarch64 {targets[name].qemu_cpu}, counting the instructions "
-              f"of {cfg.marked_runs} runs")
-        res = get_runner("emulate")(spec, targets[name], marked_runs=cfg.marked_runs)
-        results.append({"target": name, "kind": "emulated", "runner": "emulate", "engine": res["engine"],
-                        "qemu_cpu": res["qemu_cpu"], "instructions": res["instructions"],
-                        "instructions_total": res["instructions_total"], "marked_runs": res["marked_runs"],
-                        "threads": 1, "batch": spec.batch, "seq_len": spec.seq_len,
-                        "inputs": res.get("inputs") or fed_shapes(io, spec.batch, spec.seq_len),
-                        "outputs_match_host": res.get("outputs_match_host"),
-                        "max_abs_diff_vs_host": res.get("max_abs_diff_vs_host"),
-                        "emulation_wall_s": res["emulation_wall_s"],
-                        "note": "instruction count per inference; emulated wall time is not a device latency"})
-    costs_summary = None
-    if cfg.predict:
-        stage(f"[profile] {role}predict {len(targets)} targets (roofline estimates)")
-        costs = roofline.artifact_costs(path, spec.batch, spec.seq_len)
-        costs_summary = roofline.totals(costs)
-        fits = _calibration(cfg.calibrate)
-        for r in results:
-            if r["kind"] == "measured" and r["target"] in targets and r.get("unit", "cpu") == "cpu":
-                r["efficiency_fit"] = roofline.calibrate_efficiency(costs, targets[r["target"]],
-                                                                    r["latency_ms"]["mean"], r["threads"])
-        for name, t in targets.items():
-            eff = fits.get(name)
-            entry = {"target": name, "kind": "predicted", "unit": "cpu",
-                     "latency_ms": {"mean": roofline.predict_ms(costs, t, spec.threads, eff)},
-                     "threads": min(spec.threads, t.cores), "batch": spec.batch, "seq_len": spec.seq_len,
-                     "efficiency": eff if eff is not None else t.efficiency,
-                     "efficiency_source": "calibrated" if eff is not None else "prior",
-                     "note": "estimate (roofline model), not a measurement"}
-            if t.gpu is not None and fmt == "tflite":   # no supported runner puts an ONNX file on a GPU
-                entry["gpu_latency_ms"] = {"mean": roofline.predict_ms(costs, t, unit="gpu")}
-                entry["gpu_efficiency"] = t.gpu.efficiency
-            results.append(entry)
+            raw.update(m.raw)
+    costs_summary = _predict(path, spec, cfg, targets, results, role) if cfg.predict else None
     first = next((r for r in results if r["kind"] == "measured" and r.get("load_ms") is not None), None)
     return {
         "artifact": str(path), "format": fmt, "file_bytes": path.stat().st_size, "sha256": sha256_file(path),
@@ -360,13 +288,42 @@ def _profile_one(artifact: str | os.PathLike[str], cfg: ProfileConfig, role: str
         "declared_inputs": {i.name: list_shape(i.shape) for i in io.inputs},
         "dtype": (manifest or {}).get("dtype") or io.weight_dtype,
         "measured_on": sorted({r["target"] for r in results if r["kind"] == "measured"}),
-        "predict_only": label if cfg.predict_only else None,
+        "predict_only": cfg.label if cfg.predict_only else None,
         "threads": spec.threads, "warmup": spec.warmup, "runs": spec.runs,
         "load_ms": first["load_ms"] if first else None, "results": results, "costs": costs_summary,
         "raw": raw, "machine": {"platform": platform.platform(), "processor": platform.processor() or None,
                                 "machine": platform.machine(), "cpu": _host_cpu(), "cpu_count": os.cpu_count()},
         "tools": tool_versions(),
     }
+
+
+def _predict(path: Path, spec: RunSpec, cfg: ProfileConfig, targets: dict[str, Target],
+             results: list[dict[str, Any]], role: str) -> dict[str, Any]:
+    """Roofline rows for every target (appended to ``results``), and each measured CPU row's efficiency fit."""
+    from edgeprune.quiet import stage
+
+    from . import roofline
+
+    stage(f"[profile] {role}predict {len(targets)} targets (roofline estimates)")
+    costs = roofline.artifact_costs(path, spec.batch, spec.seq_len)
+    fits = _calibration(cfg.calibrate)
+    for r in results:
+        if r["kind"] == "measured" and r["target"] in targets and r.get("unit", "cpu") == "cpu":
+            r["efficiency_fit"] = roofline.calibrate_efficiency(costs, targets[r["target"]],
+                                                                r["latency_ms"]["mean"], r["threads"])
+    for name, t in targets.items():
+        eff = fits.get(name)
+        entry = {"target": name, "kind": "predicted", "unit": "cpu",
+                 "latency_ms": {"mean": roofline.predict_ms(costs, t, spec.threads, eff)},
+                 "threads": min(spec.threads, t.cores), "batch": spec.batch, "seq_len": spec.seq_len,
+                 "efficiency": eff if eff is not None else t.efficiency,
+                 "efficiency_source": "calibrated" if eff is not None else "prior",
+                 "note": "estimate (roofline model), not a measurement"}
+        if t.gpu is not None and spec.artifact_type.gpu_delegate:   # only a device tool's GPU delegate
+            entry["gpu_latency_ms"] = {"mean": roofline.predict_ms(costs, t, unit="gpu")}
+            entry["gpu_efficiency"] = t.gpu.efficiency
+        results.append(entry)
+    return roofline.totals(costs)
 
 
 def _host_cpu() -> str | None:
@@ -378,20 +335,6 @@ def _host_cpu() -> str | None:
     except OSError:
         pass
     return platform.processor() or None
-
-
-def _gpu_verdict(parsed: dict[str, Any], lat: dict[str, float]) -> dict[str, Any]:
-    """A GPU-delegate row: a latency only when the delegate took the whole graph."""
-    from .delegation import UNKNOWN, Delegation
-
-    d = parsed.get("delegation") or {"status": UNKNOWN}
-    verdict = Delegation(**{**d, "unsupported": tuple(d.get("unsupported", ())), "lines": tuple(d.get("lines", ()))})
-    out: dict[str, Any] = {"delegation": verdict.to_dict()}
-    if not verdict.is_gpu_latency:
-        out["latency_ms"] = None
-        out["mixed_latency_ms"] = lat or None   # CPU fallback or CPU+GPU mix: kept, never called a GPU time
-        out["note"] = verdict.describe()
-    return out
 
 
 def _key(r: dict[str, Any]) -> tuple[Any, ...]:
@@ -416,7 +359,7 @@ def differences(report: dict[str, Any], base: dict[str, Any]) -> list[str]:
 
 def compare(report: dict[str, Any], base: dict[str, Any]) -> list[dict[str, Any]]:
     """Pruned next to dense for every (target, kind) present in both: latency speed-up, instruction ratio."""
-    from .stats import speedup
+    from edgeprune.targets.stats import speedup
 
     base_by = {_key(r): r for r in base["results"]}
     differs = differences(report, base)

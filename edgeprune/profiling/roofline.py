@@ -12,10 +12,8 @@ from __future__ import annotations
 
 import math
 import os
-
 from collections import defaultdict
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from edgeprune.errors import ConfigError, ModelError
@@ -240,12 +238,13 @@ def tflite_costs(path: str | os.PathLike[str], batch: int = 1, seq_len: int = 12
 
 
 def artifact_costs(path: str | os.PathLike[str], batch: int = 1, seq_len: int = 128) -> list[OpCost]:
-    suffix = Path(path).suffix.lower()
-    if suffix == ".onnx":
-        return onnx_costs(path, batch, seq_len)
-    if suffix == ".tflite":
-        return tflite_costs(path, batch, seq_len)
-    raise ConfigError(f"{path}: roofline needs an .onnx or .tflite artifact")
+    """Per-op costs by the artifact's own cost walker (its format record's ``cost_walker``)."""
+    from edgeprune.formats import format_of
+
+    fmt = format_of(path)
+    if fmt is None or fmt.cost_walker is None:
+        raise ConfigError(f"{path}: roofline needs an .onnx or .tflite artifact")
+    return fmt.costs(path, batch, seq_len)
 
 
 def totals(costs: list[OpCost]) -> dict[str, Any]:

@@ -34,7 +34,7 @@ class ArtifactIO:
         return int(next(iter(vals)))  # type: ignore[arg-type]
 
 
-def _onnx_io(path: str) -> ArtifactIO:
+def onnx_io(path: str) -> ArtifactIO:
     import onnx
 
     try:
@@ -55,7 +55,7 @@ def _onnx_io(path: str) -> ArtifactIO:
     return ArtifactIO(tuple(inputs), dtype)
 
 
-def _tflite_io(path: str) -> ArtifactIO:
+def tflite_io(path: str) -> ArtifactIO:
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
     try:
@@ -73,8 +73,11 @@ def _tflite_io(path: str) -> ArtifactIO:
 
 
 def read_io(path: str | os.PathLike[str]) -> ArtifactIO:
-    p = str(path)
-    return _tflite_io(p) if p.lower().endswith(".tflite") else _onnx_io(p)
+    """Declared inputs and weight dtype, by the format's own reader (ONNX for an unknown suffix, as before)."""
+    from edgeprune.formats import FORMATS, format_of
+
+    fmt = format_of(path)
+    return (fmt if fmt is not None and fmt.io_reader else FORMATS["onnx"]).io(path)
 
 
 def resolve_shape(io: ArtifactIO, artifact: str, batch: int | None, seq_len: int | None,

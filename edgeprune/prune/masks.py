@@ -157,13 +157,6 @@ def magnitude_scores(weights: dict[str, torch.Tensor], tilings: dict[str, Tiling
             for n, w in weights.items()}
 
 
-def keep_ratio_for(compression: float) -> float:
-    """Compression (dense / kept) -> fraction of weights kept."""
-    if not (isinstance(compression, (int, float)) and math.isfinite(compression) and compression >= 1):
-        raise ConfigError(f"compression {compression!r} must be a number >= 1 (e.g. 5 for 5x)")
-    return 1.0 / compression
-
-
 def parse_target(text: str | float) -> float:
     """``'5x'`` -> 5.0 (compression); ``'0.8'`` -> sparsity 0.8 -> 5.0."""
     s = str(text).strip().lower()

@@ -1,8 +1,8 @@
 """Presets: which layers to prune per architecture, and which block shapes each runtime turns into speed.
 
-Block presets come from measurements on this machine (``shared/docs/speed-notes.md``, env.md
-Exp 4/5, and the exporters' own layer studies: ``exporters/onnx.py``, ``exporters/tf_linear.py``,
-``bench/results/export_onnx.*`` / ``export_tflite.*``):
+Block presets come from measurements on this machine (``docs/speed-notes.md``, and the exporters'
+own layer studies: ``exporters/onnx.py``, ``exporters/tf_linear.py``, ``bench/results/export_onnx.*`` /
+``export_tflite.*``):
 
 * ``ort``: balanced 128-row column segments (``128x1``). The ONNX exporter's row-gather on the
   transposed activation runs a block-row layer at about ``0.07 + 1.07 * kept`` of the dense time
@@ -10,7 +10,7 @@ Exp 4/5, and the exporters' own layer studies: ``exporters/onnx.py``, ``exporter
   dense (32x32 gathers were 1.4-1.6x slower), so short blocks are not offered here.
 * ``tflite``: whole input columns (``allx1``): one GATHER of the kept columns then a smaller dense
   FULLY_CONNECTED, which XNNPACK runs at full speed. TFLite's own sparse encoding gives no speedup
-  (env.md Exp 5), so only structurally smaller dense layers run faster.
+  (``docs/speed-notes.md``, TFLite sparse encoding / XNNPACK), so only structurally smaller dense layers run faster.
 * ``paper``: 16x16 square blocks, the authors' hard-pruning blocks (not balanced; the exporters
   fall back to packed-dense for them, i.e. smaller files but dense speed).
 * ``rows``: whole output rows (``1xall``): a smaller dense MatMul in any runtime, the coarsest

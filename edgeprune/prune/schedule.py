@@ -1,19 +1,26 @@
-"""Gradual pruning schedule: how much of each matrix to keep at a given training step.
+"""Pruning schedules: when masks are (re)computed during training and how much they keep then.
 
-A one-shot structured cut to 5x destroys a small model faster than a short retraining can
-repair it (bench/results/compress.md). Zhu & Gupta ("To prune, or not to prune", 2017) remove
-weights a little at a time instead, fastest at first while there is most redundancy, with a
-cubic ramp of sparsity s_t = s_f * (1 - (1 - t/T)^3). Here the ramp runs over the first
-``ramp`` fraction of masked retraining and the rest retrains at the final mask. The paper's
-pipeline is ``oneshot``; ``gradual`` is our addition (``--prune-schedule gradual``).
+Every schedule keeps tfmot's ``PruningSchedule`` contract: ``schedule(step) -> (should_prune, keep)``
+(``keep``: the fraction of elements kept from that step on) and ``get_config()`` /
+``from_config()`` round-trip it. Three exist:
+
+* :class:`OneShotSchedule`: the paper's single hard prune, at step 0.
+* :class:`GradualSchedule`: Zhu & Gupta ("To prune, or not to prune", 2017): a one-shot structured
+  cut to 5x destroys a small model faster than a short retraining can repair it, so remove weights a
+  little at a time instead, fastest at first while there is most redundancy, with a cubic ramp of
+  sparsity s_t = s_f * (1 - (1 - t/T)^3). ``compress`` runs the ramp over the first ``ramp``
+  fraction of masked retraining and retrains the rest at the final mask (``--prune-schedule gradual``).
+* :class:`StagedSchedule`: piecewise-constant cuts (2x, 3x, ... to the target), each refitted and
+  retrained before the next (``--stages``).
+
+``SCHEDULES`` names the ones ``--prune-schedule`` selects.
 """
 from __future__ import annotations
 
 import math
+from typing import Any
 
 from ..errors import ConfigError
-
-SCHEDULES = ("oneshot", "gradual")
 
 
 def cubic_keep(step: int, ramp_steps: int, final_keep: float) -> float:
@@ -63,7 +70,67 @@ def staged_targets(final: float, step: float = 1.0, start: float = 2.0) -> list[
     return [start + i * step for i in range(n)] + [final]
 
 
-class StagedSchedule:
+class PruningSchedule:
+    """The contract: ``(should_prune, keep)`` at an optimizer step, and a config that rebuilds it."""
+
+    def __call__(self, step: int) -> tuple[bool, float]:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def get_config(self) -> dict[str, Any]:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> PruningSchedule:
+        return cls(**config.get("config", config))
+
+
+def _check_keep(final_keep: float) -> float:
+    if isinstance(final_keep, bool) or not isinstance(final_keep, (int, float)) or not 0 < final_keep <= 1:
+        raise ConfigError(f"final keep ratio {final_keep!r} must be in (0, 1]")
+    return float(final_keep)
+
+
+def _check_step(step: int) -> int:
+    if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+        raise ConfigError(f"step {step!r} must be a non-negative integer")
+    return step
+
+
+class OneShotSchedule(PruningSchedule):
+    """One cut to ``final_keep`` at step 0; the masks then stay fixed (the paper's pipeline)."""
+
+    def __init__(self, final_keep: float):
+        self.final_keep = _check_keep(final_keep)
+
+    def __call__(self, step: int) -> tuple[bool, float]:
+        return _check_step(step) == 0, self.final_keep
+
+    def get_config(self) -> dict[str, Any]:
+        return {"class_name": type(self).__name__, "config": {"final_keep": self.final_keep}}
+
+
+class GradualSchedule(PruningSchedule):
+    """The cubic ramp from dense to ``final_keep`` over ``ramp_steps``, masks recomputed every ``every``
+    steps (None: about 10 updates per ramp) and always at the ramp's end."""
+
+    def __init__(self, final_keep: float, ramp_steps: int, every: int | None = None):
+        self.final_keep = _check_keep(final_keep)
+        self.ramp_steps = _check_step(ramp_steps)
+        self.every = every or default_every(self.ramp_steps)
+        self.steps = frozenset(update_steps(self.ramp_steps, self.every))
+
+    def __call__(self, step: int) -> tuple[bool, float]:
+        return _check_step(step) in self.steps, cubic_keep(step, self.ramp_steps, self.final_keep)
+
+    def get_config(self) -> dict[str, Any]:
+        return {"class_name": type(self).__name__,
+                "config": {"final_keep": self.final_keep, "ramp_steps": self.ramp_steps, "every": self.every}}
+
+
+SCHEDULES: dict[str, type[PruningSchedule]] = {"oneshot": OneShotSchedule, "gradual": GradualSchedule}
+
+
+class StagedSchedule(PruningSchedule):
     """Piecewise-constant compression: stage ``k`` cuts to ``stages[k]`` at step ``k * steps_per_stage``
     and holds it until the next cut; the last stage holds for the rest of training.
 
@@ -102,17 +169,20 @@ class StagedSchedule:
 
     def stage_of(self, step: int) -> int:
         """Index of the stage in force at ``step`` (the last one from its boundary on)."""
-        if isinstance(step, bool) or not isinstance(step, int) or step < 0:
-            raise ConfigError(f"step {step!r} must be a non-negative integer")
-        return min(step // self.steps_per_stage, len(self.stages) - 1)
+        return min(_check_step(step) // self.steps_per_stage, len(self.stages) - 1)
 
-    def __call__(self, step: int) -> float:
+    def compression(self, step: int) -> float:
         """Compression in force at optimizer ``step``."""
         return self.stages[self.stage_of(step)]
 
     def keep_ratio(self, step: int) -> float:
         """Fraction of elements kept at ``step`` (``1 / compression``)."""
-        return 1.0 / self(step)
+        return 1.0 / self.compression(step)
+
+    def __call__(self, step: int) -> tuple[bool, float]:
+        """(a cut happens at ``step``, keep ratio in force)."""
+        k = self.stage_of(step)
+        return step == k * self.steps_per_stage, 1.0 / self.stages[k]
 
     def get_config(self) -> dict:
         return {"class_name": type(self).__name__,

@@ -1,28 +1,21 @@
 """Tiny real BERT / RoBERTa / DistilBERT checkpoints built from configs, with tokenizers trained on the fly.
 
 Test support (not part of the installed package); nothing here touches the network. The GLUE data
-the tests read is ``../shared/data/glue`` beside the checkout, or $EDGEPRUNE_GLUE.
+the tests read is the benchmarks' folder, ``bench.common.glue_dir()`` ($EDGEPRUNE_GLUE, else
+``shared/data/glue`` beside the checkout).
 """
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
-SHARED_GLUE = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "glue"
+from bench.common import glue_dir
 
 _CORPUS_FALLBACK = [
     "the quick brown fox jumps over the lazy dog",
     "a small model runs fast on the edge device",
     "pruning removes blocks of weights that matter little",
 ]
-
-
-def glue_dir() -> Path:
-    """The shared GLUE folder (``../shared/data/glue`` beside the checkout), or $EDGEPRUNE_GLUE."""
-    env = os.environ.get("EDGEPRUNE_GLUE")
-    if env:
-        return Path(env)
-    return SHARED_GLUE
 
 
 def _corpus(max_lines: int = 2000) -> list[str]:

@@ -3,7 +3,7 @@
 Only the tests use it (tf2onnx is in the ``dev`` extra), so it lives beside them, not in the package.
 
 ``tf2onnx.convert.from_function`` is used (``from_keras`` fails on Keras 3). tf2onnx may print
-"Unsupported ops" yet exit cleanly with an invalid model (shared/docs/env.md Exp 6), so the result
+"Unsupported ops" yet exit cleanly with an invalid model (docs/speed-notes.md, section 6), so the result
 is always loaded and run in onnxruntime before it counts.
 """
 from __future__ import annotations

@@ -8,8 +8,8 @@
 * :class:`MaskCallback` keeps pruned weights exactly zero: gradients are masked in backward
   (tensor hooks, so clipping and DDP's all-reduce see masked gradients), weights are re-masked
   after every optimizer step, and AdamW's moments of pruned weights are zeroed.
-* :class:`GradualMaskCallback` is a MaskCallback whose masks tighten during training along the
-  cubic schedule of ``prune.schedule`` (``--prune-schedule gradual``); its masks are stored in
+* :class:`GradualMaskCallback` is a MaskCallback whose masks tighten during training along a
+  ``prune.schedule.GradualSchedule`` (``--prune-schedule gradual``); its masks are stored in
   every checkpoint, so ``--resume`` continues with the same ones.
 
 Parameters are captured from the unwrapped model, so names never carry DDP's ``module.`` prefix.
@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from transformers import Trainer, TrainerCallback
 
-from .prune.group_lasso import GroupLassoRegularizer, milestone_steps
+from edgeprune.prune.group_lasso import GroupLassoRegularizer, milestone_steps
 
 REG_STATE = "edgeprune_reg.pt"
 MASK_STATE = "edgeprune_masks.pt"
@@ -45,8 +45,12 @@ def save_state(args, state, name: str, obj: dict[str, Any]) -> None:
             torch.save(obj, ckpt / name)
 
 
-def strip_module(name: str) -> str:
-    return name[len("module."):] if name.startswith("module.") else name
+def last_checkpoint(phase_dir: Path) -> str | None:
+    """The newest Trainer checkpoint of a phase folder (what ``--resume`` continues from), or None."""
+    from transformers.trainer_utils import get_last_checkpoint
+
+    ck = phase_dir / "checkpoints"
+    return get_last_checkpoint(str(ck)) if ck.is_dir() else None
 
 
 def distill_loss(student: torch.Tensor, teacher: torch.Tensor, temperature: float, regression: bool) -> torch.Tensor:
@@ -230,7 +234,7 @@ class GradualMaskCallback(MaskCallback):
                  scope: str, balanced: bool, ramp: float, every: int | None = None,
                  input_rms: dict[str, torch.Tensor] | None = None,
                  resume_from: str | os.PathLike[str] | None = None):
-        from .prune.blocks import expand_group_mask
+        from edgeprune.prune.blocks import expand_group_mask
 
         self.tilings = tilings
         self.final_keep = final_keep
@@ -241,17 +245,16 @@ class GradualMaskCallback(MaskCallback):
         self.group_masks = {n: torch.ones(t.nbr, t.nbc, dtype=torch.bool) for n, t in tilings.items()}
         super().__init__(params, {n: expand_group_mask(g, tilings[n]) for n, g in self.group_masks.items()})
         self.ramp_steps = 0
-        self.schedule: set[int] = set()
+        self.schedule: Any = None  # a GradualSchedule, once the number of training steps is known
         self.last = -1
         self.history: list[tuple[int, float]] = []  # (step, kept fraction) of every update
 
     def on_train_begin(self, args, state, control, **kwargs):
-        from .prune.schedule import default_every, update_steps
+        from edgeprune.prune.schedule import GradualSchedule
 
         total = max(int(state.max_steps), 1)
         self.ramp_steps = min(round(self.ramp * total), max(total - 1, 0))  # the final mask trains >= 1 step
-        every = self.every or default_every(self.ramp_steps)
-        self.schedule = set(update_steps(self.ramp_steps, every))
+        self.schedule = GradualSchedule(self.final_keep, self.ramp_steps, self.every)
         st = load_state(self.resume_from, MASK_STATE)
         if st is not None:
             self._set(st["group_masks"])
@@ -259,17 +262,16 @@ class GradualMaskCallback(MaskCallback):
         super().on_train_begin(args, state, control, **kwargs)
 
     def _set(self, group_masks: dict[str, torch.Tensor]) -> None:
-        from .prune.blocks import expand_group_mask
+        from edgeprune.prune.blocks import expand_group_mask
 
         self.group_masks = {n: g.bool().cpu() for n, g in group_masks.items()}
         for n, g in self.group_masks.items():
             self.masks[n] = expand_group_mask(g, self.tilings[n]).to(self.params[n].device)
 
     def update(self, step: int) -> None:
-        from .prune.masks import magnitude_scores, prune_groups
-        from .prune.schedule import cubic_keep
+        from edgeprune.prune.masks import magnitude_scores, prune_groups
 
-        keep = cubic_keep(step, self.ramp_steps, self.final_keep)
+        _, keep = self.schedule(step)
         weights = {n: p.detach() for n, p in self.params.items()}
         scores = magnitude_scores(weights, self.tilings, self.input_rms)
         scores = {n: torch.where(self.group_masks[n].to(s.device), s, torch.full_like(s, -1.0))
@@ -282,7 +284,7 @@ class GradualMaskCallback(MaskCallback):
 
     def on_step_begin(self, args, state, control, optimizer=None, **kwargs):
         s = state.global_step
-        if s in self.schedule and s != self.last:
+        if self.schedule(s)[0] and s != self.last:
             self.update(s)
             self._mask_moments(optimizer)
 
@@ -318,7 +320,7 @@ class ProximalCallback(TrainerCallback):
             self._lr = float(optimizer.param_groups[0]["lr"])
 
     def on_step_end(self, args, state, control, **kwargs):
-        from .prune.group_lasso import group_soft_threshold
+        from edgeprune.prune.group_lasso import group_soft_threshold
 
         with torch.no_grad():
             for term in self.reg.terms:

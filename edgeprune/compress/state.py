@@ -1,0 +1,56 @@
+"""The small state the phases of one ``compress`` run pass along: inputs checked once, the model as it
+moves through the phases, and what each phase recorded for the report."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+from edgeprune.distributed import is_main
+from edgeprune.rundir import RunWriter
+
+from .config import CompressConfig, Plan
+
+
+def say(msg: str) -> None:
+    """A progress line on stderr (rank 0 only)."""
+    if is_main():
+        from rich.console import Console
+
+        Console(stderr=True, soft_wrap=True).print(msg, highlight=False)
+
+
+@dataclass
+class RunState:
+    cfg: CompressConfig
+    run: RunWriter
+    resume: bool
+    train: list[Any]  # training examples
+    dev: list[Any]  # dev examples
+    model_dir: Path  # the model given, resolved
+    is_finetuned: bool  # already fine-tuned on the task: no dense fine-tune
+    reused: tuple[Path, float] | None  # (regularized model, its seconds) of --regularized-from
+    callbacks: dict[str, Iterable[Any]] = field(default_factory=dict)  # phase -> extra Trainer callbacks (tests)
+    phases: dict[str, float] = field(default_factory=dict)  # wall seconds per phase (phases.json)
+    dense_dir: Path | None = None
+    dense_metrics: dict[str, Any] | None = None
+    model: Any = None
+    tok: Any = None
+    masks: dict[str, Any] | None = None  # None until a cut chose them (gradual: after retraining)
+    rms: dict[str, Any] | None = None  # calibrated input RMS per matrix (gradual, activation score)
+    prune_metrics: dict[str, Any] | None = None
+    stage_log: list[dict[str, Any]] | None = None
+    pruned_metrics: dict[str, Any] | None = None
+
+    @property
+    def plan(self) -> Plan:
+        return self.cfg.plan
+
+    def mark(self, name: str, t0: float) -> None:
+        """Add the seconds since ``t0`` to phase ``name`` and save the table (a resumed run keeps counting)."""
+        self.phases[name] = round(self.phases.get(name, 0.0) + time.perf_counter() - t0, 2)
+        self.run.write("phases.json", self.phases)
+
+    def phase_callbacks(self, name: str) -> list[Any]:
+        return list(self.callbacks.get(name, ()))
