@@ -283,8 +283,7 @@ def predict(model, tokenizer, examples: Sequence[GlueExample], max_seq_len: int 
 def task_metrics(model, task: str | TaskSpec, data_dir: str | os.PathLike[str] | None, split: str = "dev",
                  batch_size: int = 64, max_seq_len: int = 128, limit: int | None = None,
                  progress: bool = False) -> dict[str, Any]:
-    """Official GLUE metrics of ``model`` (path, alias, run dir or (model, tokenizer)) on one split
-    (named apart from ``budget.evaluate``, which judges budgets)."""
+    """Official GLUE metrics of ``model`` (path, alias, run dir or (model, tokenizer)) on one split."""
     spec = get_task(task) if isinstance(task, str) else task
     examples = load_split(spec, split, data_dir, limit=limit)
     m, tok = load_for_task(model, spec, new_head=False)

@@ -6,7 +6,6 @@ for every exporter alike.
 """
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -17,9 +16,7 @@ import torch
 from edgeprune.exporters.api import export
 from edgeprune.exporters.base import ExportConfig, check_task_labels, model_labels
 from edgeprune.exporters.structured import attention_shrink, ffn_shrink
-from edgeprune.io import write_json
-from edgeprune.rundir import save_masks
-from tests.support.exports import D, attn_names, with_biases
+from tests.support.exports import D, attn_names, head_run
 
 HEADS = 4
 KEPT_HEADS = {0: [0], 1: [1, 2, 3]}
@@ -45,16 +42,7 @@ def _masks(model) -> dict[str, torch.Tensor]:
 
 
 def _run(model_dir: Path, root: Path) -> Path:
-    from edgeprune.models import load_model
-
-    shutil.copytree(model_dir, root / "model")
-    model, _ = load_model(model_dir)
-    with_biases(model)
-    model.save_pretrained(root / "model")
-    save_masks(_masks(model), root / "model" / "masks.safetensors")
-    write_json(root / "compression.json", {"task": "mrpc", "block": [16, 1], "method": "test", "layers": {},
-                                           "compression": {}, "metrics": {}})
-    return root
+    return head_run(model_dir, root, masks_of=_masks)
 
 
 def test_the_decision_is_per_value_dimension():

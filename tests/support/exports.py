@@ -122,15 +122,16 @@ def with_biases(model, seed: int = 0) -> None:
                 mod.bias.copy_(torch.randn(mod.bias.shape, generator=g) * 0.5)
 
 
-def head_run(model_dir: Path, root: Path) -> Path:
-    """A compress-style run of ``model_dir`` with non-zero biases and the head masks described above."""
+def head_run(model_dir: Path, root: Path, masks_of=None) -> Path:
+    """A compress-style run of ``model_dir`` with non-zero biases and ``masks_of(model)`` (default: the head
+    masks described above)."""
     from edgeprune.models import load_model
 
     shutil.copytree(model_dir, root / "model")
     model, _ = load_model(model_dir)
     with_biases(model)
     model.save_pretrained(root / "model")
-    save_masks(head_masks(model), root / "model" / "masks.safetensors")
+    save_masks((masks_of or head_masks)(model), root / "model" / "masks.safetensors")
     write_json(root / "compression.json", {"task": "mrpc", "block": [16, 1], "method": "test", "layers": {},
                                            "compression": {}, "metrics": {}})
     return root
