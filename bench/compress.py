@@ -739,6 +739,9 @@ def main() -> None:
     ap.add_argument("--overhead-threads", type=int, default=1)
     ap.add_argument("--one-shot", action="store_true", help="hard pruning without retraining, weight vs activation")
     ap.add_argument("--report-only", action="store_true")
+    ap.add_argument("--redo", action="store_true",
+                    help="run the planned runs again even when recorded (bench/work is not committed: a fresh "
+                         "checkout has the numbers but not the models); the new row replaces the old one")
     args = ap.parse_args()
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -764,7 +767,7 @@ def main() -> None:
     notes: dict[str, str] = {}
     for task, r in plan:
         rid = run_id(task, r, args.block)
-        if rid in done:
+        if rid in done and not (args.redo and not (RUNS_DIR / rid / "compression.json").is_file()):
             continue
         if args.report_only or not (teacher_dir(task).parent / "metrics.json").is_file() and \
                 not (teacher_dir(task) / "metrics.json").is_file():
