@@ -1,7 +1,8 @@
 """The accuracy-latency-size frontier: every artifact a user could ship, on one chart.
 
     nice -n 10 python -m bench.frontier --task sst2 --dense bench/work/dense/sst2 \
-        --runs bench/work/compress/sst2-...-2x... bench/work/compress/sst2-...-5x... [--runtimes onnxruntime litert]
+        --runs bench/work/compress/sst2-...-5x... bench/work/compress/sst2-...-5x.../compress_state/stages/2x/model \
+        [--runtimes onnxruntime litert]
 
 For the dense finetune run: dense fp32, fp16, int8-dynamic and static int8; for every compress run (``--runs``):
 ``--modes`` (structured by default) in fp32, int8-dynamic and int8; in each ``--runtimes``. Every artifact is
@@ -112,6 +113,14 @@ def compression_of(run_dir: Path) -> float:
     return dense / max(kept, 1)
 
 
+def source_name(run: Path) -> str:
+    """A finished run by its folder name; a staged run's intermediate checkpoint
+    (``RUN/compress_state/stages/<C>x/model``) as ``RUN@<C>x``."""
+    if run.name == "model" and run.parent.parent.name == "stages":
+        return f"{run.parent.parent.parent.parent.name}@{run.parent.name}"
+    return run.name
+
+
 def plan_artifacts(dense: Path, runs: list[Path], runtimes: list[str], modes: list[str]) -> list[Artifact]:
     arts = []
     for rt in runtimes:
@@ -121,7 +130,7 @@ def plan_artifacts(dense: Path, runs: list[Path], runtimes: list[str], modes: li
             c = compression_of(run)
             for mode in modes:
                 for dt in PRUNED_DTYPES:
-                    arts.append(Artifact(artifact_key(rt, c, mode, dt, run.name), str(run), rt, mode, dt, c))
+                    arts.append(Artifact(artifact_key(rt, c, mode, dt, source_name(run)), str(run), rt, mode, dt, c))
     keys = [a.key for a in arts]
     if len(set(keys)) != len(keys):
         raise BadInput("two --runs have the same folder name; give each run its own name")
@@ -315,7 +324,9 @@ def parse(argv: list[str] | None):
     ap.add_argument("--time-one", nargs=5, help=argparse.SUPPRESS)
     ap.add_argument("--task", default="sst2")
     ap.add_argument("--dense", type=Path, help="dense finetune run (model folder or run dir)")
-    ap.add_argument("--runs", type=Path, nargs="*", default=[], help="compress run dirs (2x/3x/5x ...)")
+    ap.add_argument("--runs", type=Path, nargs="*", default=[],
+                    help="compress run dirs, or a staged run's intermediate checkpoints "
+                         "(RUN/compress_state/stages/<C>x/model)")
     ap.add_argument("--runtimes", nargs="+", default=["onnxruntime", "litert"], choices=["onnxruntime", "litert"])
     ap.add_argument("--modes", nargs="+", default=["structured"], choices=["structured", "packed"])
     ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
@@ -334,8 +345,9 @@ def check_args(a) -> None:
     if a.dense is None or not a.dense.exists():
         raise BadInput(f"--dense {a.dense} does not exist; pass the dense finetune run of {a.task}")
     for r in a.runs:
-        if not (r / "compression.json").is_file():
-            raise BadInput(f"--runs {r} is not a compress run (no compression.json)")
+        if not (r / "compression.json").is_file() and not (r / "masks.safetensors").is_file():
+            raise BadInput(f"--runs {r} is neither a compress run (no compression.json) nor a pruned checkpoint "
+                           "(no masks.safetensors, as in RUN/compress_state/stages/<C>x/model)")
     if any(t < 1 for t in a.threads) or a.rounds < 1 or a.reps < 1:
         raise BadInput("--threads, --rounds and --reps must be >= 1")
 

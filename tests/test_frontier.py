@@ -94,7 +94,7 @@ def test_frontier_bad_input_one_line_exit_2(tmp_path, capsys):
     assert len(err.strip().splitlines()) == 1 and "--dense" in err and "Traceback" not in err
     (tmp_path / "d").mkdir()
     assert frontier.main(["--dense", str(tmp_path / "d"), "--runs", str(tmp_path), "--out", str(tmp_path / "o")]) == 2
-    assert "not a compress run" in capsys.readouterr().err
+    assert "neither a compress run" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
 
 
@@ -105,3 +105,11 @@ def test_thread_scaling_table_by_hand():
                                          2: {"MatMul": 5.0, "Transpose": 4.0}}, top=2)
     assert rows == [{"op": "MatMul", "t1_ms": 10.0, "t2_ms": 5.0, "scaling_t2": 2.0},
                     {"op": "Transpose", "t1_ms": 2.0, "t2_ms": 4.0, "scaling_t2": 0.5}]
+
+
+def test_stage_checkpoints_are_named_after_their_run():
+    from pathlib import Path
+
+    stage = Path("w/compress/sst2-5x-gen3/compress_state/stages/2x/model")
+    assert frontier.source_name(stage) == "sst2-5x-gen3@2x"
+    assert frontier.source_name(Path("w/compress/sst2-5x-gen3")) == "sst2-5x-gen3"
