@@ -1,10 +1,12 @@
 """Training throughput of fine-tuning / retraining: where the time goes and what length grouping buys.
 
-    nice python -m bench.throughput --data GLUE_DIR [--tasks sst2,mrpc] [--steps 30]
+    nice python -m bench.throughput --data GLUE_DIR [--tasks sst2,mrpc] [--steps 30] [--threads 1,2]
 
-For each task, times ``--steps`` optimizer steps of the real Trainer (MiniLM-L6, batch 32, 1 torch
-thread, seq <= 128) with random batches (the old setting) and with length-grouped batches (the new
-default, ``TrainConfig.group_by_length``), and one step split into forward / backward / optimizer.
+For each task, times ``--steps`` optimizer steps of the real Trainer (MiniLM-L6, batch 32, seq <= 128)
+with random batches (the old setting), with length-grouped batches (the new default,
+``TrainConfig.group_by_length``), with the word-embedding table frozen, and then the best setting at
+each further torch thread count (``--threads``: one run on both cores instead of one core; what a user
+gets by default, since torch uses every core).
 Writes bench/results/throughput.{json,md}. Each setting runs in this one process, one after the
 other, on the same examples; the machine is named in the JSON (other jobs may share it).
 """
@@ -28,8 +30,10 @@ def _padded_tokens(trainer) -> tuple[int, int]:
     return pad, real
 
 
-def time_task(task: str, data: str, steps: int, grouped: bool, frozen: bool = False) -> dict:
+def time_task(task: str, data: str, steps: int, grouped: bool, frozen: bool = False, threads: int = 1) -> dict:
     import torch
+
+    torch.set_num_threads(threads)
     from transformers import TrainerCallback
 
     from edgeprune.data import get_task, load_split
@@ -67,16 +71,18 @@ def main(argv=None) -> None:
     ap.add_argument("--data", required=True)
     ap.add_argument("--tasks", default="sst2,mrpc")
     ap.add_argument("--steps", type=int, default=30)
+    ap.add_argument("--threads", default="1", help="comma list; counts above 1 time the best 1-thread setting")
     args = ap.parse_args(argv)
-    import torch
-
-    torch.set_num_threads(1)
+    threads = [int(t) for t in args.threads.split(",") if t.strip()]
+    if not threads or min(threads) < 1:
+        ap.error("--threads takes positive counts, e.g. 1,2")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
     rows = []
     for task in args.tasks.split(","):
-        for grouped, frozen in ((False, False), (True, False), (True, True)):
-            r = time_task(task, args.data, args.steps, grouped, frozen)
+        settings = [(False, False, 1), (True, False, 1), (True, True, 1)] + [(True, True, t) for t in threads if t > 1]
+        for grouped, frozen, t in settings:
+            r = time_task(task, args.data, args.steps, grouped, frozen, t)
             print(r, flush=True)
             rows.append(r)
     write_result("throughput", {"machine": machine(), "runs": rows,
@@ -87,16 +93,19 @@ def report_lines(rows: list[dict]) -> list[str]:
     """The markdown report: one line per task x setting, speedup against random batches with a trained table."""
     base, cells = {}, []
     for r in rows:
-        if not r["grouped"] and not r.get("frozen_word_embeddings"):
+        t = r.get("torch_threads", 1)
+        if not r["grouped"] and not r.get("frozen_word_embeddings") and t == 1:
             base[r["task"]] = r["median_step_s"]
         sp = base.get(r["task"], r["median_step_s"]) / r["median_step_s"]
         cells.append([r["task"], "length-grouped" if r["grouped"] else "random",
-                      "frozen" if r.get("frozen_word_embeddings") else "trained", f"{r['median_step_s']:.3f}",
+                      "frozen" if r.get("frozen_word_embeddings") else "trained", str(t), f"{r['median_step_s']:.3f}",
                       f"{r['examples_per_s']:.1f}", f"{r['padding_overhead']:.2f}x", f"{sp:.2f}x"])
-    lines = ["# Training throughput (MiniLM-L6, batch 32, 1 torch thread)", "",
+    lines = ["# Training throughput (MiniLM-L6, batch 32)", "",
              "Real Trainer steps; median step time after a warm-up step. `padding` = padded tokens / real tokens "
-             "over one epoch of the sampler's batches.", "",
-             *md_table(["task", "batches", "token table", "s/step", "examples/s", "padding", "speedup"], cells)]
+             "over one epoch of the sampler's batches. Speedup against random batches, trained token table, "
+             "1 torch thread (the old setting).", "",
+             *md_table(["task", "batches", "token table", "threads", "s/step", "examples/s", "padding", "speedup"],
+                       cells)]
     return lines
 
 
