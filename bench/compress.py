@@ -93,6 +93,9 @@ RUN_SETS: dict[str, list[dict]] = {
 # the same runs in two parts, so our recipe can go first on every task (same ids: results merge)
 RUN_SETS["gen3-edgeprune"] = RUN_SETS["gen3"][:1]
 RUN_SETS["gen3-peers"] = RUN_SETS["gen3"][1:]
+# the recipe with per-matrix kept fractions from measured reconstruction damage (bench/results/cut_probe.md:
+# STS-B straight after the 3x cut 0.805 against 0.697 with the uniform allocation)
+RUN_SETS["gen3-sensitivity"] = [dict(RUN_SETS["gen3"][0], allocation="sensitivity")]
 # generation-3 budget: seeded subset of at most 8,000 training examples, paper 1 + 2 epochs, ours 150 steps per
 # intermediate stage + 2 epochs at the target (about an hour per run on one of these cores)
 G3 = dict(train_limit=8000, epochs_reg=1.0, epochs_retrain=2.0, stage_steps=150)
@@ -109,7 +112,8 @@ def run_id(task: str, r: dict, block: str) -> str:
             + ("-act" if r.get("score", "weight") != "weight" else "")
             + ("-gradual" if r.get("prune_schedule", "oneshot") != "oneshot" else "")
             + ("-global" if r.get("scope", "uniform") != "uniform" else "")
-            + (f"-{r['tag']}" if r.get("tag") else "") + (f"-{r['recipe']}" if r.get("recipe") else ""))
+            + (f"-{r['tag']}" if r.get("tag") else "") + (f"-{r['recipe']}" if r.get("recipe") else "")
+            + (f"-{r['allocation']}" if r.get("allocation", "uniform") != "uniform" else ""))
 
 
 def load_results() -> dict:
@@ -153,13 +157,17 @@ def recipe_run(task: str, r: dict, args) -> dict:
         over.update(epochs_retrain=G3["epochs_retrain"], stage_steps=G3["stage_steps"])
     if r["method"] == "magnitude-unstructured":
         over.pop("block")
+    if r.get("allocation"):
+        over["allocation"] = r["allocation"]
     cfg = CompressConfig.for_recipe(r["recipe"], model=str(teacher_dir(task)), task=task, data_dir=str(args.data),
                                     out=str(RUNS_DIR / rid), compression=r["compression"], **over)
     t0 = time.perf_counter()
     rec = compress(cfg, resume=(RUNS_DIR / rid / "compress_state").is_dir())
     wall = time.perf_counter() - t0
     dense = rec["metrics"]["dense"]["main"]
-    base = {"model": MODEL, "task": task, "method": r["method"], "recipe": r["recipe"], "block": rec["block_str"],
+    # a variant of a named recipe is its own line in the table and the plot ("edgeprune+sensitivity")
+    label = r["recipe"] + (f"+{r['allocation']}" if r.get("allocation", "uniform") != "uniform" else "")
+    base = {"model": MODEL, "task": task, "method": r["method"], "recipe": label, "block": rec["block_str"],
             "metric": rec["metrics"]["metric"], "dense": dense, "constant": constant_baseline(task, args.data),
             "seed": 42, "tag": "gen3", "budget": {**G3, "lr": cfg.lr, "retrain_lr": cfg.retrain_lr_},
             "torch_threads": torch.get_num_threads(), "run_dir": str((RUNS_DIR / rid).relative_to(ROOT)),
@@ -682,7 +690,8 @@ def plot(runs: list[dict], consts: dict[str, float | None], variants: list[dict]
 GEN3_STYLE = {("edgeprune", "magnitude-block"): ("edgeprune recipe (staged, refit, distilled)", "-D", "C0"),
               ("paper", RGL): ("paper: reweighted group Lasso", "-o", "C1"),
               ("paper", "magnitude-block"): ("magnitude-block (same budget)", "^", "C2"),
-              ("paper", "magnitude-unstructured"): ("magnitude-unstructured (same budget)", "v", "C3")}
+              ("paper", "magnitude-unstructured"): ("magnitude-unstructured (same budget)", "v", "C3"),
+              ("edgeprune+sensitivity", "magnitude-block"): ("edgeprune recipe, sensitivity allocation", "-s", "C4")}
 
 
 def plot_gen3(rows: list[dict]) -> None:
