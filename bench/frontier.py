@@ -338,6 +338,9 @@ def parse(argv: list[str] | None):
     ap.add_argument("--calib-examples", type=int, default=64)
     ap.add_argument("--work", type=Path, default=WORK / "frontier")
     ap.add_argument("--out", type=Path, default=RESULTS)
+    ap.add_argument("--export-only", action="store_true",
+                    help="export and evaluate (cached under --work), time nothing: the timing rounds then run "
+                         "later, on a quiet machine")
     return ap.parse_args(argv)
 
 
@@ -390,6 +393,9 @@ def main(argv: list[str] | None = None) -> int:
             failed.append({"artifact": art.key, "error": f"{type(e).__name__}: {str(e)[:300]}"})
             print(f"{art.key}: FAILED {failed[-1]['error']}", flush=True)
     ok = [x for x in arts if x.key in evals]
+    if a.export_only:
+        print(f"{len(ok)} artifacts exported and evaluated, {len(failed)} failed; timing skipped (--export-only)")
+        return 0
     timings = timing_rounds(ok, exports, a.work, a.threads, a.rounds, a.reps, a.seq_len)
     points = build_points(ok, exports, evals, timings, a.threads)
     import onnxruntime
