@@ -33,9 +33,9 @@ def optimum_python() -> Path:
     return py
 
 
-def run_probe(py: Path, bundle: Path, texts: list[list[str]], max_length: int | None, tmp: Path) -> dict:
-    """What optimum answers on ``texts``: logits, the tokenizer's encodings and the config's labels."""
-    (tmp / "request.json").write_text(json.dumps({"bundle": str(bundle), "texts": texts, "max_length": max_length}))
+def run_probe(py: Path, requests: list[dict], tmp: Path) -> list[dict]:
+    """optimum's answer to each request (one process for all: its imports are most of the time)."""
+    (tmp / "request.json").write_text(json.dumps(requests))
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "OMP_NUM_THREADS": "1",
            "PYTHONPATH": ""}
     p = subprocess.run([str(py), str(PROBE), str(tmp / "request.json"), str(tmp / "out.json")], env=env,
@@ -44,36 +44,57 @@ def run_probe(py: Path, bundle: Path, texts: list[list[str]], max_length: int | 
     return json.loads((tmp / "out.json").read_text())
 
 
-CASES = [  # (checkpoint fixture, mode, seq_len, run builder)
-    ("tiny_bert", "packed", None, "blocks"),
-    ("tiny_bert", "structured", 32, "units"),
-    ("tiny_distilbert", "packed", None, "blocks"),
-    ("tiny_roberta", "structured", None, "heads"),
-]
+CASES = {  # id -> (checkpoint fixture, mode, seq_len, masks)
+    "bert-packed": ("tiny_bert", "packed", None, "blocks"),
+    "bert-structured": ("tiny_bert", "structured", 32, "units"),
+    "distilbert-packed": ("tiny_distilbert", "packed", None, "blocks"),
+    "roberta-structured": ("tiny_roberta", "structured", None, "heads"),
+}
 
 
-@pytest.mark.parametrize("fixture,mode,seq_len,masks", CASES, ids=[f"{c[0][5:]}-{c[1]}" for c in CASES])
-def test_optimum_loads_bundle_and_matches_masked_model(fixture, mode, seq_len, masks, optimum_python, request,
-                                                       tmp_path, glue):
+@pytest.fixture(scope="module")
+def texts(glue) -> list[list[str]]:
+    from edgeprune.data.glue import load_split
+
+    return [[e.text_a, e.text_b] for e in load_split("mrpc", "dev", glue, limit=EXAMPLES)]
+
+
+@pytest.fixture(scope="module")
+def exported(request, tmp_path_factory, glue) -> dict[str, tuple[Path, Path]]:
+    """Case id -> (run dir, bundle dir), every bundle exported with edgeprune's Python API."""
+    out = {}
+    for case, (fixture, mode, seq_len, masks) in CASES.items():
+        ckpt = request.getfixturevalue(fixture)
+        root = tmp_path_factory.mktemp(case)
+        if masks == "heads":
+            run = head_run(ckpt, root / "run")
+        else:
+            run = make_run(ckpt, root / "run", whole_units=masks == "units")
+        export(run, cfg(glue, mode=mode, seq_len=seq_len), root / "bundle")
+        out[case] = (run, root / "bundle")
+    return out
+
+
+@pytest.fixture(scope="module")
+def answers(optimum_python, exported, texts, tmp_path_factory) -> dict[str, dict]:
+    reqs = [{"bundle": str(exported[c][1]), "texts": texts, "max_length": CASES[c][2]} for c in CASES]
+    return dict(zip(CASES, run_probe(optimum_python, reqs, tmp_path_factory.mktemp("probe"))))
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_optimum_loads_bundle_and_matches_masked_model(case, answers, exported, texts):
     from transformers import AutoTokenizer
 
-    from edgeprune.data.glue import get_task, load_split
+    from edgeprune.data.glue import get_task
     from edgeprune.exporters.prepared import prepare, torch_logits
     from edgeprune.rundir import open_run
 
-    ckpt = request.getfixturevalue(fixture)
-    if masks == "heads":
-        run = head_run(ckpt, tmp_path / "run")
-    else:
-        run = make_run(ckpt, tmp_path / "run", whole_units=masks == "units")
-    bundle = tmp_path / "bundle"
-    export(run, cfg(glue, mode=mode, seq_len=seq_len, verify_examples=8), bundle)
+    _, mode, seq_len, _ = CASES[case]
+    run, bundle = exported[case]
+    got = answers[case]
+    assert "error" not in got, f"optimum could not load or run the {case} bundle:\n{got.get('error')}"
     if mode == "packed":  # the point of packed mode: optimum's session must run edgeprune's packed ops
         assert edgeprune_nodes(bundle / "model.onnx")
-
-    ex = load_split("mrpc", "dev", glue, limit=EXAMPLES)
-    texts = [[e.text_a, e.text_b] for e in ex]
-    got = run_probe(optimum_python, bundle, texts, seq_len, tmp_path)
     assert got["model_class"] == "ORTModelForSequenceClassification"
     assert got["versions"]["transformers"].startswith("4."), got["versions"]  # really the other stack
 

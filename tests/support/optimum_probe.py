@@ -5,23 +5,25 @@ transformers 4, the project pins transformers 5. So it imports nothing from edge
 
     python optimum_probe.py REQUEST.json OUT.json
 
-REQUEST: {"bundle": dir, "texts": [[a, b] or [a], ...], "max_length": int | null (null = pad to longest)}.
-OUT: {"logits", "encodings", "id2label", "model_class", "versions"}.
+REQUEST: a list of {"bundle": dir, "texts": [[a, b] or [a], ...], "max_length": int | null (null = pad to longest)};
+one process answers them all (importing torch and optimum is most of its time).
+OUT: one answer per request, in order: {"logits", "encodings", "id2label", "model_class", "versions"},
+or {"error": traceback} when that bundle did not load or run (the others are still answered).
 """
 from __future__ import annotations
 
 import json
 import sys
+import traceback
 
 
-def main(request_path: str, out_path: str) -> None:
+def answer(req: dict) -> dict:
+    from importlib.metadata import version
+
     import numpy as np
-    import optimum
-    import transformers
     from optimum.onnxruntime import ORTModelForSequenceClassification
     from transformers import AutoTokenizer
 
-    req = json.load(open(request_path))
     bundle = req["bundle"]
     model = ORTModelForSequenceClassification.from_pretrained(bundle, local_files_only=True)
     tok = AutoTokenizer.from_pretrained(bundle, local_files_only=True)
@@ -32,13 +34,23 @@ def main(request_path: str, out_path: str) -> None:
     enc = tok(firsts, seconds, truncation=True, return_tensors="pt", padding="max_length" if static else True,
               max_length=static or 64)
     logits = model(**enc).logits
-    json.dump({
+    return {
         "logits": np.asarray(logits.detach().numpy() if hasattr(logits, "detach") else logits).tolist(),
         "encodings": {k: v.tolist() for k, v in enc.items()},  # what optimum was given (the tokenizer's output)
         "id2label": {str(k): v for k, v in model.config.id2label.items()},
         "model_class": type(model).__name__,
-        "versions": {"optimum": getattr(optimum, "__version__", "?"), "transformers": transformers.__version__},
-    }, open(out_path, "w"))
+        "versions": {name: version(name) for name in ("optimum", "optimum-onnx", "transformers", "onnxruntime")},
+    }
+
+
+def main(request_path: str, out_path: str) -> None:
+    answers = []
+    for req in json.load(open(request_path)):
+        try:
+            answers.append(answer(req))
+        except Exception:
+            answers.append({"error": traceback.format_exc()})
+    json.dump(answers, open(out_path, "w"))
 
 
 if __name__ == "__main__":
