@@ -5,13 +5,17 @@
 # Why a separate venv: optimum pins transformers<5, the project pins transformers 5, so the two cannot share one.
 # The pins live in tests/support/optimum-requirements.txt; a stamp named after that file's hash makes a second
 # run a no-op (about a second). About 1 GB, about 40 s to build on a quiet machine.
-# Env: EDGEPRUNE_OPTIMUM_VENV (default <repo>/.venv-optimum, gitignored), PY (base python, default python3.11).
+# Env: EDGEPRUNE_OPTIMUM_VENV (default <repo>/.venv-optimum, gitignored), EDGEPRUNE_OPTIMUM_PYTHON (the Python 3.11
+# it is made with; default python3.11, else the project venv's interpreter).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 VENV=${EDGEPRUNE_OPTIMUM_VENV:-$ROOT/.venv-optimum}
 REQ=$ROOT/tests/support/optimum-requirements.txt
-PY=${PY:-python3.11}
+PY=${EDGEPRUNE_OPTIMUM_PYTHON:-python3.11}
+if [ -z "${EDGEPRUNE_OPTIMUM_PYTHON:-}" ] && ! command -v "$PY" >/dev/null && [ -x "$ROOT/.venv/bin/python" ]; then
+    PY=$ROOT/.venv/bin/python   # venv makes a venv on the base interpreter, not inside .venv
+fi
 
 say() { echo "setup-optimum-venv: $*" >&2; }
 die() { say "ERROR: $*"; exit 1; }
@@ -29,7 +33,7 @@ if [ -f "$stamp" ] && [ -x "$VENV/bin/python" ]; then
     exit 0
 fi
 
-command -v "$PY" >/dev/null || die "$PY not found; set PY to a Python 3.11 interpreter"
+command -v "$PY" >/dev/null || die "$PY not found; set EDGEPRUNE_OPTIMUM_PYTHON to a Python 3.11 interpreter"
 say "building $VENV from $(basename "$REQ") (about 1 GB)"
 rm -rf "$VENV"
 fail() { rm -rf "$VENV"; die "$1"; }   # no half-built venv: the test then says how to build it
