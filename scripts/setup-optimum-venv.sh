@@ -4,7 +4,7 @@
 # (ORTModelForSequenceClassification.from_pretrained(bundle)).
 # Why a separate venv: optimum pins transformers<5, the project pins transformers 5, so the two cannot share one.
 # The pins live in tests/support/optimum-requirements.txt; a stamp named after that file's hash makes a second
-# run a no-op (about a second). About 1 GB, about 40 s to build on a quiet machine.
+# run a no-op (about a second). About 1.3 GB, about 40 s to build on a quiet machine.
 # Env: EDGEPRUNE_OPTIMUM_VENV (default <repo>/.venv-optimum, gitignored), EDGEPRUNE_OPTIMUM_PYTHON (the Python 3.11
 # it is made with; default python3.11, else the project venv's interpreter).
 set -euo pipefail
@@ -34,7 +34,7 @@ if [ -f "$stamp" ] && [ -x "$VENV/bin/python" ]; then
 fi
 
 command -v "$PY" >/dev/null || die "$PY not found; set EDGEPRUNE_OPTIMUM_PYTHON to a Python 3.11 interpreter"
-say "building $VENV from $(basename "$REQ") (about 1 GB)"
+say "building $VENV from $(basename "$REQ") (about 1.3 GB)"
 rm -rf "$VENV"
 fail() { rm -rf "$VENV"; die "$1"; }   # no half-built venv: the test then says how to build it
 "$PY" -m venv "$VENV" || fail "$PY -m venv failed"
