@@ -6,7 +6,9 @@
 #     (the host's dpkg architectures are not touched) and unpacked with dpkg-deb -x;
 #   * the real PyPI aarch64 wheels of onnxruntime, ai-edge-litert and numpy, cross-installed with
 #     pip --platform ... --only-binary=:all: --target;
-#   * libinsncount.so: a per-guest-thread instruction-count TCG plugin (Debian ships none).
+#   * libinsncount.so: a per-guest-thread instruction-count TCG plugin (Debian ships none);
+#   * .venv-optimum, the side venv with optimum for tests/test_optimum_bundle.py (scripts/setup-optimum-venv.sh;
+#     built first, and a failure there only prints a message: the rest does not depend on it).
 # Everything lands under $EDGEPRUNE_AARCH64_CACHE (default: <repo>/.cache/aarch64, gitignored).
 # Run as root (apt); a second run finds everything cached and takes about a second.
 set -euo pipefail
@@ -24,6 +26,10 @@ media-types"
 
 say() { echo "setup-test-system: $*" >&2; }
 die() { say "ERROR: $*"; exit 1; }
+
+# 0. optimum side venv (no root needed) ------------------------------------------------------------
+bash "$ROOT/scripts/setup-optimum-venv.sh" \
+    || say "optimum venv set-up failed: tests/test_optimum_bundle.py will fail and say why; continuing"
 
 mkdir -p "$CACHE"
 exec 9>"$CACHE/.lock"
