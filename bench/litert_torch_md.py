@@ -21,11 +21,14 @@ def _side_rows(name: str, res: dict[str, Any]) -> list[list[Any]]:
     for dt, r in res.items():
         if not isinstance(r, dict) or "tf" not in r:
             continue
-        for side, label in (("tf", "TF (hand-written)"), ("lt", "litert-torch")):
+        for side, label in (("tf", "TF (hand-written)"), ("lt", "litert-torch"),
+                            ("lt_fc", "litert-torch, FC-only int8 recipe")):
+            if side not in r:
+                continue
             s = r[side]
             v = s.get("verification") or {}
             rows.append([name, dt, label, "yes" if s.get("ok") else f"no: {s.get('error', '')[:120]}",
-                         {True: "pass", False: "FAIL"}.get(v.get("passed"), "-"), cell(v.get("max_abs_diff"), ".2e"),
+                         {True: "pass", False: f"FAIL: {str(v.get('reason'))[:110]}"}.get(v.get("passed"), "-"), cell(v.get("max_abs_diff"), ".2e"),
                          cell(v.get("metric_diff_points"), ".2f"), cell(s.get("file_bytes"), ",.0f"),
                          s.get("num_ops", "-"), _ops(s)])
     return rows
