@@ -40,7 +40,8 @@ def quant_config(dtype: str):
 
 
 def quantize_fc_only(buf: bytes) -> bytes:
-    """The same int8 dynamic-range channelwise config as ``full_dynamic_recipe``, on FULLY_CONNECTED only.
+    """The same int8 dynamic-range channelwise config as ``full_dynamic_recipe``, on FULLY_CONNECTED and
+    EMBEDDING_LOOKUP only (the ops TFLiteConverter's dynamic-range mode quantizes here).
 
     The stock recipe also quantizes BATCH_MATMUL operands; in ``segments_t`` the constant weight is the
     LHS, and LiteRT's BATCH_MATMUL has no int8-LHS / float-RHS kernel (it refuses the model at invoke).
@@ -50,8 +51,8 @@ def quantize_fc_only(buf: bytes) -> bytes:
     from litert_torch.quantize import translate_recipe as tr
 
     rm = quantizer.recipe_manager.RecipeManager()
-    tr._set_quant_config(rm, quant_recipe_utils.create_layer_quant_dynamic(), ".*",
-                         quantizer.qtyping.TFLOperationName.FULLY_CONNECTED)
+    for op in (quantizer.qtyping.TFLOperationName.FULLY_CONNECTED, quantizer.qtyping.TFLOperationName.EMBEDDING_LOOKUP):
+        tr._set_quant_config(rm, quant_recipe_utils.create_layer_quant_dynamic(), ".*", op)
     return bytes(tr.quantize_model(buf, rm.get_quantization_recipe()))
 
 
