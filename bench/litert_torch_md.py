@@ -1,11 +1,11 @@
-"""Render bench/results/litert_torch_ab.json (written by ``bench.litert_torch_ab``) as Markdown.
+"""Render bench/results/NAME.json (written by ``bench.litert_torch_ab``) as bench/results/NAME.md.
 
-    python -m bench.litert_torch_md [bench/results/litert_torch_ab.json]
+    python -m bench.litert_torch_md [--name litert_torch_ab]
 """
 from __future__ import annotations
 
+import argparse
 import json
-import sys
 from typing import Any
 
 from bench.common import RESULTS, cell, md_table
@@ -80,9 +80,11 @@ def render(res: dict[str, Any]) -> str:
 
 
 def main() -> None:
-    path = sys.argv[1] if len(sys.argv) > 1 else RESULTS / "litert_torch_ab.json"
-    res = json.loads(open(path).read())
-    print(render(res))
+    ap = argparse.ArgumentParser(description="render a litert_torch_ab result as Markdown")
+    ap.add_argument("--name", default="litert_torch_ab", help="results file stem (litert_torch_arch, ...)")
+    a = ap.parse_args()
+    res = json.loads((RESULTS / f"{a.name}.json").read_text())
+    (RESULTS / f"{a.name}.md").write_text(render(res))
 
 
 if __name__ == "__main__":
