@@ -22,7 +22,7 @@ def _side_rows(name: str, res: dict[str, Any]) -> list[list[Any]]:
         if not isinstance(r, dict) or "tf" not in r:
             continue
         for side, label in (("tf", "TF (hand-written)"), ("lt", "litert-torch"),
-                            ("lt_fc", "litert-torch, FC-only int8 recipe")):
+                            ("lt_fc", "litert-torch, int8 recipe without BATCH_MATMUL")):
             if side not in r:
                 continue
             s = r[side]
