@@ -84,6 +84,7 @@ def _mtimes(folder: Path) -> dict[str, int]:
     (["-m", "bench.distill_probe", "--report-only"], "distill_probe.md"),
     (["-m", "bench.export_onnx_md"], "export_onnx.md"),
     (["-m", "bench.export_tflite_md"], "export_tflite.md"),
+    (["-m", "bench.litert_torch_md"], "litert_torch_ab.md"),
 ])
 def test_reports_render_from_the_committed_results(argv, report, results_copy: Path, glue: Path):
     committed = _mtimes(BENCH / "results")
