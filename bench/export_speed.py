@@ -3,8 +3,8 @@ and <= 2 GB peak, verification included), each export in its own process under /
 
 Exports start child processes (the TFLite converter, the LiteRT verification), so memory is reported
 twice: the largest single process (/usr/bin/time's maximum resident set, which covers the waited-for
-children) and the whole process tree (resident sets of every live process summed, sampled every 50 ms
-from /proc), which is what the machine has to hold at once. The target is checked against both.
+children) and the whole process tree (proportional set sizes of every live process summed, sampled every
+50 ms from /proc), which is what the machine has to hold at once. The target is checked against both.
 
     python -m bench.export_speed --run COMPRESS_RUN_DIR --data GLUE_DIR [--repeats 1]
 
@@ -47,15 +47,24 @@ def tree_pids(pid: int) -> list[int]:
     return out
 
 
+def proc_memory(pid: int) -> int:
+    """Proportional set size in bytes (shared pages split between their users, so a tree's sum counts each
+    page once, and a child caught between fork and exec adds nothing); resident size where there is no PSS."""
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, IndexError, ValueError):
+        pass
+    try:
+        return int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * PAGE
+    except (OSError, IndexError, ValueError):  # the process ended meanwhile
+        return 0
+
+
 def tree_rss(pid: int) -> int:
-    """Resident bytes of ``pid`` and its descendants, summed."""
-    total = 0
-    for p in tree_pids(pid):
-        try:
-            total += int(Path(f"/proc/{p}/statm").read_text().split()[1]) * PAGE
-        except (OSError, IndexError, ValueError):
-            pass
-    return total
+    """Memory of ``pid`` and its live descendants, summed (:func:`proc_memory`)."""
+    return sum(proc_memory(p) for p in tree_pids(pid))
 
 
 def run_sampled(cmd: list[str], env: dict[str, str]) -> tuple[subprocess.CompletedProcess, int]:
@@ -142,7 +151,7 @@ def report_lines(d: dict) -> list[str]:
              f"Run: `{d['run']}` (MiniLM-L6 compressed by `compress`). Machine: {d['machine']['cpu']}, "
              f"{d['machine']['cores']} cores, quiet; each export in its own process under /usr/bin/time. "
              "Peak RSS: the largest single process (children included, /usr/bin/time) and the whole process "
-             "tree summed (sampled every 50 ms).", "",
+             "tree summed (PSS, sampled every 50 ms).", "",
              "Plot: `export_speed.png`.", "",
              *md_table(["format", "dtype", "wall (s)", "target wall", "peak RSS, one process (GB)",
                         "peak RSS, process tree (GB)", "target RSS"], cells)]
