@@ -5,7 +5,8 @@ linear's formulation picked by timing it in the LiteRT interpreter (XNNPACK, one
 export's sequence length and dtype. TFLite's native sparse weight encoding
 (``TfliteOptions.sparsity``) is optional: measured here it only shrinks files and is buggy in places
 (docs/speed-notes.md, "TFLite sparse encoding / XNNPACK"), so the artifact is always verified in a child
-process.
+process. TensorFlow itself (timing, graph, converter) runs in a child of its own (:mod:`tflite_build`), so
+its memory never adds to PyTorch's (issue 16: <= 2 GB peak).
 """
 from __future__ import annotations
 

@@ -258,6 +258,8 @@ def test_unknown_dtype_and_task(runs, glue, tmp_path):
         _cfg(glue, dtype="int4")
     with pytest.raises(ConfigError, match="--task"):
         export(runs["bert"], _cfg(glue, task=None), tmp_path / "b")  # a plain folder knows no task
+    with pytest.raises(ConfigError, match="fewest-macs"):
+        export(runs["bert"], _cfg(glue, options=TfliteOptions(formulation="fastest")), tmp_path / "b")
     with pytest.raises(ConfigError, match="has 2 labels but task stsb has 1"):
         export(runs["bert"], _cfg(glue, task="stsb"), tmp_path / "b")  # 2 logits vs regression
 
