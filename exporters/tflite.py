@@ -5,7 +5,8 @@ linear's formulation picked by timing it in the LiteRT interpreter (XNNPACK, one
 export's sequence length and dtype. TFLite's native sparse weight encoding
 (``TfliteOptions.sparsity``) is optional: measured here it only shrinks files and is buggy in places
 (docs/speed-notes.md, "TFLite sparse encoding / XNNPACK"), so the artifact is always verified in a child
-process.
+process. TensorFlow itself (timing, graph, converter) runs in a child of its own (:mod:`tflite_build`), so
+its memory never adds to PyTorch's (issue 16: <= 2 GB peak).
 """
 from __future__ import annotations
 
@@ -42,12 +43,17 @@ def _tf():
 
 
 def convert(fn, dtype: str, representative: Callable[[], Iterator[list[np.ndarray]]] | None = None,
-            sparsity: bool = False) -> bytes:
-    """Convert a ``tf.function`` with an input signature to a TFLite flatbuffer in ``dtype``."""
+            sparsity: bool = False, signature: bool = True) -> bytes:
+    """Convert a ``tf.function`` with an input signature (or its concrete function) to a TFLite flatbuffer.
+
+    The concrete function is converted as a frozen graph: given a trackable owner the converter would
+    first save and reload it as a SavedModel, which costs about 40% more peak memory (every constant
+    copied again) for the same operators; :func:`with_signature` then adds the "serving_default"
+    signature that path would have written.
+    """
     tf = _tf()
-    holder = tf.Module()  # a trackable owner makes the converter write the "serving_default" signature
-    holder.fn = fn
-    conv = tf.lite.TFLiteConverter.from_concrete_functions([fn.get_concrete_function()], holder)
+    cf = fn.get_concrete_function() if hasattr(fn, "get_concrete_function") else fn  # a tf.function or its trace
+    conv = tf.lite.TFLiteConverter.from_concrete_functions([cf])
     opts: list = []
     if dtype == "fp16":
         opts = [tf.lite.Optimize.DEFAULT]
@@ -64,9 +70,46 @@ def convert(fn, dtype: str, representative: Callable[[], Iterator[list[np.ndarra
     conv.optimizations = opts
     try:
         with native_stdout_off():  # the int8 calibrator prints one C-level line per op to stdout
-            return conv.convert()
+            buf = conv.convert()
     except Exception as e:  # the converter raises many types; name it in one line
         raise ExportError(f"TFLite conversion ({dtype}) failed: {type(e).__name__}: {str(e).splitlines()[0][:300]}") from None
+    if not signature:
+        return buf
+    outputs = sorted(cf.structured_outputs) if isinstance(cf.structured_outputs, dict) else ["output_0"]
+    return with_signature(buf, [t.name for t in cf.structured_input_signature[0]], outputs)
+
+
+def with_signature(buf: bytes, inputs: list[str], outputs: list[str], key: str = SIGNATURE_KEY) -> bytes:
+    """``buf`` (a frozen-graph conversion, inputs in argument order) with the signature the SavedModel path
+    writes: inputs ordered and named as there (``serving_default_<name>:0``, sorted by name), outputs
+    ``PartitionedCall:<i>``, and a ``key`` signature mapping the names to those tensors."""
+    from tensorflow.lite.python import schema_py_generated as fb
+    from tensorflow.lite.tools import flatbuffer_utils as fu
+
+    model = fu.read_model_from_bytearray(bytearray(buf))
+    sg = model.subgraphs[0]
+    if len(sg.inputs) != len(inputs) or len(sg.outputs) != len(outputs) or len(model.subgraphs) != 1:
+        raise ExportError(f"TFLite conversion: {len(sg.inputs)} inputs / {len(sg.outputs)} outputs, expected "
+                          f"{len(inputs)} / {len(outputs)}")
+    by_name = sorted(zip(inputs, (int(i) for i in sg.inputs)))
+    sg.inputs = [i for _, i in by_name]
+    for name, i in by_name:
+        sg.tensors[i].name = f"{key}_{name}:0".encode()
+    for n, i in enumerate(sg.outputs):
+        sg.tensors[int(i)].name = f"PartitionedCall:{n}".encode()
+
+    def tmap(name, i):
+        t = fb.TensorMapT()
+        t.name, t.tensorIndex = name.encode(), int(i)
+        return t
+
+    sig = fb.SignatureDefT()
+    sig.signatureKey, sig.subgraphIndex = key.encode(), 0
+    sig.inputs = [tmap(n, i) for n, i in by_name]
+    sig.outputs = [tmap(n, i) for n, i in zip(outputs, sg.outputs)]
+    model.signatureDefs = [sig]
+    del buf
+    return fu.convert_object_to_bytearray(model)
 
 
 class LinearTimer:
@@ -97,7 +140,7 @@ class LinearTimer:
 
         # timing proxy: fp16 weights are dequantized at load and run in fp32
         dtype = "fp32" if self.dtype == "fp16" else self.dtype
-        buf = convert(fn, dtype, rep if dtype == "int8" else None)
+        buf = convert(fn, dtype, rep if dtype == "int8" else None, signature=False)
         it = Interpreter(model_content=buf, num_threads=self.threads)
         it.allocate_tensors()
         it.set_tensor(it.get_input_details()[0]["index"], x)
@@ -132,8 +175,15 @@ def write_app_files(out_dir: Path, tokenizer, labels: list[str]) -> None:
         (out_dir / "labels.txt").write_text("".join(n + "\n" for n in labels), encoding="utf-8")
 
 
+def tokenizer_kind(tokenizer: Any) -> str | None:
+    """The fast tokenizer's model class name (``WordPiece``, ``BPE``, ...); None without a tokenizer."""
+    if tokenizer is None:
+        return None
+    return type(getattr(getattr(tokenizer, "backend_tokenizer", None), "model", None)).__name__
+
+
 def with_metadata(buf: bytes, out_dir: Path, labels: list[str], names: list[str],
-                  tokenizer: Any = None) -> tuple[bytes, dict[str, Any]]:
+                  kind: str | None = None) -> tuple[bytes, dict[str, Any]]:
     """``buf`` with the Android text-classifier metadata embedded when possible, and the report's record of it.
 
     Metadata is a convenience for apps, never a reason to fail an export: without mediapipe, or for a model
@@ -142,8 +192,7 @@ def with_metadata(buf: bytes, out_dir: Path, labels: list[str], names: list[str]
     from . import tflite_metadata as tm
 
     skipped: dict[str, Any] = {"embedded": False, "min_parser_version": None, "associated_files": []}
-    kind = type(getattr(getattr(tokenizer, "backend_tokenizer", None), "model", None)).__name__
-    if tokenizer is not None and kind != "WordPiece":  # the metadata's BertTokenizer is WordPiece
+    if kind is not None and kind != "WordPiece":  # the metadata's BertTokenizer is WordPiece
         return buf, {**skipped, "reason": f"metadata skipped: the tokenizer is {kind}, MediaPipe's BERT "
                                           "tokenizer metadata describes WordPiece"}
     try:
@@ -162,6 +211,9 @@ class TfliteOptions:
     """TFLite-only export settings."""
 
     sparsity: bool = False  # also apply TFLite's native sparse weight encoding (smaller file, never faster)
+    # how each pruned linear's formulation is picked in packed mode: "timed" (fastest in the LiteRT
+    # interpreter on this machine, so it can vary with load) or "fewest-macs" (deterministic structure)
+    formulation: str = "timed"
 
 
 @register_exporter("tflite")
@@ -189,11 +241,20 @@ class TFLiteExporter(Exporter):
         from edgeprune.data.glue import get_task
 
         get_task(self._task(run))
-        _tf()
+        from .tflite_build import FORMULATIONS
+
+        if c.options.formulation not in FORMULATIONS:
+            raise ConfigError(f"unknown TFLite formulation choice {c.options.formulation!r}; "
+                              f"choose one of: {', '.join(FORMULATIONS)}")
+        import importlib.util
+
+        if importlib.util.find_spec("tensorflow") is None:  # found, not imported: the converter runs in a child
+            _tf()
 
     def build(self, prepared: PreparedModel, out_dir: Path) -> dict[str, Any]:
         from . import tf_graph as tg
-        from edgeprune.quiet import Progress, stage
+        from . import tflite_build as tb
+        from edgeprune.quiet import stage
         from .litert_run import run_in_child
 
         c = self.config
@@ -201,37 +262,24 @@ class TFLiteExporter(Exporter):
         model, tokenizer, masks, spec = prepared.model, prepared.tokenizer, prepared.masks, prepared.spec
         weights = tg.extract(model, masks, tokenizer)
         names = tg.input_names(weights)
-        t0 = time.perf_counter()
-        timer = LinearTimer(batch * seq, c.dtype)
-        chooser = timer if c.mode == "packed" and masks else tg.choose_fewest_macs
-        with Progress("[export] time formulations" if chooser is timer else f"[export] plan {c.mode} layers",
-                      len(weights.layers) * len(tg.ROLES)) as progress:
-            plans = tg.plan_model(weights, c.mode if masks else "dense", chooser, progress.advance)
-        plan_s = time.perf_counter() - t0
-        fn = tg.build_function(weights, plans, seq, batch, tg.INT8_MASK_NEG if c.dtype == "int8" else tg.MASK_NEG)
-
-        rep = None
+        calib = None
         if c.dtype == "int8":
             calib = _int32(prepared.feeds(prepared.examples("train", c.calib_examples, self._data()), seq, names))
-
-            def rep():
-                n = calib["input_ids"].shape[0]
-                for s in range(0, n - batch + 1, batch):
-                    yield [calib[k][s:s + batch] for k in names]
-
-        stage(f"[export] convert to TFLite {c.dtype}")
-        t0 = time.perf_counter()
-        buf = convert(fn, c.dtype, rep, sparsity=c.options.sparsity)
-        convert_s = time.perf_counter() - t0
         artifact = out_dir / ARTIFACT
         tokenizer.save_pretrained(out_dir / TOKENIZER_DIR)
         label_names = prepared.labels
         write_app_files(out_dir, tokenizer, label_names)
-        buf, meta = with_metadata(buf, out_dir, label_names, names, tokenizer)
-        artifact.write_bytes(buf)  # the final file: the GPU check and the verification below read this one
-        from .tflite_gpu import gpu_compatibility
-
-        gpu = gpu_compatibility(artifact)
+        job = tb.Job(seq_len=seq, batch=batch, dtype=c.dtype, mode=c.mode, pruned=bool(masks),
+                     formulation=c.options.formulation, sparsity=c.options.sparsity, input_names=names,
+                     bundle_dir=str(out_dir), labels=label_names, tokenizer_kind=tokenizer_kind(tokenizer))
+        arch, pad_id = weights.arch, weights.pad_id
+        with tempfile.TemporaryDirectory(prefix="edgeprune-tflite-") as work:
+            tb.write_job(Path(work), job, weights, calib)
+            del weights, calib  # the child reads them from disk; TensorFlow never shares this process
+            tb.release_memory()
+            res = tb.run_child(Path(work), job)
+        # the child wrote the final file (metadata embedded) and ran the GPU check on it
+        gpu, meta, summary = res["gpu_compatibility"], res["metadata"], res["structure"]
 
         verification: dict[str, Any] = {"passed": True, "skipped": True, "reason": "verification skipped (--no-verify)"}
         if c.verify:
@@ -248,31 +296,25 @@ class TFLiteExporter(Exporter):
                                                     self.MAX_POINTS)
             verification.update({"runtime": "ai-edge-litert Interpreter (XNNPACK, 1 thread, child process)",
                                  "task": spec.name, "split": "dev", "seq_len": seq})
-        summary = tg.plan_summary(plans)
-        for layer in summary["layers"]:
-            for role in tg.ROLES:
-                name = layer[role]["name"]
-                if name in timer.log:
-                    layer[role]["timed_ms"] = timer.log[name]
         sparsity = "tflite-native" if c.options.sparsity else "none"
         io = {"inputs": [{"name": n, "dtype": "int32", "shape": [batch, seq]} for n in names],
               "outputs": [{"name": "logits", "dtype": "float32", "shape": [batch, spec.num_labels]}]}
         return {
             "artifact": ARTIFACT,
             "verification": verification,
-            "file_bytes": len(buf),
+            "file_bytes": artifact.stat().st_size,
             "structure": summary,
-            "timing": {"plan_s": round(plan_s, 2), "convert_s": round(convert_s, 2),
+            "timing": {"plan_s": res["plan_s"], "convert_s": res["convert_s"],
                        "formulation_timing": f"LiteRT XNNPACK, {TIMING_THREADS} thread, {batch * seq} tokens"
-                       if chooser is timer else "none (fewest multiply-adds)"},
+                       if res["timed"] else "none (fewest multiply-adds)"},
             "sparsity_encoding": sparsity,
             "gpu_compatibility": gpu,
             "metadata": meta,
             "manifest": {
-                "model": model.config.model_type, "arch": weights.arch, "batch": batch,
+                "model": model.config.model_type, "arch": arch, "batch": batch,
                 "labels": label_names, "num_labels": spec.num_labels, "is_regression": spec.is_regression,
                 "signature": SIGNATURE_KEY, **io, "tokenizer": TOKENIZER_DIR + "/",
-                "max_seq_len": seq, "pad_token_id": weights.pad_id, "sparsity_encoding": sparsity,
+                "max_seq_len": seq, "pad_token_id": pad_id, "sparsity_encoding": sparsity,
                 "formulations": summary["formulations"], "linear_mac_reduction": summary["linear_mac_reduction"],
                 "runtime": "LiteRT / TFLite builtins only (no Flex ops)",
             },

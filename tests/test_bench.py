@@ -96,3 +96,27 @@ def test_reports_render_from_the_committed_results(argv, report, results_copy: P
     text = (results_copy / report).read_text()
     assert text.startswith("# ") and "|---|" in text
     assert _mtimes(BENCH / "results") == committed
+
+
+def test_export_speed_counts_child_processes_memory():
+    """A parent holding ~60 MB that starts a child holding ~120 MB: the tree's summed peak counts both."""
+    from bench.export_speed import run_sampled
+
+    child = "import time; b = bytearray(120 << 20); b[::4096] = b'x' * len(b[::4096]); time.sleep(1.5)"
+    parent = (f"import subprocess, sys; a = bytearray(60 << 20); a[::4096] = b'y' * len(a[::4096]); "
+              f"subprocess.run([sys.executable, '-c', {child!r}])")
+    p, tree = run_sampled([sys.executable, "-c", parent], dict(os.environ))
+    assert p.returncode == 0, p.stderr
+    assert tree >= (60 + 120) << 20
+
+
+def test_export_speed_report_judges_memory_per_process_and_per_tree():
+    from bench.export_speed import TARGETS, report_lines
+
+    rows = [{"format": "tflite", "dtype": "fp32", "wall_s": 40.0, "peak_rss_bytes": int(1.9e9),
+             "peak_tree_rss_bytes": int(2.4e9)},
+            {"format": "tflite", "dtype": "int8-dynamic", "wall_s": 40.0, "peak_rss_bytes": int(3.7e9)}]
+    d = {"machine": {"cpu": "cpu", "cores": 2}, "run": "r", "targets": TARGETS, "rows": rows}
+    lines = report_lines(d)
+    assert any("| 1.90 | 2.40 | <= 2 (one process yes, tree **no**) |" in ln for ln in lines), lines
+    assert any("| 3.70 | - | <= 2 (one process **no**) |" in ln for ln in lines), lines

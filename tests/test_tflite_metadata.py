@@ -48,10 +48,14 @@ def with_meta(bert_run, glue, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def without_meta(bert_run, glue, tmp_path_factory):
-    """The same export with mediapipe unimportable."""
+    """The same export with mediapipe unimportable, here and in the converter's child process."""
     mp = pytest.MonkeyPatch()
     for name in ("mediapipe", "mediapipe.tasks"):
         mp.setitem(sys.modules, name, None)  # `import mediapipe.tasks` now raises ImportError
+    hide = tmp_path_factory.mktemp("no_mediapipe")
+    (hide / "mediapipe").mkdir()
+    (hide / "mediapipe" / "__init__.py").write_text("raise ImportError('mediapipe hidden by the test')\n")
+    mp.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(hide), os.environ.get("PYTHONPATH")])))
     try:
         return export(bert_run, _cfg(glue), tmp_path_factory.mktemp("meta_bundles") / "without")
     finally:
@@ -59,6 +63,7 @@ def without_meta(bert_run, glue, tmp_path_factory):
 
 
 def _displayer(path: Path):
+    tm._writers()  # mediapipe's metadata module needs the version stand-in where the compiled one is missing
     from mediapipe.tasks.python.metadata import metadata
 
     return metadata.MetadataDisplayer.with_model_file(str(path))

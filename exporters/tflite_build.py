@@ -1,0 +1,174 @@
+"""The TensorFlow half of the TFLite export, run in a child process that never imports PyTorch.
+
+TensorFlow's import (~0.6 GB resident) and the converter's transient copies of every constant (about
+1 GB for MiniLM-L6) used to sit on top of PyTorch, the model and the verification in one process
+(3.7 GB peak, issue 16 item 6). The parent extracts the numpy weights, writes them to a job folder and
+waits; this child plans the formulations (timed or fewest multiply-adds), builds the graph, converts it
+and writes the flatbuffer, then exits and hands all of that memory back.
+
+    python -m edgeprune.exporters.tflite_build JOB_DIR
+
+JOB_DIR holds ``job.json`` (:class:`Job`), ``weights.pkl`` (a :class:`tf_graph.EncoderWeights`) and, for
+full int8, ``calib.npz``. The child writes ``model.tflite`` and ``result.json`` (or ``error.json``).
+"""
+from __future__ import annotations
+
+import ctypes
+import dataclasses
+import gc
+import json
+import os
+import pickle
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgeprune.errors import ConfigError, EdgepruneError, ExportError
+
+FORMULATIONS = ("timed", "fewest-macs")  # how each pruned linear's formulation is chosen
+_ERRORS = {"ConfigError": ConfigError, "ExportError": ExportError}
+
+
+@dataclass(frozen=True)
+class Job:
+    """What the child builds: the graph's static shape, dtype and how formulations are chosen."""
+
+    seq_len: int
+    batch: int
+    dtype: str
+    mode: str  # dense / structured / packed
+    pruned: bool  # the run has masks (a dense checkpoint is planned as dense whatever the mode)
+    formulation: str  # one of FORMULATIONS
+    sparsity: bool
+    input_names: list[str]
+    bundle_dir: str  # where the final model.tflite goes (vocab.txt and labels.txt are already there)
+    labels: list[str]
+    tokenizer_kind: str | None  # the metadata describes WordPiece tokenizers only
+
+
+def release_memory() -> None:
+    """Collect garbage and hand freed heap back to the OS (glibc keeps it otherwise, and it counts as resident)."""
+    gc.collect()
+    try:
+        ctypes.CDLL(None).malloc_trim(0)
+    except (AttributeError, OSError):  # not glibc
+        pass
+
+
+def write_job(work: Path, job: Job, weights: Any, calib: dict[str, np.ndarray] | None = None) -> None:
+    """The child's inputs, on disk."""
+    work.mkdir(parents=True, exist_ok=True)
+    (work / "job.json").write_text(json.dumps(dataclasses.asdict(job)))
+    with open(work / "weights.pkl", "wb") as f:
+        pickle.dump(weights, f, protocol=pickle.HIGHEST_PROTOCOL)
+    if calib is not None:
+        np.savez(work / "calib.npz", **calib)
+
+
+def run_child(work: Path, job: Job, timeout: float = 3600) -> dict[str, Any]:
+    """Run the child on ``work``; its result record, or its error raised here as the same exception type."""
+    try:
+        real = sys.stderr.fileno() >= 0
+    except (AttributeError, OSError, ValueError):  # a test's in-memory capture
+        real = False
+    sys.stderr.flush()
+    try:  # the child's stage lines go to our Python stderr (the CLI points descriptor 2 at /dev/null)
+        proc = subprocess.run([sys.executable, "-m", "edgeprune.exporters.tflite_build", str(work)],
+                              stderr=sys.stderr if real else subprocess.PIPE, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise ExportError(f"TFLite conversion ({job.dtype}) did not finish in {timeout:.0f} s") from None
+    if not real and proc.stderr:
+        sys.stderr.write(proc.stderr.decode(errors="backslashreplace"))
+    err = work / "error.json"
+    if err.exists():
+        e = json.loads(err.read_text())
+        raise _ERRORS.get(e["type"], ExportError)(e["message"])
+    if proc.returncode != 0 or not (work / "result.json").exists():
+        raise ExportError(f"TFLite conversion ({job.dtype}) failed: the converter process exited with code "
+                          f"{proc.returncode}")
+    return json.loads((work / "result.json").read_text())
+
+
+def build(job: Job, weights: Any, calib: dict[str, np.ndarray] | None) -> dict[str, Any]:
+    """Plan, build, convert, embed the metadata, write the artifact and check it for the GPU delegate."""
+    from edgeprune.quiet import Progress, stage
+
+    from . import tf_graph as tg
+    from .tflite import ARTIFACT, LinearTimer, convert, with_metadata
+    from .tflite_gpu import gpu_compatibility
+
+    t0 = time.perf_counter()
+    timer = LinearTimer(job.batch * job.seq_len, job.dtype)
+    packed = job.mode == "packed" and job.pruned
+    chooser = timer if packed and job.formulation == "timed" else tg.choose_fewest_macs
+    label = "[export] time formulations" if chooser is timer else f"[export] plan {job.mode} layers"
+    with Progress(label, len(weights.layers) * len(tg.ROLES)) as progress:
+        plans = tg.plan_model(weights, job.mode if job.pruned else "dense", chooser, progress.advance)
+    plan_s = time.perf_counter() - t0
+    fn = tg.build_function(weights, plans, job.seq_len, job.batch,
+                           tg.INT8_MASK_NEG if job.dtype == "int8" else tg.MASK_NEG)
+    summary = tg.plan_summary(plans)
+    cf = fn.get_concrete_function()  # the traced graph holds its own copies of every constant
+    del fn, plans, weights  # so the numpy weights go before the converter copies the graph (~0.1 GB for MiniLM)
+    release_memory()  # with what timing the candidates left behind
+
+    rep = None
+    if calib is not None:
+        def rep():
+            n = calib[job.input_names[0]].shape[0]
+            for s in range(0, n - job.batch + 1, job.batch):
+                yield [calib[k][s:s + job.batch] for k in job.input_names]
+
+    stage(f"[export] convert to TFLite {job.dtype}")
+    t0 = time.perf_counter()
+    buf = convert(cf, job.dtype, rep, sparsity=job.sparsity)
+    convert_s = time.perf_counter() - t0
+    del cf, rep
+    release_memory()  # the graph and the converter's copies go before the metadata writer and the analyzer run
+    out = Path(job.bundle_dir)
+    buf, meta = with_metadata(buf, out, job.labels, job.input_names, job.tokenizer_kind)
+    (out / ARTIFACT).write_bytes(buf)  # the final file: the GPU check here and the verification read this one
+    del buf
+    gpu = gpu_compatibility(out / ARTIFACT)
+    for layer in summary["layers"]:
+        for role in tg.ROLES:
+            name = layer[role]["name"]
+            if name in timer.log:
+                layer[role]["timed_ms"] = timer.log[name]
+    return {"structure": summary, "plan_s": round(plan_s, 2), "convert_s": round(convert_s, 2),
+            "timed": chooser is timer, "metadata": meta, "gpu_compatibility": gpu}
+
+
+def _weights(work: Path) -> Any:
+    with open(work / "weights.pkl", "rb") as f:
+        return pickle.load(f)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from edgeprune.io import write_json
+    from edgeprune.quiet import native_stderr_off, quiet, verbose
+
+    work = Path((argv if argv is not None else sys.argv[1:])[0])
+    quiet(verbose())
+    with native_stderr_off():
+        try:
+            job = Job(**json.loads((work / "job.json").read_text()))
+            calib = None
+            if (work / "calib.npz").exists():
+                with np.load(work / "calib.npz") as z:
+                    calib = {k: z[k] for k in z.files}
+            result = build(job, _weights(work), calib)  # no reference here: build() frees the weights
+        except EdgepruneError as e:
+            (work / "error.json").write_text(json.dumps({"type": type(e).__name__, "message": str(e)}))
+            return 3
+        write_json(work / "result.json", result)  # numpy scalars in the plan summary included
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
