@@ -281,22 +281,26 @@ LADDER = (0.5, 0.7, 1.0, 1.4, 2.0)
 
 def sensitivity_allocation(weights: dict[str, torch.Tensor], grams: dict[str, tuple[torch.Tensor, int]],
                            mask_at: Callable[[str, torch.Tensor, torch.Tensor, int, float], torch.Tensor],
-                           keep: float, damp: float = 0.01, ladder: tuple[float, ...] = LADDER
+                           keep: float, damp: float = 0.01, ladder: tuple[float, ...] = LADDER,
+                           cap: dict[str, float] | None = None
                            ) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
     """Per-matrix kept fractions with the same total as ``keep`` everywhere, from measured damage.
 
     Each matrix is cut alone at ``keep * f`` for f in ``ladder`` and refitted on the dense inputs; its
     damage (relative output error) per kept weight decides: a Lagrangian choice minimises the summed
     damage under the weight budget, then all fractions are scaled so the total is exactly the target.
+    ``cap`` bounds each matrix's fraction (a staged cut's current kept fraction: a later stage may only
+    cut more, never revive a group an earlier stage removed).
     Returns (name -> kept fraction, name -> {fraction: damage}) for the report.
     """
+    cap = {n: 1.0 for n in weights} if cap is None else {n: min(1.0, cap.get(n, 1.0)) for n in weights}
     table: dict[str, dict[str, float]] = {}
     cand: dict[str, list[tuple[float, float]]] = {}
     for n, w in weights.items():
         H, cnt = grams[n]
         opts = []
         for f in ladder:
-            r = min(1.0, keep * f)
+            r = min(cap[n], keep * f)
             m = mask_at(n, w, H, cnt, r).to(w.device)
             new = refit_masked(w.double(), m, H, H, damp=damp)
             d = output_error(w.double(), new, H, H, H)
@@ -319,6 +323,23 @@ def sensitivity_allocation(weights: dict[str, torch.Tensor], grams: dict[str, tu
         else:
             hi = mid
     chosen = pick(hi)
-    used = sum(r * size[n] for n, r in chosen.items())
-    scale = budget / used if used else 1.0
-    return {n: min(1.0, r * scale) for n, r in chosen.items()}, table
+    return fill_budget(chosen, cap, size, budget), table
+
+
+def fill_budget(frac: dict[str, float], cap: dict[str, float], size: dict[str, int], budget: float
+                ) -> dict[str, float]:
+    """``frac`` scaled by one common factor s, each clipped to its cap, so the kept weights sum to ``budget``
+    (s found by bisection: the clipped total grows monotonically with s). If even the caps fall short of the
+    budget, the caps."""
+    def total(s: float) -> float:
+        return sum(min(cap[n], r * s) * size[n] for n, r in frac.items())
+
+    if total(1e9) <= budget:
+        return dict(cap)
+    lo, hi = 0.0, 1.0
+    while total(hi) < budget:
+        hi *= 2.0
+    for _ in range(100):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if total(mid) < budget else (lo, mid)
+    return {n: min(cap[n], r * hi) for n, r in frac.items()}

@@ -168,3 +168,43 @@ def test_sensitivity_allocation_gives_more_to_the_sensitive_matrix():
     assert keep["b"] > keep["a"]
     assert (keep["a"] + keep["b"]) / 2 == pytest.approx(0.5, abs=0.02)
     assert set(table) == {"a", "b"}
+
+
+def test_sensitivity_allocation_never_exceeds_the_cap_and_keeps_the_total():
+    """A staged cut caps each matrix at what it keeps now: the sensitive matrix b would take more than its
+    cap, so it stops at the cap and a takes the rest of the budget; the total stays the target."""
+    import torch
+
+    from edgeprune.calibrate import sensitivity_allocation
+    from edgeprune.prune.blocks import parse_block, tiling_for
+    from edgeprune.prune.masks import group_scores, prune_groups
+
+    g = torch.Generator().manual_seed(0)
+    w = {"a": torch.randn(8, 16, generator=g), "b": torch.randn(8, 16, generator=g)}
+    xa = (torch.randn(200, 3, generator=g) @ torch.randn(3, 16, generator=g)).double()
+    xa += 1e-3 * torch.randn(200, 16, generator=g).double()
+    xb = torch.randn(200, 16, generator=g).double()
+    grams = {"a": (xa.T @ xa, 200), "b": (xb.T @ xb, 200)}
+    t = tiling_for((8, 16), parse_block("8x1"))
+
+    def mask_at(n, W, H, cnt, r):
+        rms = (torch.diagonal(H) / cnt).sqrt().float()
+        return prune_groups({n: group_scores(W * rms[None], t)}, {n: t}, r, balanced=True).masks[n]
+
+    free, _ = sensitivity_allocation(w, grams, mask_at, 0.5, damp=1e-6)
+    cap = {"a": 0.75, "b": 0.5}
+    assert free["b"] > cap["b"]  # without the cap b would take more than it has left
+    keep, _ = sensitivity_allocation(w, grams, mask_at, 0.5, damp=1e-6, cap=cap)
+    assert keep["b"] <= cap["b"] + 1e-9 and keep["a"] <= cap["a"] + 1e-9
+    assert (keep["a"] + keep["b"]) / 2 == pytest.approx(0.5, abs=1e-6)
+
+
+def test_fill_budget_scales_clips_and_hits_the_budget():
+    from edgeprune.calibrate import fill_budget
+
+    size = {"a": 10, "b": 30}
+    got = fill_budget({"a": 0.2, "b": 0.6}, {"a": 1.0, "b": 0.5}, size, budget=20.0)
+    assert got["b"] == pytest.approx(0.5)  # clipped at its cap
+    assert got["a"] * 10 + got["b"] * 30 == pytest.approx(20.0)
+    # caps below the budget: the caps themselves
+    assert fill_budget({"a": 0.2, "b": 0.6}, {"a": 0.1, "b": 0.1}, size, budget=20.0) == {"a": 0.1, "b": 0.1}

@@ -204,9 +204,11 @@ def staged_cuts(st: RunState):
             from edgeprune.calibrate import input_grams, sensitivity_allocation
 
             prev = masks
+            cap = None if prev is None else {n: float(prev[n].float().mean()) for n in params}
             keep, alloc_table = sensitivity_allocation(
                 {n: p.detach() for n, p in params.items()}, input_grams(teacher, batches, list(params)),
-                lambda n, w, H, cnt, r: chooser(cfg, tilings, r, prev)(n, w, H, cnt), keep_c, damp=cfg.damp)
+                lambda n, w, H, cnt, r: chooser(cfg, tilings, r, prev)(n, w, H, cnt), keep_c, damp=cfg.damp,
+                cap=cap)
         masks, recs = cut_and_reconstruct(model, teacher, batches, list(params), lambda n: layers[n],
                                           chooser(cfg, tilings, keep, masks), reconstruct=cfg.reconstruct,
                                           damp=cfg.damp)
