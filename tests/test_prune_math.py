@@ -143,9 +143,8 @@ def test_staged_schedule_rejects_bad_steps():
             s(bad)
 
 
-def test_sensitivity_allocation_gives_more_to_the_sensitive_matrix():
-    """Matrix a reads rank-3 inputs (a refit of a few kept columns reproduces it), b reads isotropic inputs
-    (every cut column is lost): b must keep more, a less, and the total stays the target."""
+def _two_matrices():
+    """Matrix a reads rank-3 inputs (a refit of a few kept columns reproduces it), b isotropic ones."""
     import torch
 
     from edgeprune.calibrate import sensitivity_allocation
@@ -163,6 +162,16 @@ def test_sensitivity_allocation_gives_more_to_the_sensitive_matrix():
     def mask_at(n, W, H, cnt, r):
         rms = (torch.diagonal(H) / cnt).sqrt().float()
         return prune_groups({n: group_scores(W * rms[None], t)}, {n: t}, r, balanced=True).masks[n]
+
+    return w, grams, mask_at
+
+
+def test_sensitivity_allocation_gives_more_to_the_sensitive_matrix():
+    """Matrix a reads rank-3 inputs (a refit of a few kept columns reproduces it), b reads isotropic inputs
+    (every cut column is lost): b must keep more, a less, and the total stays the target."""
+    from edgeprune.calibrate import sensitivity_allocation
+
+    w, grams, mask_at = _two_matrices()
 
     keep, table = sensitivity_allocation(w, grams, mask_at, 0.5, damp=1e-6)
     assert keep["b"] > keep["a"]
@@ -173,23 +182,9 @@ def test_sensitivity_allocation_gives_more_to_the_sensitive_matrix():
 def test_sensitivity_allocation_never_exceeds_the_cap_and_keeps_the_total():
     """A staged cut caps each matrix at what it keeps now: the sensitive matrix b would take more than its
     cap, so it stops at the cap and a takes the rest of the budget; the total stays the target."""
-    import torch
-
     from edgeprune.calibrate import sensitivity_allocation
-    from edgeprune.prune.blocks import parse_block, tiling_for
-    from edgeprune.prune.masks import group_scores, prune_groups
 
-    g = torch.Generator().manual_seed(0)
-    w = {"a": torch.randn(8, 16, generator=g), "b": torch.randn(8, 16, generator=g)}
-    xa = (torch.randn(200, 3, generator=g) @ torch.randn(3, 16, generator=g)).double()
-    xa += 1e-3 * torch.randn(200, 16, generator=g).double()
-    xb = torch.randn(200, 16, generator=g).double()
-    grams = {"a": (xa.T @ xa, 200), "b": (xb.T @ xb, 200)}
-    t = tiling_for((8, 16), parse_block("8x1"))
-
-    def mask_at(n, W, H, cnt, r):
-        rms = (torch.diagonal(H) / cnt).sqrt().float()
-        return prune_groups({n: group_scores(W * rms[None], t)}, {n: t}, r, balanced=True).masks[n]
+    w, grams, mask_at = _two_matrices()
 
     free, _ = sensitivity_allocation(w, grams, mask_at, 0.5, damp=1e-6)
     cap = {"a": 0.75, "b": 0.5}
