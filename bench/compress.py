@@ -117,6 +117,12 @@ def run_id(task: str, r: dict, block: str) -> str:
             + (f"-{r['allocation']}" if r.get("allocation", "uniform") != "uniform" else ""))
 
 
+def recipe_label(r: dict) -> str:
+    """A row's line in the generation-3 table and plot: the recipe, plus the allocation when not uniform
+    (``edgeprune+sensitivity``). Derived from the row's ``recipe`` and ``allocation`` fields."""
+    return r["recipe"] + (f"+{r['allocation']}" if r.get("allocation", "uniform") != "uniform" else "")
+
+
 def load_results() -> dict:
     path = RESULTS / f"{NAME}.json"
     if path.is_file():
@@ -166,9 +172,8 @@ def recipe_run(task: str, r: dict, args) -> dict:
     rec = compress(cfg, resume=(RUNS_DIR / rid / "compress_state").is_dir())
     wall = time.perf_counter() - t0
     dense = rec["metrics"]["dense"]["main"]
-    # a variant of a named recipe is its own line in the table and the plot ("edgeprune+sensitivity")
-    label = r["recipe"] + (f"+{r['allocation']}" if r.get("allocation", "uniform") != "uniform" else "")
-    base = {"model": MODEL, "task": task, "method": r["method"], "recipe": label, "block": rec["block_str"],
+    base = {"model": MODEL, "task": task, "method": r["method"], "recipe": r["recipe"], "allocation": cfg.allocation,
+            "block": rec["block_str"],
             "metric": rec["metrics"]["metric"], "dense": dense, "constant": constant_baseline(task, args.data),
             "seed": 42, "tag": "gen3", "budget": {**G3, "lr": cfg.lr, "retrain_lr": cfg.retrain_lr_},
             "torch_threads": torch.get_num_threads(), "run_dir": str((RUNS_DIR / rid).relative_to(ROOT)),
@@ -377,16 +382,16 @@ def gen3_lines(rows: list[dict]) -> list[str]:
            "constant and dense (issue 13: no task may end below it).", "",
            "| task | recipe | method | target | compression | dense | pruned | delta (pts) | constant | >= mid | steps | wall (s) |",
            "|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    for r in sorted(rows, key=lambda r: (r["task"], r["recipe"], r["method"], r["target"])):
+    for r in sorted(rows, key=lambda r: (r["task"], recipe_label(r), r["method"], r["target"])):
         c = r.get("constant")
         mid = "" if c is None else ("yes" if r["pruned"] >= (c + r["dense"]) / 2 else "**no**")
-        out.append(f"| {r['task']} | {r['recipe']} | {r['method']} | {r['target']:g}x | {r['compression']:.2f}x | "
+        out.append(f"| {r['task']} | {recipe_label(r)} | {r['method']} | {r['target']:g}x | {r['compression']:.2f}x | "
                    f"{r['dense']:.4f} | {r['pruned']:.4f} | {r['delta_points']:+.1f} | "
                    f"{'' if c is None else f'{c:.4f}'} | {mid} | {r['steps']} | {r['wall_s']:.0f} |")
     out.append("\n`edgeprune` rows ran with the uniform allocation (the recipe's default when they ran); "
                "`edgeprune+sensitivity` rows with the per-matrix sensitivity allocation, the recipe's default now.")
     for label in ("edgeprune", "edgeprune+sensitivity"):
-        ours = [r for r in rows if r["recipe"] == label]
+        ours = [r for r in rows if recipe_label(r) == label]
         for t in (2.0, 3.0, 5.0):
             got = [r for r in ours if abs(r["target"] - t) < 1e-9]
             if got:
@@ -721,7 +726,7 @@ def plot_gen3(rows: list[dict]) -> None:
             handles["majority label"] = ax.axhline(const, ls=":", color="red")
             handles["midpoint (issue-13 floor)"] = ax.axhline((const + dense) / 2, ls="-.", color="salmon", lw=0.8)
         for key, (label, style, color) in GEN3_STYLE.items():
-            pts = sorted((r for r in rs if (r["recipe"], r["method"]) == key), key=lambda r: r["compression"])
+            pts = sorted((r for r in rs if (recipe_label(r), r["method"]) == key), key=lambda r: r["compression"])
             if pts:
                 (h,) = ax.plot([1.0] + [r["compression"] for r in pts] if "-" in style else
                                [r["compression"] for r in pts],
