@@ -9,13 +9,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tests.test_tf_graph import SEQ, arch_case, pick, tg, torch  # noqa: F401  (arch_case is a fixture)
+from tests.test_tf_graph import FORMULATIONS, SEQ, arch_case, pick, tg, torch  # noqa: F401  (arch_case is a fixture)
 
 from bench.litert_torch_model import build_module, replay_chooser  # noqa: E402
 
 
-@pytest.mark.parametrize("mode,kind", [("dense", "dense"), ("structured", "cols"), ("structured", "rows_cols"),
-                                       ("packed", "segments_t"), ("packed", "segments")])
+@pytest.mark.parametrize("mode,kind", FORMULATIONS)
 def test_torch_module_matches_masked_model(arch_case, mode, kind):
     arch, model, weights, inputs, ref = arch_case
     assert ref.std(axis=0).min() > 0.01  # logits vary with the input: the check below can fail

@@ -104,8 +104,12 @@ def arch_case(request):
     return request.param, model, weights, inputs, torch_out(model, inputs)
 
 
-@pytest.mark.parametrize("mode,kind", [("dense", "dense"), ("structured", "cols"), ("structured", "rows_cols"),
-                                       ("packed", "segments_t"), ("packed", "segments")])
+# every (export mode, linear formulation) a TFLite graph can hold; the litert-torch port is checked on the same
+FORMULATIONS = [("dense", "dense"), ("structured", "cols"), ("structured", "rows_cols"), ("packed", "segments_t"),
+                ("packed", "segments")]
+
+
+@pytest.mark.parametrize("mode,kind", FORMULATIONS)
 def test_tf_graph_matches_pytorch(arch_case, mode, kind):
     arch, model, weights, inputs, ref = arch_case
     assert ref.std(axis=0).min() > 0.01  # logits vary with the input: the check below can fail
