@@ -9,8 +9,8 @@ For the dense finetune run: dense fp32, fp16, int8-dynamic and static int8; for 
 exported with the project's exporters (verified against PyTorch; an artifact that fails verification is kept,
 exported unverified and labelled ``verified: false``), evaluated on the full dev set in its runtime, and timed
 at ``--threads`` in its own process per measurement, in interleaved rounds (round r times every artifact once,
-in an order rotated by r, so load drift hits all alike). Peak RSS is the timing process's max resident set
-(runtime + model, after loading and the runs).
+in an order rotated by r, so load drift hits all alike). Peak RSS is the timing process's own peak resident set
+(``VmHWM``: runtime + model, after loading and the runs).
 
 Resumable: exports, evaluations and per-round timings are cached under ``--work`` (``frontier_timings.jsonl``:
 one line per artifact x threads x round) and skipped when present. Writes ``--out``/frontier.{json,md,png}
@@ -88,7 +88,19 @@ def time_one(runtime: str, path: str, threads: int, reps: int, seq: int) -> dict
         ts.append((time.perf_counter() - t) * 1e3)
     return {"median_ms": float(np.median(ts)), "p10_ms": float(np.percentile(ts, 10)),
             "p90_ms": float(np.percentile(ts, 90)),
-            "peak_rss_bytes": int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024}
+            "peak_rss_bytes": own_peak_rss_bytes()}
+
+
+def own_peak_rss_bytes() -> int:
+    """This process's peak resident set (``VmHWM``). Not ``ru_maxrss``: Linux carries it across fork + exec, so
+    a child of the benchmark (torch loaded, ~354 MB) reported the parent's peak for every artifact."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024  # not Linux: the best there is
 
 
 def timed_in_child(art_path: Path, runtime: str, threads: int, reps: int, seq: int) -> dict[str, Any]:

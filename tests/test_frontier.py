@@ -113,3 +113,19 @@ def test_stage_checkpoints_are_named_after_their_run():
     stage = Path("w/compress/sst2-5x-gen3/compress_state/stages/2x/model")
     assert frontier.source_name(stage) == "sst2-5x-gen3@2x"
     assert frontier.source_name(Path("w/compress/sst2-5x-gen3")) == "sst2-5x-gen3"
+
+
+def test_child_peak_rss_is_its_own_not_the_parents():
+    """ru_maxrss survives fork + exec on Linux: a child of a big parent reported the parent's peak for every
+    artifact. The timing child must report its own (a bare interpreter is far below the 300 MB held here)."""
+    import subprocess
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        pytest.skip("VmHWM is Linux's")
+    ballast = bytearray(300_000_000)
+    ballast[::4096] = b"\1" * len(ballast[::4096])  # touch every page: resident, not just reserved
+    code = "from bench.frontier import own_peak_rss_bytes; print(own_peak_rss_bytes())"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert 0 < int(out.stdout.strip()) < 200_000_000
+    del ballast
