@@ -53,6 +53,17 @@ def pyplot():
     return plt
 
 
+def probe_panels(d: dict, width: float, height: float):
+    """``(plt, fig, [(axis, probe), ...])`` for a probe benchmark's one-panel-per-probe figure, or None when no
+    probe has run yet (the probe scripts share this prologue)."""
+    probes = list(d.get("probes", {}).values())
+    if not probes:
+        return None
+    plt = pyplot()
+    fig, axes = plt.subplots(1, len(probes), figsize=(width * len(probes), height), squeeze=False)
+    return plt, fig, list(zip(axes[0], probes))
+
+
 def recorded_teacher(task: str) -> Path | None:
     """The dense teacher ``bench.dense_baselines`` recorded for ``task`` (the seed nearest the mean), if any."""
     from edgeprune.io import read_json

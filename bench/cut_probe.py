@@ -15,7 +15,7 @@ import argparse
 import os
 import time
 
-from bench.common import RESULTS, WORK, machine, md_table, pyplot
+from bench.common import RESULTS, WORK, machine, md_table, probe_panels
 from bench.distill_probe import teacher_of
 from edgeprune.io import read_json, write_json
 
@@ -89,12 +89,11 @@ def write_report(d: dict) -> None:
 
 
 def plot(d: dict) -> None:
-    plt = pyplot()
-    probes = list(d.get("probes", {}).values())
-    if not probes:
+    panels = probe_panels(d, 6, 3.6)
+    if panels is None:
         return
-    fig, axes = plt.subplots(1, len(probes), figsize=(6 * len(probes), 3.6), squeeze=False)
-    for ax, p in zip(axes[0], probes):
+    plt, fig, pairs = panels
+    for ax, p in pairs:
         rows = p["rows"]
         for i, r in enumerate(rows):
             xs = [s["target"] for s in r["stages"]]
@@ -103,7 +102,7 @@ def plot(d: dict) -> None:
         ax.set_xlabel("compression (prunable encoder)")
         ax.set_ylabel(rows[0]["metric"])
         ax.set_title(f"{p['task']}: after the cut, no training")
-    axes[0][-1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    pairs[-1][0].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
     fig.tight_layout()
     fig.savefig(RESULTS / "cut_probe.png", dpi=110)
     plt.close(fig)

@@ -14,7 +14,7 @@ import argparse
 import os
 import time
 
-from bench.common import RESULTS, WORK, machine, pyplot, recorded_teacher
+from bench.common import RESULTS, WORK, machine, probe_panels, recorded_teacher
 from edgeprune.io import read_json, write_json
 
 OUT = RESULTS / "distill_probe.json"
@@ -122,13 +122,11 @@ def write_md(d: dict) -> None:
 
 def plot(d: dict) -> None:
     """One panel per probe: after cut + refit (hollow) and after retraining (filled) per variant."""
-    plt = pyplot()
-
-    probes = list(d.get("probes", {}).values())
-    if not probes:
+    panels = probe_panels(d, 6.5, 3.8)
+    if panels is None:
         return
-    fig, axes = plt.subplots(1, len(probes), figsize=(6.5 * len(probes), 3.8), squeeze=False)
-    for ax, p in zip(axes[0], probes):
+    plt, fig, pairs = panels
+    for ax, p in pairs:
         rows = p["rows"]
         dense = next((r["dense"] for r in rows if r.get("dense") is not None), None)
         y = range(len(rows))
