@@ -246,6 +246,8 @@ def build_function(weights: EncoderWeights, plans: list[EncoderLayerPlan], seq_l
             x = x + pos_static
         if w.token_type is not None:
             x = x + (tf.gather(w.token_type, token_type_ids) if token_type_ids is not None else w.token_type[0])
+        elif token_type_ids is not None:  # a signature-only segment input (TfliteOptions.segment_input): kept live
+            x = x + 0.0 * tf.cast(tf.expand_dims(token_type_ids, -1), tf.float32)
         x = tf.reshape(_layer_norm(tf, x, w.emb_ln), [batch * seq_len, hidden])
         maskf = tf.reshape(tf.cast(attention_mask, tf.float32), [batch, 1, 1, seq_len])
         neg = (1.0 - maskf) * mask_neg

@@ -10,6 +10,7 @@ its memory never adds to PyTorch's (issue 16: <= 2 GB peak).
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import tempfile
 import time
@@ -198,7 +199,8 @@ def with_metadata(buf: bytes, out_dir: Path, labels: list[str], names: list[str]
     try:
         res = tm.embed_metadata(buf, out_dir / "vocab.txt", labels, names)
     except ValueError as e:
-        return buf, {**skipped, "reason": f"metadata skipped: {e}"}
+        hint = "; export with --tflite-segment-input to add one" if "token_type_ids" not in names else ""
+        return buf, {**skipped, "reason": f"metadata skipped: {e}{hint}"}
     except Exception as e:  # a writer bug must not cost the export
         return buf, {**skipped, "reason": f"metadata skipped: the writer failed: {type(e).__name__}: {e}"[:400]}
     if res is None:
@@ -214,6 +216,9 @@ class TfliteOptions:
     # how each pruned linear's formulation is picked in packed mode: "timed" (fastest in the LiteRT
     # interpreter on this machine, so it can vary with load) or "fewest-macs" (deterministic structure)
     formulation: str = "timed"
+    # give a model without segment ids (DistilBERT) an unused int32 ``token_type_ids`` input, so that MediaPipe's
+    # BERT text-classifier metadata, whose writer names three inputs, can describe it (apps feed zeros)
+    segment_input: bool = False
 
 
 @register_exporter("tflite")
@@ -261,7 +266,10 @@ class TFLiteExporter(Exporter):
         seq, batch = int(c.seq_len), int(c.batch or 1)
         model, tokenizer, masks, spec = prepared.model, prepared.tokenizer, prepared.masks, prepared.spec
         weights = tg.extract(model, masks, tokenizer)
-        names = tg.input_names(weights)
+        torch_names = tg.input_names(weights)  # what the PyTorch model takes
+        if c.options.segment_input and not weights.has_token_types:
+            weights = dataclasses.replace(weights, has_token_types=True)
+        names = tg.input_names(weights)  # the artifact's signature
         calib = None
         if c.dtype == "int8":
             calib = _int32(prepared.feeds(prepared.examples("train", c.calib_examples, self._data()), seq, names))
@@ -283,11 +291,12 @@ class TFLiteExporter(Exporter):
 
         verification: dict[str, Any] = {"passed": True, "skipped": True, "reason": "verification skipped (--no-verify)"}
         if c.verify:
-            ref = prepared.reference(self._data(), c.verify_examples, seq, names,
+            ref = prepared.reference(self._data(), c.verify_examples, seq, torch_names,
                                      progress="[export] verify: PyTorch reference on dev examples")
             stage(f"[export] verify: the artifact in the LiteRT interpreter on {len(ref.labels)} dev examples")
+            feeds = {n: ref.feeds[n] if n in ref.feeds else np.zeros_like(ref.feeds["input_ids"]) for n in names}
             with tempfile.TemporaryDirectory() as work:
-                got, err = run_in_child(artifact, _int32(ref.feeds), Path(work))
+                got, err = run_in_child(artifact, _int32(feeds), Path(work))
             if got is None:
                 verification = {"passed": False, "reason": f"the LiteRT interpreter failed on the artifact: {err}",
                                 "dtype": c.dtype, "num_examples": int(len(ref.labels))}

@@ -125,6 +125,28 @@ def test_two_input_model_is_skipped_with_a_reason(tiny_distilbert, glue, tmp_pat
     res = export(tiny_distilbert, _cfg(glue, verify=False), tmp_path / "d")
     meta = res.report["metadata"]
     assert meta["embedded"] is False and "token_type_ids" in meta["reason"]
+    assert "--tflite-segment-input" in meta["reason"]
+
+
+def test_segment_input_lets_distilbert_carry_the_metadata(tiny_distilbert, glue, tmp_path):
+    """DistilBERT has no segment ids; with the option the artifact takes an unused third input, MediaPipe's
+    BERT writer describes it, and the logits match PyTorch (verified) and do not depend on that input."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    from edgeprune.exporters.tflite import TfliteOptions
+
+    res = export(tiny_distilbert, _cfg(glue, options=TfliteOptions(segment_input=True)), tmp_path / "d")
+    assert res.report["metadata"]["embedded"] is True
+    assert res.verification["passed"] is True and res.verification["num_examples"] == 8
+    runner = Interpreter(model_path=str(res.artifact)).get_signature_runner("serving_default")
+    assert sorted(runner.get_input_details()) == ["attention_mask", "input_ids", "token_type_ids"]
+    rng = np.random.default_rng(0)
+    feed = {"input_ids": rng.integers(0, 50, (1, SEQ)).astype(np.int32), "attention_mask": np.ones((1, SEQ), np.int32)}
+    zeros = runner(**feed, token_type_ids=np.zeros((1, SEQ), np.int32))["logits"]
+    ones = runner(**feed, token_type_ids=np.ones((1, SEQ), np.int32))["logits"]
+    np.testing.assert_array_equal(zeros, ones)
+    manifest = json.loads((res.bundle_dir / "manifest.json").read_text())
+    assert [i["name"] for i in manifest["inputs"]] == ["input_ids", "attention_mask", "token_type_ids"]
 
 
 def test_min_parser_version_walks_the_features():
