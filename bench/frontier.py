@@ -22,7 +22,6 @@ import argparse
 import json
 import os
 import platform
-import resource
 import subprocess
 import sys
 import time
@@ -33,6 +32,7 @@ import numpy as np
 
 from bench.common import RESULTS, ROOT, WORK, module_argv, pyplot
 from bench.frontier_points import Artifact, artifact_key, check_point, mark_fronts, summarize_latency
+from edgeprune.targets.remote_runner import peak_rss_bytes
 
 DENSE_DTYPES = ("fp32", "fp16", "int8-dynamic", "int8")
 PRUNED_DTYPES = ("fp32", "int8-dynamic", "int8")
@@ -88,19 +88,7 @@ def time_one(runtime: str, path: str, threads: int, reps: int, seq: int) -> dict
         ts.append((time.perf_counter() - t) * 1e3)
     return {"median_ms": float(np.median(ts)), "p10_ms": float(np.percentile(ts, 10)),
             "p90_ms": float(np.percentile(ts, 90)),
-            "peak_rss_bytes": own_peak_rss_bytes()}
-
-
-def own_peak_rss_bytes() -> int:
-    """This process's peak resident set (``VmHWM``). Not ``ru_maxrss``: Linux carries it across fork + exec, so
-    a child of the benchmark (torch loaded, ~354 MB) reported the parent's peak for every artifact."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024  # not Linux: the best there is
+            "peak_rss_bytes": peak_rss_bytes()}
 
 
 def timed_in_child(art_path: Path, runtime: str, threads: int, reps: int, seq: int) -> dict[str, Any]:

@@ -114,12 +114,18 @@ def encode_examples(tokenizer, examples: list, seq_len: int | None, input_names:
     b = [e.text_b for e in examples] if examples and examples[0].text_b is not None else None
     enc = tokenizer(a, b, padding="max_length" if seq_len else "longest", truncation=True,
                     max_length=seq_len or 128, return_tensors="np")
+    return named_inputs(enc, input_names)
+
+
+def named_inputs(arrays, input_names: list[str]) -> dict[str, np.ndarray]:
+    """``arrays`` (tokenizer output or feeds) as int64 arrays named ``input_names``; a ``token_type_ids`` the
+    model never had is zeros (one segment), any other missing name a tokenizer/model mismatch."""
     out = {}
     for name in input_names:
-        if name in enc:
-            out[name] = enc[name].astype(np.int64)
+        if name in arrays:
+            out[name] = np.asarray(arrays[name]).astype(np.int64)
         elif name == "token_type_ids":
-            out[name] = np.zeros_like(enc["input_ids"], dtype=np.int64)
+            out[name] = np.zeros_like(arrays["input_ids"], dtype=np.int64)
         else:
             raise DataError(f"tokenizer gives no {name!r}; the checkpoint's tokenizer does not match the model")
     return out

@@ -26,7 +26,7 @@ from edgeprune.rundir import PrunedRun
 from . import register_exporter
 from . import tf_linear as tl
 from .base import Exporter, verification_record
-from .prepared import PreparedModel
+from .prepared import PreparedModel, named_inputs
 
 ARTIFACT = "model.tflite"
 TOKENIZER_DIR = "tokenizer"
@@ -294,9 +294,8 @@ class TFLiteExporter(Exporter):
             ref = prepared.reference(self._data(), c.verify_examples, seq, torch_names,
                                      progress="[export] verify: PyTorch reference on dev examples")
             stage(f"[export] verify: the artifact in the LiteRT interpreter on {len(ref.labels)} dev examples")
-            feeds = {n: ref.feeds[n] if n in ref.feeds else np.zeros_like(ref.feeds["input_ids"]) for n in names}
             with tempfile.TemporaryDirectory() as work:
-                got, err = run_in_child(artifact, _int32(feeds), Path(work))
+                got, err = run_in_child(artifact, _int32(named_inputs(ref.feeds, names)), Path(work))
             if got is None:
                 verification = {"passed": False, "reason": f"the LiteRT interpreter failed on the artifact: {err}",
                                 "dtype": c.dtype, "num_examples": int(len(ref.labels))}

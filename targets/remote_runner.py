@@ -54,7 +54,9 @@ def _status_bytes(key):
     return None
 
 
-def _peak_rss():
+def peak_rss_bytes():
+    """This process's own peak resident set: ``VmHWM``, not ``ru_maxrss``, which Linux carries across
+    fork + exec (a child of a big parent would report the parent's peak)."""
     hwm = _status_bytes("VmHWM")
     if hwm:
         return hwm
@@ -232,7 +234,7 @@ def main(argv=None):
         "inputs": eng.input_shapes(),
         "outputs": {k: list(v.shape) for k, v in outs.items()},
         "checksum": float(sum(float(abs(v.astype("float64")).sum()) for v in outs.values())),
-        "peak_rss_bytes": _peak_rss(), "rss_start_bytes": rss_start, "rss_after_load_bytes": rss_loaded,
+        "peak_rss_bytes": peak_rss_bytes(), "rss_start_bytes": rss_start, "rss_after_load_bytes": rss_loaded,
         "machine": platform.machine(), "cpu": _cpu_part(), "python": platform.python_version(),
         "pid": os.getpid(),
     }

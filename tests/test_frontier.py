@@ -125,7 +125,7 @@ def test_child_peak_rss_is_its_own_not_the_parents():
         pytest.skip("VmHWM is Linux's")
     ballast = bytearray(300_000_000)
     ballast[::4096] = b"\1" * len(ballast[::4096])  # touch every page: resident, not just reserved
-    code = "from bench.frontier import own_peak_rss_bytes; print(own_peak_rss_bytes())"
+    code = "from bench.frontier import peak_rss_bytes; print(peak_rss_bytes())"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert 0 < int(out.stdout.strip()) < 200_000_000
     del ballast
