@@ -73,16 +73,15 @@ def make_run(model_src: str, compression: float, block: str, balanced: bool, out
     return info
 
 
-def export_one(run_dir: Path, dtype: str, mode: str, out: Path, sparsity: bool = False, verify: int = 408) -> dict:
+def export_one(run_dir: Path, dtype: str, mode: str, out: Path, verify: int = 408) -> dict:
     from edgeprune.errors import EdgepruneError
-    from edgeprune.exporters.tflite import TfliteOptions
     from edgeprune.exporters.api import export
     from edgeprune.exporters.base import ExportConfig
 
     if out.exists():
         shutil.rmtree(out)
     cfg = ExportConfig(format="tflite", dtype=dtype, mode=mode, seq_len=128, data_dir=str(glue_dir()), task="mrpc",
-                       verify_examples=verify, calib_examples=100, options=TfliteOptions(sparsity=sparsity))
+                       verify_examples=verify, calib_examples=100)
     t0 = time.perf_counter()
     try:
         res = export(run_dir, cfg, out)
@@ -103,7 +102,7 @@ def main() -> None:
     ap.add_argument("--other-dtypes", default="fp32,int8-dynamic", help="dtypes at compressions other than 1x and 5x")
     ap.add_argument("--verify-examples", type=int, default=408, help="MRPC dev examples (408 = all)")
     ap.add_argument("--extras", action=argparse.BooleanOptionalAction, default=False,
-                    help="also 5x mode=dense with TFLite native sparsity, and the 1xall block")
+                    help="also the 5x 1xall block")
     ap.add_argument("--quick", action="store_true", help="fp32 only, 1 and 5x (smoke run)")
     ap.add_argument("--out-name", default="export_tflite",
                     help="results file stem; export_tflite_*.json parts are merged into export_tflite.md")
@@ -134,7 +133,7 @@ def main() -> None:
         for dt in (dtypes if c in (1.0, 5.0) else [d for d in dtypes if d in a.other_dtypes.split(",")]):
             jobs.append((c, a.block, True, "packed" if c > 1 else "dense", dt, False))
     if a.extras:
-        jobs += [(5.0, a.block, True, "dense", "fp32", True), (5.0, "1xall", False, "packed", "fp32", False)]
+        jobs += [(5.0, "1xall", False, "packed", "fp32", False)]  # (TFLite native sparsity went with TensorFlow)
     runs_made: dict[tuple, dict] = {}
     dense_lat: dict[tuple, float] = {}
     dense_bytes: dict[str, int] = {}
@@ -147,7 +146,7 @@ def main() -> None:
         run = runs_made[key]
         tag = f"{block.replace('/', '_')}_{c:g}x_{mode}_{dt}" + ("_sparse" if sparsity else "")
         print(f"[{time.perf_counter() - t_start:6.0f}s] export {tag}", flush=True)
-        ex = export_one(run["dir"], dt, mode, WORK / "bundles" / tag, sparsity, a.verify_examples)
+        ex = export_one(run["dir"], dt, mode, WORK / "bundles" / tag, a.verify_examples)
         ex.update(tag=tag, compression=c, block=block if c > 1 else None, mode=mode, dtype=dt,
                   sparsity_encoding="tflite-native" if sparsity else "none",
                   ideal_speedup=run["ideal_speedup"], ideal_linear_speedup=run["ideal_linear_speedup"])

@@ -12,7 +12,7 @@ from .io import read_json, sha256_file, write_json
 
 MANIFEST = "manifest.json"
 MANIFEST_VERSION = 1
-TOOLS = ("edgeprune", "torch", "transformers", "onnx", "onnxruntime", "tensorflow-cpu", "ai-edge-litert", "tf2onnx")
+TOOLS = ("edgeprune", "torch", "transformers", "onnx", "onnxruntime", "litert-torch", "ai-edge-quantizer", "ai-edge-litert")
 
 
 def tool_versions() -> dict[str, str]:

@@ -43,7 +43,8 @@ def quiet(verbose_: bool = False) -> None:
     warnings.filterwarnings("ignore")
     # the root logger too: onnxruntime's quantizer warns through logging.warning()
     for name in ("", "absl", "tensorflow", "onnxruntime", "onnxscript", "torch.onnx", "torch._dynamo",
-                 "torch.export", "jax", "transformers", "accelerate"):
+                 "torch.export", "torch.utils._pytree", "torchao", "litert_torch", "ai_edge_quantizer", "jax",
+                 "transformers", "accelerate"):
         logging.getLogger(name).setLevel(logging.ERROR)
 
 

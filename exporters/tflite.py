@@ -1,30 +1,28 @@
-"""TFLite (LiteRT) exporter: the pruned encoder rebuilt in TensorFlow, converted, verified in the interpreter.
+"""TFLite (LiteRT) exporter: the pruned encoder as one PyTorch module, converted by litert-torch, verified.
 
-The speed comes from the graph's structure (:mod:`tf_graph`, :mod:`tf_linear`), with each pruned
+The speed comes from the graph's structure (:mod:`tflite_graph`, :mod:`tflite_linear`), with each pruned
 linear's formulation picked by timing it in the LiteRT interpreter (XNNPACK, one thread) at the
-export's sequence length and dtype. TFLite's native sparse weight encoding
-(``TfliteOptions.sparsity``) is optional: measured here it only shrinks files and is buggy in places
-(docs/speed-notes.md, "TFLite sparse encoding / XNNPACK"), so the artifact is always verified in a child
-process. TensorFlow itself (timing, graph, converter) runs in a child of its own (:mod:`tflite_build`), so
-its memory never adds to PyTorch's (issue 16: <= 2 GB peak).
+export's sequence length and dtype. Conversion and quantization (:mod:`tflite_convert`: litert-torch and
+ai-edge-quantizer, no TensorFlow) run in a child process of their own (:mod:`tflite_build`), so their
+memory never adds to the parent's model and verification (issue 16: <= 2 GB peak); the artifact is
+verified in another child (:mod:`litert_run`). TFLite's native sparse weight encoding is not offered:
+it needed TensorFlow's converter and was never faster (docs/speed-notes.md).
 """
 from __future__ import annotations
 
 import dataclasses
-import os
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import numpy as np
 
 from edgeprune.errors import ConfigError, ExportError
-from edgeprune.quiet import native_stdout_off
 from edgeprune.rundir import PrunedRun
 from . import register_exporter
-from . import tf_linear as tl
+from . import tflite_linear as tl
 from .base import Exporter, verification_record
 from .prepared import PreparedModel, named_inputs
 
@@ -34,127 +32,67 @@ TIMING_THREADS = 1
 SIGNATURE_KEY = "serving_default"
 
 
-def _tf():
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    try:
-        import tensorflow as tf
-    except ImportError:
-        raise ConfigError("--format tflite needs TensorFlow; pip install 'edgeprune[tf]'") from None
-    return tf
-
-
-def convert(fn, dtype: str, representative: Callable[[], Iterator[list[np.ndarray]]] | None = None,
-            sparsity: bool = False, signature: bool = True) -> bytes:
-    """Convert a ``tf.function`` with an input signature (or its concrete function) to a TFLite flatbuffer.
-
-    The concrete function is converted as a frozen graph: given a trackable owner the converter would
-    first save and reload it as a SavedModel, which costs about 40% more peak memory (every constant
-    copied again) for the same operators; :func:`with_signature` then adds the "serving_default"
-    signature that path would have written.
-    """
-    tf = _tf()
-    cf = fn.get_concrete_function() if hasattr(fn, "get_concrete_function") else fn  # a tf.function or its trace
-    conv = tf.lite.TFLiteConverter.from_concrete_functions([cf])
-    opts: list = []
-    if dtype == "fp16":
-        opts = [tf.lite.Optimize.DEFAULT]
-        conv.target_spec.supported_types = [tf.float16]
-    elif dtype == "int8-dynamic":
-        opts = [tf.lite.Optimize.DEFAULT]
-    elif dtype == "int8":
-        if representative is None:
-            raise ConfigError("full int8 needs a representative dataset")
-        opts = [tf.lite.Optimize.DEFAULT]
-        conv.representative_dataset = representative
-    if sparsity:
-        opts.append(tf.lite.Optimize.EXPERIMENTAL_SPARSITY)
-    conv.optimizations = opts
-    try:
-        with native_stdout_off():  # the int8 calibrator prints one C-level line per op to stdout
-            buf = conv.convert()
-    except Exception as e:  # the converter raises many types; name it in one line
-        raise ExportError(f"TFLite conversion ({dtype}) failed: {type(e).__name__}: {str(e).splitlines()[0][:300]}") from None
-    if not signature:
-        return buf
-    outputs = sorted(cf.structured_outputs) if isinstance(cf.structured_outputs, dict) else ["output_0"]
-    return with_signature(buf, [t.name for t in cf.structured_input_signature[0]], outputs)
-
-
-def with_signature(buf: bytes, inputs: list[str], outputs: list[str], key: str = SIGNATURE_KEY) -> bytes:
-    """``buf`` (a frozen-graph conversion, inputs in argument order) with the signature the SavedModel path
-    writes: inputs ordered and named as there (``serving_default_<name>:0``, sorted by name), outputs
-    ``PartitionedCall:<i>``, and a ``key`` signature mapping the names to those tensors."""
-    from tensorflow.lite.python import schema_py_generated as fb
-    from tensorflow.lite.tools import flatbuffer_utils as fu
-
-    model = fu.read_model_from_bytearray(bytearray(buf))
-    sg = model.subgraphs[0]
-    if len(sg.inputs) != len(inputs) or len(sg.outputs) != len(outputs) or len(model.subgraphs) != 1:
-        raise ExportError(f"TFLite conversion: {len(sg.inputs)} inputs / {len(sg.outputs)} outputs, expected "
-                          f"{len(inputs)} / {len(outputs)}")
-    by_name = sorted(zip(inputs, (int(i) for i in sg.inputs)))
-    sg.inputs = [i for _, i in by_name]
-    for name, i in by_name:
-        sg.tensors[i].name = f"{key}_{name}:0".encode()
-    for n, i in enumerate(sg.outputs):
-        sg.tensors[int(i)].name = f"PartitionedCall:{n}".encode()
-
-    def tmap(name, i):
-        t = fb.TensorMapT()
-        t.name, t.tensorIndex = name.encode(), int(i)
-        return t
-
-    sig = fb.SignatureDefT()
-    sig.signatureKey, sig.subgraphIndex = key.encode(), 0
-    sig.inputs = [tmap(n, i) for n, i in by_name]
-    sig.outputs = [tmap(n, i) for n, i in zip(outputs, sg.outputs)]
-    model.signatureDefs = [sig]
-    del buf
-    return fu.convert_object_to_bytearray(model)
-
-
 class LinearTimer:
-    """Times each candidate formulation as a one-layer TFLite model; cached by shape (not index values)."""
+    """Times each candidate formulation as a one-linear signature in the LiteRT interpreter.
+
+    Every distinct candidate shape of the model (:meth:`prepare`) goes into one multi-signature
+    flatbuffer, so litert-torch converts once, not once per candidate (about 1.4 s each); a signature's
+    latency equals the same linear converted alone (measured: within 3%). Cached by shape, not index values.
+    """
 
     def __init__(self, tokens: int, dtype: str, threads: int = TIMING_THREADS, runs: int = 25) -> None:
         self.tokens, self.dtype, self.threads, self.runs = tokens, dtype, threads, runs
         self.cache: dict[tuple, float] = {}
         self.log: dict[str, dict[str, float]] = {}
 
-    def time(self, f: tl.Formulation) -> float:
-        key = f.shape_key(self.tokens) + (self.dtype,)
-        if key not in self.cache:
-            self.cache[key] = self._measure(f)
-        return self.cache[key]
+    def key(self, f: tl.Formulation) -> tuple:
+        return f.shape_key(self.tokens) + (self.dtype,)
 
-    def _measure(self, f: tl.Formulation) -> float:
-        tf = _tf()
-        from ai_edge_litert.interpreter import Interpreter
+    def prepare(self, cands: list[tl.Formulation]) -> None:
+        """Measure every candidate whose shape is not cached yet, in one conversion."""
+        import torch
 
-        fn = tf.function(lambda x: f(x), input_signature=[tf.TensorSpec([self.tokens, f.n_in], tf.float32)])
+        from .tflite_convert import convert
+
+        todo: dict[tuple, tl.Formulation] = {}
+        for f in cands:
+            if self.key(f) not in self.cache:
+                todo.setdefault(self.key(f), f)
+        if not todo:
+            return
         rng = np.random.default_rng(0)
-        x = rng.standard_normal((self.tokens, f.n_in)).astype(np.float32)
-
-        def rep():
-            for _ in range(4):
-                yield [rng.standard_normal((self.tokens, f.n_in)).astype(np.float32)]
-
+        sigs = [(f"c{i}", f.module(), {"x": torch.zeros(self.tokens, f.n_in)}) for i, f in enumerate(todo.values())]
         # timing proxy: fp16 weights are dequantized at load and run in fp32
         dtype = "fp32" if self.dtype == "fp16" else self.dtype
-        buf = convert(fn, dtype, rep if dtype == "int8" else None, signature=False)
+        calib = None
+        if dtype == "int8":
+            calib = {name: [{"x": rng.standard_normal((self.tokens, f.n_in)).astype(np.float32)} for _ in range(4)]
+                     for (name, _, _), f in zip(sigs, todo.values())}
+        buf = convert(sigs, dtype, calib)
+        from ai_edge_litert.interpreter import Interpreter
+
         it = Interpreter(model_content=buf, num_threads=self.threads)
-        it.allocate_tensors()
-        it.set_tensor(it.get_input_details()[0]["index"], x)
-        for _ in range(3):
-            it.invoke()
-        ts = []
-        for _ in range(self.runs):
-            t = time.perf_counter()
-            it.invoke()
-            ts.append(time.perf_counter() - t)
-        return float(np.median(ts) * 1e3)
+        for (name, _, _), (key, f) in zip(sigs, todo.items()):
+            run = it.get_signature_runner(name)
+            d = run.get_input_details()["x"]  # full int8 quantizes the timing model's input too
+            xi = rng.standard_normal((self.tokens, f.n_in)).astype(np.float32)
+            if np.issubdtype(d["dtype"], np.integer):
+                xi = rng.integers(-100, 100, (self.tokens, f.n_in)).astype(d["dtype"])
+            for _ in range(3):
+                run(x=xi)
+            ts = []
+            for _ in range(self.runs):
+                t = time.perf_counter()
+                run(x=xi)
+                ts.append(time.perf_counter() - t)
+            self.cache[key] = float(np.median(ts) * 1e3)
+
+    def time(self, f: tl.Formulation) -> float:
+        self.prepare([f])
+        return self.cache[self.key(f)]
 
     def __call__(self, name: str, cands: list[tl.Formulation]) -> tl.Formulation:
+        self.prepare(cands)
         times = [self.time(f) for f in cands]
         self.log[name] = {f"{f.kind}" + (f"_R{f.meta['R']}" if "R" in f.meta else ""): round(t, 4)
                           for f, t in zip(cands, times)}
@@ -212,7 +150,6 @@ def with_metadata(buf: bytes, out_dir: Path, labels: list[str], names: list[str]
 class TfliteOptions:
     """TFLite-only export settings."""
 
-    sparsity: bool = False  # also apply TFLite's native sparse weight encoding (smaller file, never faster)
     # how each pruned linear's formulation is picked in packed mode: "timed" (fastest in the LiteRT
     # interpreter on this machine, so it can vary with load) or "fewest-macs" (deterministic structure)
     formulation: str = "timed"
@@ -251,13 +188,12 @@ class TFLiteExporter(Exporter):
         if c.options.formulation not in FORMULATIONS:
             raise ConfigError(f"unknown TFLite formulation choice {c.options.formulation!r}; "
                               f"choose one of: {', '.join(FORMULATIONS)}")
-        import importlib.util
+        from .tflite_convert import require
 
-        if importlib.util.find_spec("tensorflow") is None:  # found, not imported: the converter runs in a child
-            _tf()
+        require()  # found, not imported: the converter runs in a child
 
     def build(self, prepared: PreparedModel, out_dir: Path) -> dict[str, Any]:
-        from . import tf_graph as tg
+        from . import tflite_graph as tg
         from . import tflite_build as tb
         from edgeprune.quiet import stage
         from .litert_run import run_in_child
@@ -278,7 +214,7 @@ class TFLiteExporter(Exporter):
         label_names = prepared.labels
         write_app_files(out_dir, tokenizer, label_names)
         job = tb.Job(seq_len=seq, batch=batch, dtype=c.dtype, mode=c.mode, pruned=bool(masks),
-                     formulation=c.options.formulation, sparsity=c.options.sparsity, input_names=names,
+                     formulation=c.options.formulation, input_names=names,
                      bundle_dir=str(out_dir), labels=label_names, tokenizer_kind=tokenizer_kind(tokenizer))
         arch, pad_id = weights.arch, weights.pad_id
         with tempfile.TemporaryDirectory(prefix="edgeprune-tflite-") as work:
@@ -304,7 +240,7 @@ class TFLiteExporter(Exporter):
                                                     self.MAX_POINTS)
             verification.update({"runtime": "ai-edge-litert Interpreter (XNNPACK, 1 thread, child process)",
                                  "task": spec.name, "split": "dev", "seq_len": seq})
-        sparsity = "tflite-native" if c.options.sparsity else "none"
+        sparsity = "none"
         io = {"inputs": [{"name": n, "dtype": "int32", "shape": [batch, seq]} for n in names],
               "outputs": [{"name": "logits", "dtype": "float32", "shape": [batch, spec.num_labels]}]}
         return {

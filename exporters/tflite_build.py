@@ -1,14 +1,14 @@
-"""The TensorFlow half of the TFLite export, run in a child process that never imports PyTorch.
+"""The converter half of the TFLite export, run in a child process that never loads the Hugging Face model.
 
-TensorFlow's import (~0.6 GB resident) and the converter's transient copies of every constant (about
-1 GB for MiniLM-L6) used to sit on top of PyTorch, the model and the verification in one process
-(3.7 GB peak, issue 16 item 6). The parent extracts the numpy weights, writes them to a job folder and
-waits; this child plans the formulations (timed or fewest multiply-adds), builds the graph, converts it
-and writes the flatbuffer, then exits and hands all of that memory back.
+The converter stack (litert-torch with torch.export, its MLIR lowering, ai-edge-quantizer, jax) and its
+transient copies of every constant would otherwise sit on top of the model and the verification in one
+process (issue 16 item 6: <= 2 GB peak). The parent extracts the numpy weights, writes them to a job
+folder and waits; this child plans the formulations (timed or fewest multiply-adds), builds the PyTorch
+module, converts and quantizes it and writes the flatbuffer, then exits and hands all of that memory back.
 
     python -m edgeprune.exporters.tflite_build JOB_DIR
 
-JOB_DIR holds ``job.json`` (:class:`Job`), ``weights.pkl`` (a :class:`tf_graph.EncoderWeights`) and, for
+JOB_DIR holds ``job.json`` (:class:`Job`), ``weights.pkl`` (a :class:`tflite_graph.EncoderWeights`) and, for
 full int8, ``calib.npz``. The child writes ``model.tflite`` and ``result.json`` (or ``error.json``).
 """
 from __future__ import annotations
@@ -44,7 +44,6 @@ class Job:
     mode: str  # dense / structured / packed
     pruned: bool  # the run has masks (a dense checkpoint is planned as dense whatever the mode)
     formulation: str  # one of FORMULATIONS
-    sparsity: bool
     input_names: list[str]
     bundle_dir: str  # where the final model.tflite goes (vocab.txt and labels.txt are already there)
     labels: list[str]
@@ -98,38 +97,49 @@ def build(job: Job, weights: Any, calib: dict[str, np.ndarray] | None) -> dict[s
     """Plan, build, convert, embed the metadata, write the artifact and check it for the GPU delegate."""
     from edgeprune.quiet import Progress, stage
 
-    from . import tf_graph as tg
-    from .tflite import ARTIFACT, LinearTimer, convert, with_metadata
+    from . import tflite_graph as tg
+    from .tflite import ARTIFACT, LinearTimer, with_metadata
+    from .tflite_convert import convert
     from .tflite_gpu import gpu_compatibility
 
+    import torch
+
+    torch.set_num_threads(1)
     t0 = time.perf_counter()
     timer = LinearTimer(job.batch * job.seq_len, job.dtype)
     packed = job.mode == "packed" and job.pruned
-    chooser = timer if packed and job.formulation == "timed" else tg.choose_fewest_macs
-    label = "[export] time formulations" if chooser is timer else f"[export] plan {job.mode} layers"
+    mode = job.mode if job.pruned else "dense"
+    timed = packed and job.formulation == "timed"
+    if timed:  # every candidate of the model in one conversion, then each linear picks from the cache
+        stage("[export] time formulations: convert every candidate linear")
+        seen: list = []
+        tg.plan_model(weights, mode, lambda name, cands: seen.extend(cands) or cands[0])
+        timer.prepare(seen)
+        del seen
+    chooser = timer if timed else tg.choose_fewest_macs
+    label = "[export] time formulations" if timed else f"[export] plan {job.mode} layers"
     with Progress(label, len(weights.layers) * len(tg.ROLES)) as progress:
-        plans = tg.plan_model(weights, job.mode if job.pruned else "dense", chooser, progress.advance)
+        plans = tg.plan_model(weights, mode, chooser, progress.advance)
     plan_s = time.perf_counter() - t0
-    fn = tg.build_function(weights, plans, job.seq_len, job.batch,
-                           tg.INT8_MASK_NEG if job.dtype == "int8" else tg.MASK_NEG)
+    module = tg.build_module(weights, plans, job.seq_len, job.batch,
+                             tg.INT8_MASK_NEG if job.dtype == "int8" else tg.MASK_NEG)
     summary = tg.plan_summary(plans)
-    cf = fn.get_concrete_function()  # the traced graph holds its own copies of every constant
-    del fn, plans, weights  # so the numpy weights go before the converter copies the graph (~0.1 GB for MiniLM)
+    del plans, weights
     release_memory()  # with what timing the candidates left behind
 
-    rep = None
+    sample = {k: torch.zeros(job.batch, job.seq_len, dtype=torch.int32) for k in job.input_names}
+    cal = None
     if calib is not None:
-        def rep():
-            n = calib[job.input_names[0]].shape[0]
-            for s in range(0, n - job.batch + 1, job.batch):
-                yield [calib[k][s:s + job.batch] for k in job.input_names]
+        n = calib[job.input_names[0]].shape[0]
+        cal = {"serving_default": [{k: calib[k][s:s + job.batch] for k in job.input_names}
+                                   for s in range(0, n - job.batch + 1, job.batch)]}
 
     stage(f"[export] convert to TFLite {job.dtype}")
     t0 = time.perf_counter()
-    buf = convert(cf, job.dtype, rep, sparsity=job.sparsity)
+    buf = convert([("serving_default", module, sample)], job.dtype, cal)
     convert_s = time.perf_counter() - t0
-    del cf, rep
-    release_memory()  # the graph and the converter's copies go before the metadata writer and the analyzer run
+    del module, cal
+    release_memory()  # the converter's copies go before the metadata writer and the analyzer run
     out = Path(job.bundle_dir)
     buf, meta = with_metadata(buf, out, job.labels, job.input_names, job.tokenizer_kind)
     (out / ARTIFACT).write_bytes(buf)  # the final file: the GPU check here and the verification read this one
@@ -141,7 +151,7 @@ def build(job: Job, weights: Any, calib: dict[str, np.ndarray] | None) -> dict[s
             if name in timer.log:
                 layer[role]["timed_ms"] = timer.log[name]
     return {"structure": summary, "plan_s": round(plan_s, 2), "convert_s": round(convert_s, 2),
-            "timed": chooser is timer, "metadata": meta, "gpu_compatibility": gpu}
+            "timed": timed, "metadata": meta, "gpu_compatibility": gpu}
 
 
 def _weights(work: Path) -> Any:

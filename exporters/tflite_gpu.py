@@ -1,13 +1,11 @@
-"""LiteRT's GPU-delegate compatibility check, run on the exported .tflite (``tf.lite.experimental.Analyzer``).
+"""LiteRT's GPU-delegate compatibility check, run on the exported .tflite (ai-edge-litert's ModelAnalyzer).
 
-The analyzer is static: "compatible" means every op passes the GPU delegate's op checks on this TF
+The analyzer is static: "compatible" means every op passes the GPU delegate's op checks in this LiteRT
 version, not that the model runs on a given phone's GPU (it says so itself); only a device run with
 ``benchmark_model --use_gpu=true`` shows the delegation (``edgeprune profile --adb ... --use-gpu``).
 """
 from __future__ import annotations
 
-import contextlib
-import io
 import os
 import re
 from typing import Any
@@ -34,17 +32,16 @@ def parse_analyzer(text: str) -> dict[str, Any]:
 
 def gpu_compatibility(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Run the analyzer on ``path``; never raises (an analyzer failure is recorded as the verdict)."""
-    tool = "tf.lite.experimental.Analyzer(gpu_compatibility=True)"
+    tool = "ai_edge_litert ModelAnalyzer (gpu_compatibility=True), the analyzer behind tf.lite.experimental.Analyzer"
     if not os.path.isfile(path):
         return {"verdict": "not checked", "reason": f"{path}: no such file", "tool": tool}
     try:
-        import tensorflow as tf
+        from importlib.metadata import version
 
-        buf = io.StringIO()
-        with contextlib.redirect_stdout(buf):
-            tf.lite.experimental.Analyzer.analyze(model_path=str(path), gpu_compatibility=True)
-        out = parse_analyzer(buf.getvalue())
-        out["tensorflow"] = tf.__version__
+        from ai_edge_litert import _pywrap_analyzer_wrapper as analyzer
+
+        out = parse_analyzer(analyzer.ModelAnalyzer(str(path), True, True))  # (model, is a file path, gpu check)
+        out["ai_edge_litert"] = version("ai-edge-litert")
     except Exception as e:  # the check is advice: an export never fails because the analyzer did
         return {"verdict": "not checked", "reason": f"{type(e).__name__}: {e}"[:300], "tool": tool}
     out["tool"] = tool

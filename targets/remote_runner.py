@@ -75,6 +75,20 @@ def _cpu_part():
     return None
 
 
+def signature_input_names(it):
+    """Tensor index -> the input's signature name (``input_ids``), for the first signature.
+
+    litert-torch names the input tensors ``serving_default_input_ids``; the signature keeps the module's
+    argument names, which are what feeds are keyed by. Tensors outside any signature keep their own name.
+    """
+    try:
+        sigs = it.get_signature_list()
+        key = "serving_default" if "serving_default" in sigs else next(iter(sigs))
+        return {int(d["index"]): name for name, d in it.get_signature_runner(key).get_input_details().items()}
+    except Exception:  # no signature (or an old runtime without signature runners)
+        return {}
+
+
 def _fill(name, shape, dtype, rng):
     import numpy as np
 
@@ -141,12 +155,13 @@ class LiteEngine:
         self.it = Interpreter(model_path=path, num_threads=threads, experimental_op_resolver_type=kind)
         rng = np.random.default_rng(0)
         self.inputs = []
+        names = signature_input_names(self.it)
         for d in self.it.get_input_details():
             sig = [int(x) for x in d.get("shape_signature", d["shape"])]
             shape = _concrete(sig, batch, seq_len)
             if list(shape) != [int(x) for x in d["shape"]]:
                 self.it.resize_tensor_input(d["index"], shape)
-            self.inputs.append((d["index"], d["name"], shape, d["dtype"]))
+            self.inputs.append((d["index"], names.get(int(d["index"]), d["name"]), shape, d["dtype"]))
         self.it.allocate_tensors()
         self.feeds = [(idx, _fill(name, shape, dt, rng)) for idx, name, shape, dt in self.inputs]
         self.outs = [(d["index"], d["name"]) for d in self.it.get_output_details()]

@@ -60,7 +60,7 @@ def test_the_decision_is_per_value_dimension():
 
 
 def test_onnx_structured_tflite_and_hf_keep_the_same_heads_and_units(tiny_bert, tmp_path, glue):
-    pytest.importorskip("tensorflow")
+    pytest.importorskip("litert_torch")
     pytest.importorskip("ai_edge_litert")
     run = _run(tiny_bert, tmp_path / "run")
     common = dict(task="mrpc", data_dir=str(glue), verify_examples=8, seq_len=16)

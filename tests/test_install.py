@@ -99,18 +99,20 @@ def test_wheel_holds_the_installed_layout(tmp_path: Path):
     assert "edgeprune = edgeprune.cli:main" in zipfile.ZipFile(wheel).read(entry).decode()
 
 
-def test_tf2onnx_is_a_test_dependency_only():
-    """Only the TF-graph cross-check tests use tf2onnx: the dev extra has it, the package never imports it."""
+def test_tflite_needs_no_tensorflow():
+    """One model definition (PyTorch) serves both runtimes: TFLite goes through litert-torch, so TensorFlow and
+    tf2onnx are in no extra and nothing in the package imports them."""
     import re
     import tomllib
 
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
     extras = project["optional-dependencies"]
-    assert not any(d.startswith("tf2onnx") for d in project["dependencies"] + extras["tf"])
-    assert any(d.startswith("tf2onnx") for d in extras["dev"])
+    every = project["dependencies"] + [d for ds in extras.values() for d in ds]
+    assert not any(d.startswith(("tensorflow", "tf2onnx", "tf-keras")) for d in every), every
+    assert any(d.startswith("litert-torch") for d in extras["tflite"])
     for folder in ("edgeprune", "exporters", "targets"):
         for path in (REPO / folder).rglob("*.py"):
-            assert not re.search(r"^\s*(import|from) tf2onnx", path.read_text(), re.M), path
+            assert not re.search(r"^\s*(import|from) (tensorflow|tf2onnx)\b", path.read_text(), re.M), path
 
 
 def test_ci_examples_install_edgeprune_from_the_repository_or_a_wheel():

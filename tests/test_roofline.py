@@ -107,17 +107,21 @@ def test_calibration_recovers_efficiency():
 
 
 def test_tflite_costs_by_hand(tmp_path):
-    import tensorflow as tf
+    pytest.importorskip("litert_torch")
+    import torch
 
-    w = tf.constant(np.random.default_rng(0).standard_normal((32, 64)).astype("float32"))
+    from edgeprune.exporters.tflite_convert import convert
 
-    @tf.function(input_signature=[tf.TensorSpec([1, 16, 32], tf.float32)])
-    def f(x):
-        return tf.nn.relu(tf.matmul(x, w))
+    class F(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.register_buffer("w", torch.from_numpy(np.random.default_rng(0).standard_normal((32, 64)).astype("float32")))
 
-    conv = tf.lite.TFLiteConverter.from_concrete_functions([f.get_concrete_function()], f)
+        def forward(self, x):
+            return torch.relu(x @ self.w)
+
     p = tmp_path / "m.tflite"
-    p.write_bytes(conv.convert())
+    p.write_bytes(convert([("serving_default", F().eval(), {"x": torch.zeros(1, 16, 32)})], "fp32"))
     costs = tflite_costs(p)
     mm = [c for c in costs if c.op_type in ("FULLY_CONNECTED", "BATCH_MATMUL")]
     assert len(mm) == 1

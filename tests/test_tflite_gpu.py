@@ -1,4 +1,4 @@
-"""The export-time GPU compatibility check (LiteRT's tf.lite.experimental.Analyzer) and its verdict."""
+"""The export-time GPU compatibility check (ai-edge-litert's ModelAnalyzer) and its verdict."""
 from __future__ import annotations
 
 from edgeprune.exporters.tflite_gpu import gpu_compatibility, parse_analyzer
@@ -31,7 +31,7 @@ def test_analyzer_runs_on_a_real_tflite(tmp_path):
 
     art = make_tiny_tflite(tmp_path / "tiny.tflite", seq_len=8)
     rec = gpu_compatibility(art)
-    assert rec["verdict"] == "compatible" and rec["tool"].startswith("tf.lite.experimental.Analyzer")
+    assert rec["verdict"] == "compatible" and rec["tool"].startswith("ai_edge_litert ModelAnalyzer")
     assert "benchmark_model --use_gpu=true" in rec["note"]   # static check only: says what would really show it
     missing = gpu_compatibility(tmp_path / "nope.tflite")
     assert missing["verdict"] == "not checked" and missing["reason"]

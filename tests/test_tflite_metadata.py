@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-pytest.importorskip("tensorflow")
+pytest.importorskip("litert_torch")
 pytest.importorskip("ai_edge_litert")
 pytest.importorskip("mediapipe")
 

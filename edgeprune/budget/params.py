@@ -193,11 +193,8 @@ def count_tflite(path: Path) -> ParamCount:
     """Stored parameters of a TFLite model: tensors backed by a non-empty constant buffer."""
     try:
         from ai_edge_litert import schema_py_generated as schema
-    except ImportError:  # pragma: no cover - the tf extra is missing
-        try:
-            from tensorflow.lite.python import schema_py_generated as schema
-        except ImportError:
-            raise ModelError("counting TFLite parameters needs ai-edge-litert; pip install 'edgeprune[tf]'") from None
+    except ImportError:  # pragma: no cover - the tflite extra is missing
+        raise ModelError("counting TFLite parameters needs ai-edge-litert; pip install 'edgeprune[tflite]'") from None
 
     buf = path.read_bytes()
     if len(buf) < 8 or buf[4:8] != b"TFL3":

@@ -67,8 +67,6 @@ def _options(fmt: str, **flags):
 @click.option("--verify-examples", type=click.IntRange(min=1), default=256, show_default=True)
 @click.option("--calib-examples", type=click.IntRange(min=1), default=64, show_default=True)
 @click.option("--no-verify", is_flag=True, help="Skip the comparison against PyTorch (not recommended).")
-@click.option("--tflite-sparsity", is_flag=True,
-              help="TFLite only: also apply the converter's native sparse encoding (smaller file, never faster).")
 @click.option("--tflite-formulation", type=click.Choice(["timed", "fewest-macs"]), default="timed", show_default=True,
               help="TFLite packed: each pruned layer's formulation, the fastest 'timed' here in LiteRT (varies with "
                    "load) or the one with the 'fewest-macs' (the same structure on every machine).")
@@ -86,7 +84,7 @@ def _options(fmt: str, **flags):
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True, help="Bundle folder to write.")
 @click.option("--overwrite", is_flag=True, help="Replace a bundle already in --out (once the new one is verified).")
 def command(run_dir: Path, fmt: str, dtype: str, mode: str, seq_len: str, batch: int | None, data_dir: Path | None,
-            task: str | None, verify_examples: int, calib_examples: int, no_verify: bool, tflite_sparsity: bool,
+            task: str | None, verify_examples: int, calib_examples: int, no_verify: bool,
             tflite_formulation: str, tflite_segment_input: bool,
             int8_embeddings: bool, int8_choice: str, int8_threads: int, out_dir: Path, overwrite: bool,
             text_column: str | None, text_pair_column: str | None, label_column: str | None,
@@ -106,7 +104,7 @@ def command(run_dir: Path, fmt: str, dtype: str, mode: str, seq_len: str, batch:
                           data_dir=str(data_dir) if data_dir else None, verify_examples=verify_examples,
                           calib_examples=calib_examples, verify=not no_verify,
                           options=_options(fmt, opset=opset, int8_embeddings=int8_embeddings, int8_choice=int8_choice,
-                                           int8_threads=int8_threads, sparsity=tflite_sparsity,
+                                           int8_threads=int8_threads,
                                            formulation=tflite_formulation, segment_input=tflite_segment_input))
     open_run(run_dir)  # not a run / model folder: that message first
     output_dir(out_dir, "export bundle", bundle_kind, overwrite=overwrite)

@@ -62,10 +62,13 @@ def tflite_io(path: str) -> ArtifactIO:
         it = Interpreter(model_path=path, experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
     except Exception as e:
         raise ModelError(f"{path}: not a loadable TFLite model ({e})") from None
+    from edgeprune.targets.remote_runner import signature_input_names
+
+    names = signature_input_names(it)
     inputs = []
     for d in it.get_input_details():
         sig = [int(x) for x in d.get("shape_signature", d["shape"])]
-        inputs.append(InputSpec(d["name"], tuple(x if x > 0 else None for x in sig), getattr(d["dtype"], "__name__",
+        inputs.append(InputSpec(names.get(int(d["index"]), d["name"]), tuple(x if x > 0 else None for x in sig), getattr(d["dtype"], "__name__",
                                                                                            str(d["dtype"]))))
     kinds = {getattr(t["dtype"], "__name__", str(t["dtype"])) for t in it.get_tensor_details()}
     dtype = "int8" if kinds & {"int8", "uint8"} else "fp16" if "float16" in kinds else "fp32"

@@ -1,7 +1,7 @@
 """Presets: which layers to prune per architecture, and which block shapes each runtime turns into speed.
 
 Block presets come from measurements on this machine (``docs/speed-notes.md``, and the exporters'
-own layer studies: ``exporters/onnx.py``, ``exporters/tf_linear.py``, ``bench/results/export_onnx.*`` /
+own layer studies: ``exporters/onnx.py``, ``exporters/tflite_linear.py``, ``bench/results/export_onnx.*`` /
 ``export_tflite.*``):
 
 * ``ort``: balanced 128-row column segments (``128x1``). The ONNX exporter's row-gather on the

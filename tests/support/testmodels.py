@@ -54,27 +54,31 @@ def export_logits_onnx(model, out: str | os.PathLike[str], seq_len: int) -> Path
 
 
 def make_tiny_tflite(out: str | os.PathLike[str], seq_len: int = 16, hidden: int = 32, vocab: int = 100) -> Path:
-    """A small BERT-like TFLite graph: embedding gather, two dense layers with GELU, masked mean pooling."""
+    """A small BERT-like TFLite model (litert-torch): embedding lookup, two dense layers with GELU, masked mean pooling."""
     import numpy as np
-    import tensorflow as tf
+    import torch
+
+    from edgeprune.exporters.tflite_convert import convert
 
     rng = np.random.default_rng(0)
-    emb = tf.constant(rng.standard_normal((vocab, hidden)).astype("float32") * 0.1)
-    w1 = tf.constant(rng.standard_normal((hidden, 4 * hidden)).astype("float32") * 0.1)
-    w2 = tf.constant(rng.standard_normal((4 * hidden, hidden)).astype("float32") * 0.1)
-    w3 = tf.constant(rng.standard_normal((hidden, 2)).astype("float32") * 0.1)
 
-    @tf.function(input_signature=[tf.TensorSpec([1, seq_len], tf.int32, name="input_ids"),
-                                  tf.TensorSpec([1, seq_len], tf.int32, name="attention_mask")])
-    def model(input_ids, attention_mask):  # type: ignore[no-untyped-def]
-        x = tf.gather(emb, input_ids)
-        h = tf.nn.gelu(tf.matmul(x, w1))
-        x = x + tf.matmul(h, w2)
-        m = tf.cast(attention_mask, tf.float32)[..., None]
-        pooled = tf.reduce_sum(x * m, axis=1) / tf.reduce_sum(m, axis=1)
-        return {"logits": tf.matmul(pooled, w3)}
+    def const(*shape):
+        return torch.from_numpy(rng.standard_normal(shape).astype("float32") * 0.1)
 
-    conv = tf.lite.TFLiteConverter.from_concrete_functions([model.get_concrete_function()], model)
+    class Tiny(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            for name, t in (("emb", const(vocab, hidden)), ("w1", const(hidden, 4 * hidden)),
+                            ("w2", const(4 * hidden, hidden)), ("w3", const(hidden, 2))):
+                self.register_buffer(name, t)
+
+        def forward(self, input_ids, attention_mask):  # type: ignore[no-untyped-def]
+            x = torch.nn.functional.embedding(input_ids.long(), self.emb)
+            x = x + torch.nn.functional.gelu(x @ self.w1) @ self.w2
+            m = attention_mask.to(torch.float32)[..., None]
+            return {"logits": ((x * m).sum(dim=1) / m.sum(dim=1)) @ self.w3}
+
+    sample = {k: torch.ones(1, seq_len, dtype=torch.int32) for k in ("input_ids", "attention_mask")}
     out = Path(out)
-    out.write_bytes(conv.convert())
+    out.write_bytes(convert([("serving_default", Tiny().eval(), sample)], "fp32"))
     return out

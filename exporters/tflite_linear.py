@@ -1,4 +1,8 @@
-"""One pruned linear layer ``y = x @ W.T + b`` written as TFLite builtins, in several formulations.
+"""One pruned linear layer ``y = x @ W.T + b`` in several formulations that lower to TFLite builtins.
+
+Each formulation is a small PyTorch module (:meth:`Formulation.module`) of index_select, (batch) matmul,
+transpose and reshape; litert-torch lowers them to GATHER_ND, FULLY_CONNECTED / BATCH_MATMUL,
+TRANSPOSE and RESHAPE (docs/litert-torch.md).
 
 The block structure becomes speed only through the graph's shape (TFLite's native sparse encoding
 is never faster; docs/speed-notes.md, "TFLite sparse encoding / XNNPACK"), so each formulation is
@@ -15,7 +19,7 @@ plain dense kernels on less data:
                  (contiguous copies) -> BATCH_MATMUL [G,R,k] x [G,k,T] -> RESHAPE -> TRANSPOSE.
 
 :func:`candidates` lists the formulations a weight's mask allows; the exporter times them on the
-runtime (see ``tflite.time_linear``) and keeps the fastest per layer.
+runtime (see ``tflite.LinearTimer``) and keeps the fastest per layer.
 """
 from __future__ import annotations
 
@@ -62,29 +66,43 @@ class Formulation:
         return {"kind": self.kind, "in": self.n_in, "out": self.n_out, **self.meta,
                 "macs_per_token": self.macs_per_token}
 
-    def __call__(self, x):
-        """Apply to ``x`` of shape [T, n_in] (a tf.Tensor); returns [T, n_out]."""
-        import tensorflow as tf
+    def module(self):
+        """A ``torch.nn.Module`` computing this formulation on ``x`` [T, n_in] -> [T, n_out]."""
+        return _packed_linear(self)
 
-        a = self.arrays
-        if self.kind == "dense":
-            return tf.matmul(x, a["w"]) + a["b"]
-        if self.kind == "cols":
-            return tf.matmul(tf.gather(x, a["idx"], axis=1), a["w"]) + a["b"]
-        if self.kind == "rows_cols":
-            y = tf.matmul(tf.gather(x, a["idx"], axis=1), a["w"])
-            y = tf.pad(y, [[0, 0], [0, 1]])  # the extra zero column serves the pruned rows
-            return tf.gather(y, a["rows_map"], axis=1) + a["b"]
-        g, r = self.meta["groups"], self.meta["R"]
-        if self.kind == "segments":
-            xg = tf.transpose(tf.gather(x, a["idx"], axis=1), [1, 0, 2])  # [G, T, k]
-            y = tf.transpose(tf.matmul(xg, a["w"]), [1, 0, 2])  # [G, T, R] -> [T, G, R]
-            return tf.reshape(y, [-1, g * r]) + a["b"]
-        if self.kind == "segments_t":
-            xg = tf.gather(tf.transpose(x), a["idx"], axis=0)  # [G, k, T]
-            y = tf.reshape(tf.matmul(a["w"], xg), [g * r, -1])  # [G, R, T] -> [N, T]
-            return tf.transpose(y) + a["b"]
-        raise ValueError(f"unknown formulation {self.kind!r}")
+
+def _packed_linear(f: Formulation):
+    import torch
+
+    class PackedLinear(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.kind, self.meta = f.kind, dict(f.meta)
+            for name, a in f.arrays.items():
+                t = torch.from_numpy(np.ascontiguousarray(a.astype(np.float32) if a.dtype.kind == "f"
+                                                          else a.astype(np.int64)))
+                self.register_buffer(name, t)
+
+        def forward(self, x):
+            if self.kind == "dense":
+                return x @ self.w + self.b
+            if self.kind == "cols":
+                return torch.index_select(x, 1, self.idx) @ self.w + self.b
+            if self.kind == "rows_cols":
+                y = torch.index_select(x, 1, self.idx) @ self.w
+                y = torch.nn.functional.pad(y, (0, 1))  # the extra zero column serves the pruned rows
+                return torch.index_select(y, 1, self.rows_map) + self.b
+            g, r, k = self.meta["groups"], self.meta["R"], self.meta["k"]
+            if self.kind == "segments":
+                xg = torch.index_select(x, 1, self.idx.reshape(-1)).reshape(x.shape[0], g, k).permute(1, 0, 2)
+                y = torch.matmul(xg, self.w).permute(1, 0, 2)  # [G, T, R] -> [T, G, R]
+                return y.reshape(x.shape[0], g * r) + self.b
+            if self.kind == "segments_t":
+                xg = torch.index_select(x.t(), 0, self.idx.reshape(-1)).reshape(g, k, x.shape[0])  # [G, k, T]
+                return torch.matmul(self.w, xg).reshape(g * r, x.shape[0]).t() + self.b  # [G, R, T] -> [T, N]
+            raise ValueError(f"unknown formulation {self.kind!r}")
+
+    return PackedLinear().eval()
 
 
 def dense(w: np.ndarray, b: np.ndarray) -> Formulation:

@@ -1,17 +1,15 @@
-"""The TensorFlow rebuild of BERT / RoBERTa / DistilBERT against PyTorch, with every pruning structure."""
-from __future__ import annotations
+"""The TFLite exporter's module (BERT / RoBERTa / DistilBERT, shrunk and packed) against the masked HF model.
 
-import os
+litert-torch converts exactly this module, so every pruning structure and formulation is checked here in
+plain PyTorch; tests/test_export_tflite.py checks the converted artifacts in the LiteRT interpreter."""
+from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-tf = pytest.importorskip("tensorflow")
-torch = pytest.importorskip("torch")
-
-from edgeprune.exporters import tf_graph as tg  # noqa: E402
-from edgeprune.exporters import tf_linear as tl  # noqa: E402
+from edgeprune.exporters import tflite_graph as tg
+from edgeprune.exporters import tflite_linear as tl
 
 SEQ = 32
 
@@ -104,18 +102,23 @@ def arch_case(request):
     return request.param, model, weights, inputs, torch_out(model, inputs)
 
 
-# every (export mode, linear formulation) a TFLite graph can hold; the litert-torch port is checked on the same
+def module_out(weights, plans, inputs, batch: int, **kw) -> np.ndarray:
+    module = tg.build_module(weights, plans, SEQ, batch=batch, **kw)
+    with torch.inference_mode():
+        return module(*[torch.from_numpy(inputs[n]) for n in tg.input_names(weights)])["logits"].numpy()
+
+
+# every (export mode, linear formulation) a TFLite graph can hold
 FORMULATIONS = [("dense", "dense"), ("structured", "cols"), ("structured", "rows_cols"), ("packed", "segments_t"),
                 ("packed", "segments")]
 
 
 @pytest.mark.parametrize("mode,kind", FORMULATIONS)
-def test_tf_graph_matches_pytorch(arch_case, mode, kind):
+def test_module_matches_masked_model(arch_case, mode, kind):
     arch, model, weights, inputs, ref = arch_case
     assert ref.std(axis=0).min() > 0.01  # logits vary with the input: the check below can fail
     plans = tg.plan_model(weights, mode, pick(kind))
-    fn = tg.build_function(weights, plans, SEQ, batch=4)
-    got = fn(*[inputs[n] for n in tg.input_names(weights)])["logits"].numpy()
+    got = module_out(weights, plans, inputs, 4)
     np.testing.assert_allclose(got, ref, atol=2e-5, rtol=0)
     kinds = tg.plan_summary(plans)["formulations"]
     if mode == "dense":
@@ -128,8 +131,7 @@ def test_int8_mask_constant_matches(arch_case):
     """The small mask constant used for full int8 still hides padded keys."""
     _, _, weights, inputs, ref = arch_case
     plans = tg.plan_model(weights, "structured")
-    fn = tg.build_function(weights, plans, SEQ, batch=4, mask_neg=tg.INT8_MASK_NEG)
-    got = fn(*[inputs[n] for n in tg.input_names(weights)])["logits"].numpy()
+    got = module_out(weights, plans, inputs, 4, mask_neg=tg.INT8_MASK_NEG)
     np.testing.assert_allclose(got, ref, atol=2e-5, rtol=0)
 
 
@@ -159,8 +161,7 @@ def test_roberta_positions_depend_on_padding(tiny_roberta):
     ids[0, :5] = [pad + 1, pad + 2, pad + 3, pad + 2, pad + 1]
     ids[1, :3] = [pad + 1, pad + 2, pad + 1]
     mask = (ids != pad).astype(np.int32)
-    fn = tg.build_function(weights, tg.plan_model(weights, "dense"), SEQ, batch=2)
-    got = fn(ids, mask)["logits"].numpy()
+    got = module_out(weights, tg.plan_model(weights, "dense"), {"input_ids": ids, "attention_mask": mask}, 2)
     np.testing.assert_allclose(got, torch_out(model, {"input_ids": ids, "attention_mask": mask}), atol=2e-5, rtol=0)
 
 
@@ -180,7 +181,9 @@ def test_linear_formulations_equal_masked_matmul(shape):
     cands = tl.candidates(w, b, m, allow_rows=True, allow_segments=True, max_segments=3, layouts=(False, True))
     assert {c.kind for c in cands} >= {"dense", "cols", "segments", "segments_t"}
     for f in cands:
-        np.testing.assert_allclose(f(tf.constant(x)).numpy(), ref, atol=1e-4, rtol=1e-5, err_msg=f.kind)
+        with torch.inference_mode():
+            got = f.module()(torch.from_numpy(x)).numpy()
+        np.testing.assert_allclose(got, ref, atol=1e-4, rtol=1e-5, err_msg=f.kind)
         assert f.macs_per_token <= n * k
 
 
@@ -188,28 +191,3 @@ def test_dense_weights_list_only_dense():
     w = np.ones((8, 8), np.float32)
     assert [c.kind for c in tl.candidates(w, np.zeros(8, np.float32), None, allow_rows=True,
                                           allow_segments=True)] == ["dense"]
-
-
-def test_tf2onnx_cross_check(arch_case, tmp_path):
-    from tests.support.tf2onnx_check import cross_check
-
-    _, _, weights, inputs, ref = arch_case
-    fn = tg.build_function(weights, tg.plan_model(weights, "packed", pick("segments_t")), SEQ, batch=4)
-    rec = cross_check(fn, inputs, atol=2e-5, path=tmp_path / "m.onnx")
-    assert rec["passed"] and rec["max_abs_diff"] <= 2e-5
-    assert (tmp_path / "m.onnx").stat().st_size > 0
-    assert "Erfc" not in rec["ops"]
-
-
-def test_tf2onnx_invalid_graph_is_caught(monkeypatch):
-    """tf2onnx can exit cleanly with a graph ORT rejects: that must raise, not pass."""
-    import onnx
-
-    from edgeprune.errors import ExportError
-    import tests.support.tf2onnx_check as tc
-
-    node = onnx.helper.make_node("Erfc", ["x"], ["y"])
-    graph = onnx.helper.make_graph([node], "g", [onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1])],
-                                   [onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1])])
-    with pytest.raises(ExportError, match="onnxruntime rejects"):
-        tc.ort_session(onnx.helper.make_model(graph))

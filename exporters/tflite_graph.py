@@ -1,15 +1,15 @@
-"""BERT / RoBERTa / DistilBERT sequence classifiers rebuilt in TensorFlow from (pruned) PyTorch weights.
+"""BERT / RoBERTa / DistilBERT sequence classifiers as one static-shape PyTorch module for litert-torch.
 
-transformers no longer ships TF models, so the encoder is written here with explicit ops that
-lower to TFLite builtins (exact GELU through ``tf.math.erf``; no Keras ``activation="gelu"``,
-which lowers to ``Erfc``). The pruning structure is taken from the masks:
+The module (:func:`build_module`) takes the (pruned) weights as NumPy constants and uses only ops that
+litert-torch lowers to TFLite builtins (``aten.gelu`` becomes one GELU; GELU written out with ``erf``
+would become ~20 elementwise ops). The pruning structure is taken from the masks:
 
 1. :func:`structured.shrink_layer` removes whole pruned units exactly: attention heads / head dimensions
    (q/k rows, v rows, attention-output columns) and FFN intermediate units (rows of the first
    FFN matrix / columns of the second). Pruned units whose output is a constant (bias only) are
    folded into the next bias, so the shrunk graph computes exactly what the masked model does.
 2. What remains inside each linear (column-segment block rows, whole input columns, whole
-   output rows) is expressed by a :mod:`tf_linear` formulation chosen per layer by ``choose``.
+   output rows) is expressed by a :mod:`tflite_linear` formulation chosen per layer by ``choose``.
 """
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from typing import Any, Callable
 import numpy as np
 
 from edgeprune.errors import ModelError
-from . import tf_linear as tl
+from . import tflite_linear as tl
 from .structured import shrink_layer, unshrunk_layer
 
 MASK_NEG = -1e4  # additive attention mask: exp(-1e4) == 0 in fp32 (HF adds finfo.min); fits in fp16
@@ -195,25 +195,28 @@ def lay_dense_macs(lay: LayerWeights, role: str) -> int:
     return int(getattr(lay, role).w.size)
 
 
-# ---------------------------------------------------------------- the TF graph
+# ---------------------------------------------------------------- the module litert-torch converts
 
-def _layer_norm(tf, x, ln):
-    g, b, eps = ln
-    mean = tf.reduce_mean(x, axis=-1, keepdims=True)
+def _layer_norm(x, g, b, eps: float):
+    import torch
+
+    mean = x.mean(dim=-1, keepdim=True)
     xc = x - mean
-    var = tf.reduce_mean(xc * xc, axis=-1, keepdims=True)
-    return xc * tf.math.rsqrt(var + eps) * g + b
+    var = (xc * xc).mean(dim=-1, keepdim=True)
+    return xc * torch.rsqrt(var + eps) * g + b
 
 
-def _act(tf, x, name: str):
-    if name == "gelu":
-        return 0.5 * x * (1.0 + tf.math.erf(x * (1.0 / math.sqrt(2.0))))
+def _act(x, name: str):
+    import torch
+
+    if name == "gelu":  # aten.gelu lowers to one GELU op
+        return torch.nn.functional.gelu(x)
     if name in ("gelu_new", "gelu_pytorch_tanh"):
-        return 0.5 * x * (1.0 + tf.math.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x * x * x)))
+        return torch.nn.functional.gelu(x, approximate="tanh")
     if name == "relu":
-        return tf.nn.relu(x)
+        return torch.relu(x)
     if name == "tanh":
-        return tf.math.tanh(x)
+        return torch.tanh(x)
     if name == "none":
         return x
     raise ModelError(f"activation {name!r} is not supported")
@@ -223,59 +226,79 @@ def input_names(weights: EncoderWeights) -> list[str]:
     return ["input_ids", "attention_mask"] + (["token_type_ids"] if weights.has_token_types else [])
 
 
-def build_function(weights: EncoderWeights, plans: list[EncoderLayerPlan], seq_len: int, batch: int = 1,
-                   mask_neg: float = MASK_NEG):
-    """A ``tf.function`` with a static [batch, seq_len] int32 signature returning {"logits": ...}.
+def build_module(weights: EncoderWeights, plans: list[EncoderLayerPlan], seq_len: int, batch: int = 1,
+                 mask_neg: float = MASK_NEG):
+    """A ``torch.nn.Module`` taking int32 [batch, seq_len] inputs (:func:`input_names`) -> {"logits": ...}.
 
     Padded keys get ``mask_neg`` added to their attention scores (:data:`INT8_MASK_NEG` for full int8).
     """
-    import tensorflow as tf
+    import torch
 
     w = weights
     hidden = w.word.shape[1]
     scale = 1.0 / math.sqrt(w.head_dim)
-    pos_static = w.pos[:seq_len] if not w.padding_positions else None
-    spec = [tf.TensorSpec([batch, seq_len], tf.int32, name=n) for n in input_names(w)]
 
-    def forward(input_ids, attention_mask, token_type_ids=None):
-        x = tf.gather(w.word, input_ids)
-        if w.padding_positions:  # HF create_position_ids_from_input_ids
-            nonpad = tf.cast(tf.not_equal(input_ids, w.pad_id), tf.int32)
-            x = x + tf.gather(w.pos, tf.cumsum(nonpad, axis=1) * nonpad + w.pad_id)
-        else:
-            x = x + pos_static
-        if w.token_type is not None:
-            x = x + (tf.gather(w.token_type, token_type_ids) if token_type_ids is not None else w.token_type[0])
-        elif token_type_ids is not None:  # a signature-only segment input (TfliteOptions.segment_input): kept live
-            x = x + 0.0 * tf.cast(tf.expand_dims(token_type_ids, -1), tf.float32)
-        x = tf.reshape(_layer_norm(tf, x, w.emb_ln), [batch * seq_len, hidden])
-        maskf = tf.reshape(tf.cast(attention_mask, tf.float32), [batch, 1, 1, seq_len])
-        neg = (1.0 - maskf) * mask_neg
-        for p in plans:
-            def heads_first(t, d, p=p):
-                return tf.transpose(tf.reshape(t, [batch, seq_len, p.heads, d]), [0, 2, 1, 3])
+    def const(a: np.ndarray):
+        return torch.from_numpy(np.ascontiguousarray(a, np.float32))
 
-            q = heads_first(p.lins["q"](x) * scale, p.dqk)
-            k = heads_first(p.lins["k"](x), p.dqk)
-            v = heads_first(p.lins["v"](x), p.dv)
-            scores = tf.matmul(q, k, transpose_b=True)
-            probs = tf.nn.softmax(scores + neg, axis=-1)
-            ctx = tf.reshape(tf.transpose(tf.matmul(probs, v), [0, 2, 1, 3]), [batch * seq_len, p.heads * p.dv])
-            x = _layer_norm(tf, p.lins["o"](ctx) + x, p.ln1)
-            h = _act(tf, p.lins["ffn_in"](x), w.act)
-            x = _layer_norm(tf, p.lins["ffn_out"](h) + x, p.ln2)
-        y = tf.reshape(x, [batch, seq_len, hidden])[:, 0, :]
-        for hw, hb, act in w.head:
-            y = _act(tf, tf.matmul(y, hw.T.copy()) + hb, act)
-        return {"logits": y}
+    class PackedEncoder(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.register_buffer("word", const(w.word))
+            self.register_buffer("pos", const(w.pos if w.padding_positions else w.pos[:seq_len]))
+            if w.token_type is not None:
+                self.register_buffer("token_type", const(w.token_type))
+            self.layers = torch.nn.ModuleList(
+                torch.nn.ModuleDict({r: p.lins[r].module() for r in ROLES}) for p in plans)
+            self.shapes = [(p.heads, p.dqk, p.dv) for p in plans]
+            self.lns = [self._ln("emb", w.emb_ln)] + [self._ln(f"l{i}_{j}", ln) for i, p in enumerate(plans)
+                                                       for j, ln in enumerate((p.ln1, p.ln2))]
+            self.head_acts = [act for _, _, act in w.head]
+            for i, (hw, hb, _) in enumerate(w.head):
+                self.register_buffer(f"head_w{i}", const(hw.T))
+                self.register_buffer(f"head_b{i}", const(hb))
 
-    if w.has_token_types:
-        fn = tf.function(lambda input_ids, attention_mask, token_type_ids: forward(input_ids, attention_mask,
-                                                                                   token_type_ids),
-                         input_signature=spec)
-    else:
-        fn = tf.function(lambda input_ids, attention_mask: forward(input_ids, attention_mask), input_signature=spec)
-    return fn
+        def _ln(self, name: str, ln) -> tuple[str, str, float]:
+            self.register_buffer(name + "_g", const(ln[0]))
+            self.register_buffer(name + "_b", const(ln[1]))
+            return name + "_g", name + "_b", float(ln[2])
+
+        def norm(self, x, i: int):
+            g, b, eps = self.lns[i]
+            return _layer_norm(x, getattr(self, g), getattr(self, b), eps)
+
+        def forward(self, input_ids, attention_mask, token_type_ids=None):
+            ids = input_ids.long()
+            x = torch.nn.functional.embedding(ids, self.word)
+            if w.padding_positions:  # HF create_position_ids_from_input_ids
+                nonpad = (ids != w.pad_id).long()
+                x = x + torch.nn.functional.embedding(torch.cumsum(nonpad, dim=1) * nonpad + w.pad_id, self.pos)
+            else:
+                x = x + self.pos
+            if w.token_type is not None:
+                x = x + (torch.nn.functional.embedding(token_type_ids.long(), self.token_type)
+                         if token_type_ids is not None else self.token_type[0])
+            elif token_type_ids is not None:  # a signature-only segment input (TfliteOptions.segment_input): kept live
+                x = x + 0.0 * token_type_ids.to(torch.float32).unsqueeze(-1)
+            x = self.norm(x, 0).reshape(batch * seq_len, hidden)
+            neg = (1.0 - attention_mask.to(torch.float32).reshape(batch, 1, 1, seq_len)) * mask_neg
+            for i, (lay, (h, dqk, dv)) in enumerate(zip(self.layers, self.shapes)):
+                def heads_first(t, d, h=h):
+                    return t.reshape(batch, seq_len, h, d).permute(0, 2, 1, 3)
+
+                q = heads_first(lay["q"](x) * scale, dqk)
+                k = heads_first(lay["k"](x), dqk)
+                v = heads_first(lay["v"](x), dv)
+                probs = torch.softmax(torch.matmul(q, k.transpose(-1, -2)) + neg, dim=-1)
+                ctx = torch.matmul(probs, v).permute(0, 2, 1, 3).reshape(batch * seq_len, h * dv)
+                x = self.norm(lay["o"](ctx) + x, 1 + 2 * i)
+                x = self.norm(lay["ffn_out"](_act(lay["ffn_in"](x), w.act)) + x, 2 + 2 * i)
+            y = x.reshape(batch, seq_len, hidden)[:, 0, :]
+            for i, act in enumerate(self.head_acts):
+                y = _act(y @ getattr(self, f"head_w{i}") + getattr(self, f"head_b{i}"), act)
+            return {"logits": y}  # litert-torch keeps dict keys as the signature's output names
+
+    return PackedEncoder().eval()
 
 
 def plan_summary(plans: list[EncoderLayerPlan]) -> dict[str, Any]:

@@ -1,0 +1,159 @@
+"""PyTorch module -> TFLite flatbuffer: litert-torch converts, ai-edge-quantizer sets the dtype.
+
+One model definition serves both runtimes: the exporters build PyTorch modules, and litert-torch
+(``torch.export`` -> StableHLO -> TFLite builtins) writes the flatbuffer with a ``serving_default``
+signature named after the module's keyword inputs and output keys. TensorFlow is not involved.
+
+dtypes, all through ai-edge-quantizer on the float flatbuffer:
+
+* ``fp32``: as converted.
+* ``fp16``: weights of FULLY_CONNECTED and EMBEDDING_LOOKUP cast to float16 (dequantized at load).
+* ``int8-dynamic``: int8 channelwise weights with float activations, on FULLY_CONNECTED and
+  EMBEDDING_LOOKUP only. litert-torch's stock recipe also quantizes BATCH_MATMUL constants, and in
+  ``segments_t`` the constant is the left operand, for which LiteRT 2.3 has no int8-LHS / float-RHS
+  kernel (the model is refused at invoke; docs/litert-torch.md).
+* ``int8``: full integer (static) quantization, activations calibrated on real examples; the op that
+  writes the logits is left in float so apps read float scores, as TFLiteConverter's default did.
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+import numpy as np
+
+from edgeprune.errors import ConfigError, ExportError
+from edgeprune.quiet import native_stdout_off
+
+INSTALL_HINT = "pip install 'edgeprune[tflite]'"
+DTYPES = ("fp32", "fp16", "int8-dynamic", "int8")
+
+
+def require() -> None:
+    """Fail early, with the install line, when the converter is missing (checked without importing it)."""
+    import importlib.util
+
+    for mod in ("litert_torch", "ai_edge_quantizer", "ai_edge_litert"):
+        if importlib.util.find_spec(mod) is None:
+            raise ConfigError(f"--format tflite needs litert-torch, ai-edge-quantizer and ai-edge-litert "
+                              f"({mod} is missing); {INSTALL_HINT}")
+
+
+def _convert_float(signatures: list[tuple[str, Any, dict[str, Any]]]) -> bytes:
+    """litert-torch on one or more (signature name, module, sample kwargs) -> float flatbuffer bytes."""
+    import litert_torch
+
+    conv: Any = litert_torch
+    for name, module, sample in signatures:
+        conv = conv.signature(name, module, sample_kwargs=sample)
+    edge = conv.convert()
+    with tempfile.TemporaryDirectory(prefix="edgeprune-litert-") as d:
+        path = Path(d) / "model.tflite"
+        edge.export(str(path))
+        return path.read_bytes()
+
+
+def _ops():
+    from ai_edge_quantizer import qtyping
+
+    op = qtyping.TFLOperationName
+    return qtyping, (op.FULLY_CONNECTED, op.EMBEDDING_LOOKUP)
+
+
+def quantize(buf: bytes, dtype: str, calibration: dict[str, Iterable[dict[str, np.ndarray]]] | None = None,
+             float_outputs: Iterable[str] = ()) -> bytes:
+    """``buf`` (a float flatbuffer) in ``dtype``; ``calibration`` maps signature -> feeds (full int8 only);
+    ``float_outputs`` names output tensors whose producing op stays in float (full int8 only)."""
+    if dtype == "fp32":
+        return buf
+    from ai_edge_quantizer import quantizer, recipe
+
+    qtyping, ops = _ops()
+    qt = quantizer.Quantizer(buf)
+    if dtype == "fp16":
+        cfg = qtyping.OpQuantizationConfig(
+            weight_tensor_config=qtyping.TensorQuantizationConfig(num_bits=16, dtype=qtyping.TensorDataType.FLOAT),
+            compute_precision=qtyping.ComputePrecision.FLOAT, explicit_dequantize=True)
+        for op in ops:
+            qt.update_quantization_recipe(".*", op, cfg, algorithm_key="float_casting")
+    elif dtype == "int8-dynamic":
+        for op in ops:
+            qt.add_dynamic_config(".*", op, 8)
+    elif dtype == "int8":
+        if calibration is None:
+            raise ConfigError("full int8 needs calibration examples")
+        qt.load_quantization_recipe(recipe.static_wi8_ai8())
+        for name in float_outputs:
+            qt.update_quantization_recipe(re.escape(name), qtyping.TFLOperationName.ALL_SUPPORTED,
+                                          algorithm_key="no_quantize")
+    else:
+        raise ConfigError(f"unknown TFLite dtype {dtype!r}; choose one of: {', '.join(DTYPES)}")
+    calibrated = qt.calibrate({k: list(v) for k, v in calibration.items()}) if dtype == "int8" else None
+    return bytes(qt.quantize(calibrated).quantized_model)
+
+
+def output_names(buf: bytes) -> list[str]:
+    """The tensor names of every signature's outputs (what ``float_outputs`` matches)."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    it = Interpreter(model_content=buf)
+    return [d["name"] for d in it.get_output_details()]
+
+
+@contextlib.contextmanager
+def _python_output_off() -> Iterator[None]:
+    """Discard Python-level prints and progress bars of litert-torch and ai-edge-quantizer (unless verbose)."""
+    from edgeprune.quiet import verbose
+
+    if verbose():
+        yield
+        return
+    sink = io.StringIO()
+    with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
+        yield
+
+
+def inline_buffers(buf: bytes) -> bytes:
+    """``buf`` with every constant stored inside the flatbuffer.
+
+    ai-edge-quantizer writes some buffers after the flatbuffer (``offset``/``size``, the > 2 GB layout);
+    a tool that re-serializes the model through the object API (MediaPipe's metadata writer) drops that
+    tail, and the interpreter then refuses it ("Constant buffer N specified an out of range offset").
+    """
+    import flatbuffers
+    from ai_edge_litert import schema_py_generated as fb
+
+    model = fb.ModelT.InitFromPackedBuf(bytearray(buf), 0)
+    outside = [b for b in model.buffers or [] if (b.offset or 0) > 1]
+    if not outside:
+        return buf
+    for b in outside:
+        b.data = np.frombuffer(buf, np.uint8, count=int(b.size), offset=int(b.offset)).copy()
+        b.offset, b.size = 0, 0
+    builder = flatbuffers.Builder(len(buf) + 1024)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())
+
+
+def convert(signatures: list[tuple[str, Any, dict[str, Any]]], dtype: str,
+            calibration: dict[str, Iterable[dict[str, np.ndarray]]] | None = None) -> bytes:
+    """Convert (signature, module, sample kwargs) triples to one flatbuffer in ``dtype``.
+
+    Errors from the converter or the quantizer (they raise many types) become one ``ExportError`` line.
+    """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    try:
+        with native_stdout_off(), _python_output_off():  # converter and quantizer print progress and sizes
+            buf = _convert_float(signatures)
+            floats = output_names(buf) if dtype == "int8" else []
+            return inline_buffers(quantize(buf, dtype, calibration, floats))
+    except (ConfigError, ExportError):
+        raise
+    except Exception as e:
+        first = (str(e).strip().splitlines() or [""])[0][:300]
+        raise ExportError(f"TFLite conversion ({dtype}) failed: {type(e).__name__}: {first}") from None
