@@ -128,27 +128,27 @@ def main() -> None:
         result["wall_s"] = time.perf_counter() - t_start
         (RESULTS / f"{a.out_name}.json").write_text(json.dumps(result, indent=1, default=float))
 
-    jobs = []  # (tag, compression, block, balanced, mode, dtype, sparsity)
+    jobs = []  # (compression, block, balanced, mode, dtype)
     for c in comps:
         for dt in (dtypes if c in (1.0, 5.0) else [d for d in dtypes if d in a.other_dtypes.split(",")]):
-            jobs.append((c, a.block, True, "packed" if c > 1 else "dense", dt, False))
+            jobs.append((c, a.block, True, "packed" if c > 1 else "dense", dt))
     if a.extras:
-        jobs += [(5.0, "1xall", False, "packed", "fp32", False)]  # (TFLite native sparsity went with TensorFlow)
+        jobs += [(5.0, "1xall", False, "packed", "fp32")]  # (TFLite native sparsity went with TensorFlow)
     runs_made: dict[tuple, dict] = {}
     dense_lat: dict[tuple, float] = {}
     dense_bytes: dict[str, int] = {}
-    for c, block, balanced, mode, dt, sparsity in jobs:
+    for c, block, balanced, mode, dt in jobs:
         key = (c, block)
         if key not in runs_made:
             rd = WORK / "runs" / f"{block.replace('/', '_')}_{c:g}x"
             print(f"[{time.perf_counter() - t_start:6.0f}s] pruning {c:g}x {block}", flush=True)
             runs_made[key] = {"dir": rd, **make_run(src, c, block, balanced, rd)}
         run = runs_made[key]
-        tag = f"{block.replace('/', '_')}_{c:g}x_{mode}_{dt}" + ("_sparse" if sparsity else "")
+        tag = f"{block.replace('/', '_')}_{c:g}x_{mode}_{dt}"
         print(f"[{time.perf_counter() - t_start:6.0f}s] export {tag}", flush=True)
         ex = export_one(run["dir"], dt, mode, WORK / "bundles" / tag, a.verify_examples)
         ex.update(tag=tag, compression=c, block=block if c > 1 else None, mode=mode, dtype=dt,
-                  sparsity_encoding="tflite-native" if sparsity else "none",
+                  sparsity_encoding="none",
                   ideal_speedup=run["ideal_speedup"], ideal_linear_speedup=run["ideal_linear_speedup"])
         result["exports"].append(ex)
         if "error" in ex:

@@ -87,13 +87,9 @@ class LinearTimer:
                 ts.append(time.perf_counter() - t)
             self.cache[key] = float(np.median(ts) * 1e3)
 
-    def time(self, f: tl.Formulation) -> float:
-        self.prepare([f])
-        return self.cache[self.key(f)]
-
     def __call__(self, name: str, cands: list[tl.Formulation]) -> tl.Formulation:
         self.prepare(cands)
-        times = [self.time(f) for f in cands]
+        times = [self.cache[self.key(f)] for f in cands]
         self.log[name] = {f"{f.kind}" + (f"_R{f.meta['R']}" if "R" in f.meta else ""): round(t, 4)
                           for f, t in zip(cands, times)}
         return cands[int(np.argmin(times))]
@@ -240,7 +236,6 @@ class TFLiteExporter(Exporter):
                                                     self.MAX_POINTS)
             verification.update({"runtime": "ai-edge-litert Interpreter (XNNPACK, 1 thread, child process)",
                                  "task": spec.name, "split": "dev", "seq_len": seq})
-        sparsity = "none"
         io = {"inputs": [{"name": n, "dtype": "int32", "shape": [batch, seq]} for n in names],
               "outputs": [{"name": "logits", "dtype": "float32", "shape": [batch, spec.num_labels]}]}
         return {
@@ -251,14 +246,14 @@ class TFLiteExporter(Exporter):
             "timing": {"plan_s": res["plan_s"], "convert_s": res["convert_s"],
                        "formulation_timing": f"LiteRT XNNPACK, {TIMING_THREADS} thread, {batch * seq} tokens"
                        if res["timed"] else "none (fewest multiply-adds)"},
-            "sparsity_encoding": sparsity,
+            "sparsity_encoding": "none",
             "gpu_compatibility": gpu,
             "metadata": meta,
             "manifest": {
                 "model": model.config.model_type, "arch": arch, "batch": batch,
                 "labels": label_names, "num_labels": spec.num_labels, "is_regression": spec.is_regression,
                 "signature": SIGNATURE_KEY, **io, "tokenizer": TOKENIZER_DIR + "/",
-                "max_seq_len": seq, "pad_token_id": pad_id, "sparsity_encoding": sparsity,
+                "max_seq_len": seq, "pad_token_id": pad_id, "sparsity_encoding": "none",
                 "formulations": summary["formulations"], "linear_mac_reduction": summary["linear_mac_reduction"],
                 "runtime": "LiteRT / TFLite builtins only (no Flex ops)",
             },

@@ -145,7 +145,7 @@ ROLES = ("q", "k", "v", "o", "ffn_in", "ffn_out")
 
 @dataclass
 class EncoderLayerPlan:
-    """One encoder layer as the TF graph builds it: a formulation per linear, after the shrink."""
+    """One encoder layer as :func:`build_module` builds it: a formulation per linear, after the shrink."""
 
     lins: dict[str, tl.Formulation]
     heads: int
