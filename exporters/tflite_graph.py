@@ -24,9 +24,6 @@ from . import tflite_linear as tl
 from .structured import shrink_layer, unshrunk_layer
 
 MASK_NEG = -1e4  # additive attention mask: exp(-1e4) == 0 in fp32 (HF adds finfo.min); fits in fp16
-# full int8: the masked scores share one int8 scale with the real ones, so -1e4 would leave ~40 per
-# step; -30 keeps the step small and leaks exp(-30) ~ 1e-13 of the mass to padded keys
-INT8_MASK_NEG = -30.0
 
 
 @dataclass
@@ -230,7 +227,7 @@ def build_module(weights: EncoderWeights, plans: list[EncoderLayerPlan], seq_len
                  mask_neg: float = MASK_NEG):
     """A ``torch.nn.Module`` taking int32 [batch, seq_len] inputs (:func:`input_names`) -> {"logits": ...}.
 
-    Padded keys get ``mask_neg`` added to their attention scores (:data:`INT8_MASK_NEG` for full int8).
+    Padded keys get ``mask_neg`` added to their attention scores.
     """
     import torch
 

@@ -127,14 +127,6 @@ def test_module_matches_masked_model(arch_case, mode, kind):
         assert kind in kinds or (kind == "segments" and "segments_t" in kinds)
 
 
-def test_int8_mask_constant_matches(arch_case):
-    """The small mask constant used for full int8 still hides padded keys."""
-    _, _, weights, inputs, ref = arch_case
-    plans = tg.plan_model(weights, "structured")
-    got = module_out(weights, plans, inputs, 4, mask_neg=tg.INT8_MASK_NEG)
-    np.testing.assert_allclose(got, ref, atol=2e-5, rtol=0)
-
-
 def test_shrink_removes_pruned_heads_and_units(arch_case):
     arch, model, weights, _, _ = arch_case
     rep = tg.plan_summary(tg.plan_model(weights, "structured"))
