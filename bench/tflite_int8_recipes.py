@@ -84,7 +84,8 @@ def op_types(buf: bytes) -> dict[str, int]:
         code = m.operatorCodes[o.opcodeIndex]
         name = ops[max(code.builtinCode, code.deprecatedBuiltinCode)]
         if name in ("FULLY_CONNECTED", "BATCH_MATMUL", "MEAN", "RSQRT", "SOFTMAX", "GELU", "EMBEDDING_LOOKUP"):
-            c[f"{name}({types[sg.tensors[o.inputs[0]].type].lower()})"] += 1
+            t = o.inputs[1] if name == "EMBEDDING_LOOKUP" else o.inputs[0]  # the table, not the ids
+            c[f"{name}({types[sg.tensors[t].type].lower()})"] += 1
     return dict(sorted(c.items()))
 
 
@@ -202,6 +203,8 @@ def main(argv: list[str] | None = None) -> int:
 
     quiet()
     recs = [build(f, r, a.data, a.task) for f in a.floats for r in a.recipes]
+    for r in recs:  # cheap, so always from the artifact itself
+        r["ops"] = op_types(Path(r["artifact"]).read_bytes())
     time_all(recs, a.rounds)
     from importlib.metadata import version
 

@@ -17,8 +17,9 @@ dtypes, all through ai-edge-quantizer on the float flatbuffer:
   attention matmuls and the op that writes the logits stay float, so apps read float scores. Measured on
   MiniLM-L6 / SST-2 (docs/litert-torch.md): the stock ``static_wi8_ai8`` recipe (every op int8) was 58 MB,
   61 ms and 3.4 points off, because int8 BATCH_MATMUL, MEAN and RSQRT fall back from XNNPACK to slow and
-  coarse reference kernels and the embedding tables stayed float; this recipe is 23.8 MB, 7.4 ms (int8-dynamic:
-  12.2 ms) and 0.8 points off. It is not integer-only: accelerators that need every op in int8 refuse it.
+  coarse reference kernels and the embedding tables stayed float; this recipe is 23.8 MB, 10.2 ms and 0.8 points off
+  (int8-dynamic: 7.9 ms; bench/results/tflite_int8_recipes.md). It is not integer-only: accelerators that
+  need every op in int8 refuse it.
 """
 from __future__ import annotations
 
