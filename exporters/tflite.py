@@ -212,7 +212,7 @@ class TFLiteExporter(Exporter):
         arch, pad_id = weights.arch, weights.pad_id
         with tempfile.TemporaryDirectory(prefix="edgeprune-tflite-") as work:
             tb.write_job(Path(work), job, weights, calib)
-            del weights, calib  # the child reads them from disk; TensorFlow never shares this process
+            del weights, calib  # the child reads them from disk; the converter never shares this process
             tb.release_memory()
             res = tb.run_child(Path(work), job)
         # the child wrote the final file (metadata embedded) and ran the GPU check on it
