@@ -34,12 +34,10 @@ RECIPES = {
 }
 
 
-def calibration(src: Path, data: str, task: str, names: list[str], seq: int) -> list[dict[str, np.ndarray]]:
-    from transformers import AutoTokenizer
-
+def calibration(tok, data: str, task: str, names: list[str], seq: int) -> list[dict[str, np.ndarray]]:
+    """The exporter's calibration feeds, one example per feed, keyed by the signature's input names."""
     from edgeprune.exporters.prepared import encode_examples, load_examples
 
-    tok = AutoTokenizer.from_pretrained(src.parent / "tokenizer")
     short = [n.removeprefix("serving_default_") for n in names]
     f = encode_examples(tok, load_examples(task, data, "train", 64), seq, short)
     return [{n: f[s][i:i + 1].astype(np.int32) for n, s in zip(names, short)} for i in range(len(f[short[0]]))]
@@ -90,7 +88,7 @@ def op_types(buf: bytes) -> dict[str, int]:
 
 
 def build(src: Path, recipe: str, data: str, task: str) -> dict:
-    """Quantize, evaluate on dev (cached per artifact)."""
+    """Quantize, evaluate on dev (cached per artifact; ``main`` adds the op table from the file)."""
     from ai_edge_litert.interpreter import Interpreter
 
     from edgeprune.data.glue import get_task, load_split
@@ -105,14 +103,14 @@ def build(src: Path, recipe: str, data: str, task: str) -> dict:
     if rec_path.is_file():
         return read_json(rec_path)
     buf = src.read_bytes()
-    it = Interpreter(model_content=buf)
-    names = list(it.get_signature_runner("serving_default").get_input_details())
-    seq = int(it.get_signature_runner("serving_default").get_input_details()[names[0]]["shape"][1])
-    q = quantized(buf, recipe, calibration(src, data, task, names, seq))
+    details = Interpreter(model_content=buf).get_signature_runner("serving_default").get_input_details()
+    names = list(details)
+    seq = int(details[names[0]]["shape"][1])
+    tok = AutoTokenizer.from_pretrained(src.parent / "tokenizer")
+    q = quantized(buf, recipe, calibration(tok, data, task, names, seq))
     OUT.mkdir(parents=True, exist_ok=True)
     with atomic_file(path) as tmp:
         Path(tmp).write_bytes(q)
-    tok = AutoTokenizer.from_pretrained(src.parent / "tokenizer")
     dev = load_split(task, "dev", data)
     short = [n.removeprefix("serving_default_") for n in names]
     f = encode_examples(tok, dev, seq, short)
@@ -120,8 +118,7 @@ def build(src: Path, recipe: str, data: str, task: str) -> dict:
     spec = get_task(task)
     m = compute_metrics(spec, logits, np.array([e.label for e in dev]))
     rec = {"model": src.parent.name, "recipe": recipe, "artifact": str(path), "file_bytes": len(q),
-           "metric_name": spec.metric, "metric": float(m["main"]), "dev_examples": len(dev),
-           "ops": op_types(q)}
+           "metric_name": spec.metric, "metric": float(m["main"]), "dev_examples": len(dev)}
     write_json(rec_path, rec)
     print(f"{name}: {rec['file_bytes'] / 1e6:.1f} MB, {spec.metric} {rec['metric']:.4f}", flush=True)
     return rec

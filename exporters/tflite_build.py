@@ -121,7 +121,7 @@ def build(job: Job, weights: Any, calib: dict[str, np.ndarray] | None) -> dict[s
     with Progress(label, len(weights.layers) * len(tg.ROLES)) as progress:
         plans = tg.plan_model(weights, mode, chooser, progress.advance)
     plan_s = time.perf_counter() - t0
-    module = tg.build_module(weights, plans, job.seq_len, job.batch)  # int8 keeps the attention float
+    module = tg.build_module(weights, plans, job.seq_len, job.batch)
     summary = tg.plan_summary(plans)
     del plans, weights
     release_memory()  # with what timing the candidates left behind

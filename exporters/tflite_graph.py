@@ -223,11 +223,10 @@ def input_names(weights: EncoderWeights) -> list[str]:
     return ["input_ids", "attention_mask"] + (["token_type_ids"] if weights.has_token_types else [])
 
 
-def build_module(weights: EncoderWeights, plans: list[EncoderLayerPlan], seq_len: int, batch: int = 1,
-                 mask_neg: float = MASK_NEG):
+def build_module(weights: EncoderWeights, plans: list[EncoderLayerPlan], seq_len: int, batch: int = 1):
     """A ``torch.nn.Module`` taking int32 [batch, seq_len] inputs (:func:`input_names`) -> {"logits": ...}.
 
-    Padded keys get ``mask_neg`` added to their attention scores.
+    Padded keys get :data:`MASK_NEG` added to their attention scores (float in every dtype, int8 included).
     """
     import torch
 
@@ -278,7 +277,7 @@ def build_module(weights: EncoderWeights, plans: list[EncoderLayerPlan], seq_len
             elif token_type_ids is not None:  # a signature-only segment input (TfliteOptions.segment_input): kept live
                 x = x + 0.0 * token_type_ids.to(torch.float32).unsqueeze(-1)
             x = self.norm(x, 0).reshape(batch * seq_len, hidden)
-            neg = (1.0 - attention_mask.to(torch.float32).reshape(batch, 1, 1, seq_len)) * mask_neg
+            neg = (1.0 - attention_mask.to(torch.float32).reshape(batch, 1, 1, seq_len)) * MASK_NEG
             for i, (lay, (h, dqk, dv)) in enumerate(zip(self.layers, self.shapes)):
                 def heads_first(t, d, h=h):
                     return t.reshape(batch, seq_len, h, d).permute(0, 2, 1, 3)

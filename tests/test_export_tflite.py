@@ -154,29 +154,24 @@ def test_bundle_alone_reproduces_pytorch(bundles, runs, arch):
     np.testing.assert_allclose(got, ref, atol=1e-4, rtol=0)
 
 
-def op_counts(artifact: Path) -> dict[str, int]:
-    """Operator type -> count, read from the flatbuffer itself (TFLite schema); CUSTOM / FLEX ops keep their kind."""
-    from collections import Counter
-
-    from ai_edge_litert import schema_py_generated as fb
-
-    names = {v: k for k, v in vars(fb.BuiltinOperator).items() if not k.startswith("_")}
-    model = fb.ModelT.InitFromPackedBuf(bytearray(artifact.read_bytes()), 0)
-    codes = [max(c.builtinCode, c.deprecatedBuiltinCode) for c in model.operatorCodes]
-    return dict(Counter(names[codes[op.opcodeIndex]] for sg in model.subgraphs for op in sg.operators))
-
-
 def op_dtypes(artifact: Path) -> list[tuple[str, list[str], list[str]]]:
-    """(operator, input tensor types, output tensor types) of every op, read from the flatbuffer."""
+    """(operator, input tensor types, output tensor types) of every op of every subgraph, read from the
+    flatbuffer itself (TFLite schema); CUSTOM / FLEX ops keep their kind."""
     from ai_edge_litert import schema_py_generated as fb
 
     ops = {v: k for k, v in vars(fb.BuiltinOperator).items() if not k.startswith("_")}
     types = {v: k for k, v in vars(fb.TensorType).items() if not k.startswith("_")}
     model = fb.ModelT.InitFromPackedBuf(bytearray(artifact.read_bytes()), 0)
     codes = [max(c.builtinCode, c.deprecatedBuiltinCode) for c in model.operatorCodes]
-    sg = model.subgraphs[0]
     return [(ops[codes[op.opcodeIndex]], [types[sg.tensors[i].type] for i in op.inputs if i >= 0],
-             [types[sg.tensors[i].type] for i in op.outputs]) for op in sg.operators]
+             [types[sg.tensors[i].type] for i in op.outputs]) for sg in model.subgraphs for op in sg.operators]
+
+
+def op_counts(artifact: Path) -> dict[str, int]:
+    """Operator type -> count."""
+    from collections import Counter
+
+    return dict(Counter(name for name, _, _ in op_dtypes(artifact)))
 
 
 def const_bytes(artifact: Path, dtype: str) -> int:
