@@ -104,8 +104,38 @@ def native_stdout_off() -> Iterator[None]:
         os.close(saved)
 
 
+_CLOCKS: list["StageClock"] = []
+
+
+class StageClock:
+    """Wall seconds per stage line (from one stage to the next) while active: where a command's time goes.
+
+    ``with StageClock() as clock: ...``; ``clock.phases()`` lists ``{"stage", "s"}`` in order, the last stage
+    running until the call. Stages printed in child processes are not seen (they report their own timings).
+    """
+
+    def __init__(self) -> None:
+        self.marks: list[tuple[str, float]] = []
+
+    def __enter__(self) -> StageClock:
+        _CLOCKS.append(self)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        _CLOCKS.remove(self)
+
+    def mark(self, msg: str) -> None:
+        self.marks.append((msg, time.monotonic()))
+
+    def phases(self) -> list[dict[str, float | str]]:
+        ends = [t for _, t in self.marks[1:]] + [time.monotonic()]
+        return [{"stage": m, "s": round(e - t, 2)} for (m, t), e in zip(self.marks, ends)]
+
+
 def stage(msg: str) -> None:
-    """One progress line on stderr."""
+    """One progress line on stderr (and a mark on every active :class:`StageClock`)."""
+    for clock in _CLOCKS:
+        clock.mark(msg)
     print(msg, file=sys.stderr, flush=True)
 
 
@@ -122,6 +152,8 @@ class Progress:
         self.done = 0
         self._tty = sys.stderr.isatty()
         self._last = time.monotonic()
+        for clock in _CLOCKS:
+            clock.mark(label)
         self._show()
 
     def update(self, done: int) -> None:

@@ -72,12 +72,13 @@ def export(run_dir: str | os.PathLike[str], config: ExportConfig, out: str | os.
     check_data(config, run)
     output_dir(out, "export bundle", bundle_kind, overwrite=True)
     out = Path(out)
-    from edgeprune.quiet import stage
+    from edgeprune.quiet import StageClock, stage
 
-    stage(f"[export] {config.format} {config.dtype} {config.mode} from {run.root}")
-    prepared = prepare(run, config.task or run.task)
-    with atomic_dir(out) as tmp:
+    with StageClock() as clock, atomic_dir(out) as tmp:
+        stage(f"[export] {config.format} {config.dtype} {config.mode} from {run.root}")
+        prepared = prepare(run, config.task or run.task)
         report = exporter.build(prepared, tmp)
+        report["phases_s"] = clock.phases()  # where the time went, stage by stage (issue 16: export time)
         stage(f"[export] writing the bundle to {out}")
         verification = report.get("verification", {})
         write_json(tmp / VERIFICATION_JSON, verification)

@@ -37,13 +37,17 @@ class LinearTimer:
 
     Every distinct candidate shape of the model (:meth:`prepare`) goes into one multi-signature
     flatbuffer, so litert-torch converts once, not once per candidate (about 1.4 s each); a signature's
-    latency equals the same linear converted alone (measured: within 3%). Cached by shape, not index values.
+    latency equals the same linear converted alone (measured: within 3%). Cached by shape, not index values,
+    in memory and in ``persistent`` (:mod:`timing_cache`), so a shape timed by an earlier export on this
+    machine is not timed again.
     """
 
-    def __init__(self, tokens: int, dtype: str, threads: int = TIMING_THREADS, runs: int = 25) -> None:
+    def __init__(self, tokens: int, dtype: str, threads: int = TIMING_THREADS, runs: int = 25,
+                 persistent: Any = None) -> None:
         self.tokens, self.dtype, self.threads, self.runs = tokens, dtype, threads, runs
         self.cache: dict[tuple, float] = {}
         self.log: dict[str, dict[str, float]] = {}
+        self.persistent = persistent
 
     def key(self, f: tl.Formulation) -> tuple:
         return f.shape_key(self.tokens) + (self.dtype,)
@@ -56,8 +60,14 @@ class LinearTimer:
 
         todo: dict[tuple, tl.Formulation] = {}
         for f in cands:
-            if self.key(f) not in self.cache:
-                todo.setdefault(self.key(f), f)
+            key = self.key(f)
+            if key in self.cache or key in todo:
+                continue
+            ms = self.persistent.get(key) if self.persistent is not None else None
+            if ms is not None:
+                self.cache[key] = ms
+            else:
+                todo[key] = f
         if not todo:
             return
         rng = np.random.default_rng(0)
@@ -83,6 +93,8 @@ class LinearTimer:
                 run(x=xi)
                 ts.append(time.perf_counter() - t)
             self.cache[key] = float(np.median(ts) * 1e3)
+        if self.persistent is not None:
+            self.persistent.put_all({k: self.cache[k] for k in todo})
 
     def __call__(self, name: str, cands: list[tl.Formulation]) -> tl.Formulation:
         self.prepare(cands)
@@ -149,6 +161,9 @@ class TfliteOptions:
     # give a model without segment ids (DistilBERT) an unused int32 ``token_type_ids`` input, so that MediaPipe's
     # BERT text-classifier metadata, whose writer names three inputs, can describe it (apps feed zeros)
     segment_input: bool = False
+    # time every candidate afresh instead of reusing latencies cached by earlier exports on this machine
+    # (timing_cache.py; the fresh ones replace them)
+    retime: bool = False
 
 
 @register_exporter("tflite")
@@ -207,7 +222,7 @@ class TFLiteExporter(Exporter):
         label_names = prepared.labels
         write_app_files(out_dir, tokenizer, label_names)
         job = tb.Job(seq_len=seq, batch=batch, dtype=c.dtype, mode=c.mode, pruned=bool(masks),
-                     formulation=c.options.formulation, input_names=names,
+                     formulation=c.options.formulation, retime=c.options.retime, input_names=names,
                      bundle_dir=str(out_dir), labels=label_names, tokenizer_kind=tokenizer_kind(tokenizer))
         arch, pad_id = weights.arch, weights.pad_id
         with tempfile.TemporaryDirectory(prefix="edgeprune-tflite-") as work:
@@ -240,7 +255,7 @@ class TFLiteExporter(Exporter):
             "verification": verification,
             "file_bytes": artifact.stat().st_size,
             "structure": summary,
-            "timing": {"plan_s": res["plan_s"], "convert_s": res["convert_s"],
+            "timing": {"plan_s": res["plan_s"], "convert_s": res["convert_s"], "timing_cache": res.get("timing_cache"),
                        "formulation_timing": f"LiteRT XNNPACK, {TIMING_THREADS} thread, {batch * seq} tokens"
                        if res["timed"] else "none (fewest multiply-adds)"},
             "sparsity_encoding": "none",

@@ -31,6 +31,7 @@ import numpy as np
 from edgeprune.errors import ConfigError, EdgepruneError, ExportError
 
 FORMULATIONS = ("timed", "fewest-macs")  # how each pruned linear's formulation is chosen
+RUNS = 25  # timed invocations per candidate (the median is kept)
 _ERRORS = {"ConfigError": ConfigError, "ExportError": ExportError}
 
 
@@ -48,6 +49,7 @@ class Job:
     bundle_dir: str  # where the final model.tflite goes (vocab.txt and labels.txt are already there)
     labels: list[str]
     tokenizer_kind: str | None  # the metadata describes WordPiece tokenizers only
+    retime: bool = False  # ignore the persistent timing cache's latencies (and replace them)
 
 
 def release_memory() -> None:
@@ -98,7 +100,7 @@ def build(job: Job, weights: Any, calib: dict[str, np.ndarray] | None) -> dict[s
     from edgeprune.quiet import Progress, stage
 
     from . import tflite_graph as tg
-    from .tflite import ARTIFACT, LinearTimer, with_metadata
+    from .tflite import ARTIFACT, TIMING_THREADS, LinearTimer, with_metadata
     from .tflite_convert import convert
     from .tflite_gpu import gpu_compatibility
 
@@ -106,20 +108,26 @@ def build(job: Job, weights: Any, calib: dict[str, np.ndarray] | None) -> dict[s
 
     torch.set_num_threads(1)
     t0 = time.perf_counter()
-    timer = LinearTimer(job.batch * job.seq_len, job.dtype)
     packed = job.mode == "packed" and job.pruned
     mode = job.mode if job.pruned else "dense"
     timed = packed and job.formulation == "timed"
+    cache = None
+    if timed:
+        from .timing_cache import TimingCache
+
+        cache = TimingCache(TIMING_THREADS, RUNS, read=not job.retime)
+    timer = LinearTimer(job.batch * job.seq_len, job.dtype, TIMING_THREADS, RUNS, persistent=cache)
+    segments = job.dtype != "fp16"  # fp16 cannot cast BATCH_MATMUL constants (tflite_convert)
     if timed:  # every candidate of the model in one conversion, then each linear picks from the cache
         stage("[export] time formulations: convert every candidate linear")
         seen: list = []
-        tg.plan_model(weights, mode, lambda name, cands: seen.extend(cands) or cands[0])
+        tg.plan_model(weights, mode, lambda name, cands: seen.extend(cands) or cands[0], segments=segments)
         timer.prepare(seen)
         del seen
     chooser = timer if timed else tg.choose_fewest_macs
     label = "[export] time formulations" if timed else f"[export] plan {job.mode} layers"
     with Progress(label, len(weights.layers) * len(tg.ROLES)) as progress:
-        plans = tg.plan_model(weights, mode, chooser, progress.advance)
+        plans = tg.plan_model(weights, mode, chooser, progress.advance, segments=segments)
     plan_s = time.perf_counter() - t0
     module = tg.build_module(weights, plans, job.seq_len, job.batch)
     summary = tg.plan_summary(plans)
@@ -150,7 +158,8 @@ def build(job: Job, weights: Any, calib: dict[str, np.ndarray] | None) -> dict[s
             if name in timer.log:
                 layer[role]["timed_ms"] = timer.log[name]
     return {"structure": summary, "plan_s": round(plan_s, 2), "convert_s": round(convert_s, 2),
-            "timed": timed, "metadata": meta, "gpu_compatibility": gpu}
+            "timed": timed, "timing_cache": cache.record() if cache is not None else None, "metadata": meta,
+            "gpu_compatibility": gpu}
 
 
 def _weights(work: Path) -> Any:

@@ -159,12 +159,14 @@ def choose_fewest_macs(name: str, cands: list[tl.Formulation]) -> tl.Formulation
 
 
 def plan_model(weights: EncoderWeights, mode: str, choose: Chooser = choose_fewest_macs,
-               progress: Callable[[], None] | None = None) -> list[EncoderLayerPlan]:
+               progress: Callable[[], None] | None = None, segments: bool = True) -> list[EncoderLayerPlan]:
     """One :class:`EncoderLayerPlan` per encoder layer.
 
     ``dense``: dense graph with the zeros kept; ``structured``: whole heads / units / rows / columns
     removed; ``packed``: structured plus block-row formulations, each linear's chosen by ``choose``.
-    ``progress`` is called after each linear (``len(weights.layers) * len(ROLES)`` calls; timing
+    ``segments=False`` keeps packed mode to the formulations that lower to FULLY_CONNECTED (fp16: its
+    recipe cannot cast a segment formulation's BATCH_MATMUL constant, which would stay float32 inside an
+    "fp16" file). ``progress`` is called after each linear (``len(weights.layers) * len(ROLES)`` calls; timing
     every candidate is the slow part of a TFLite export).
     """
     plans = []
@@ -178,7 +180,7 @@ def plan_model(weights: EncoderWeights, mode: str, choose: Chooser = choose_fewe
             lin: Lin = getattr(s, role)
             mask = None if mode == "dense" else lin.mask
             cands = tl.candidates(lin.w, lin.b, mask, allow_rows=role in ("o", "ffn_out"),
-                                  allow_segments=mode == "packed")
+                                  allow_segments=mode == "packed" and segments)
             f = cands[0] if len(cands) == 1 else choose(lin.name, cands)
             lins[role] = f
             rep[role] = {"name": lin.name, **f.describe(), "dense_macs_per_token": int(lay_dense_macs(lay, role))}

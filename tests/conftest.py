@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("WANDB_DISABLED", "true")
+# TFLite formulation timings are cached per machine (exporters/timing_cache.py): tests time afresh, in a
+# cache of their own, never reading or filling the user's
+os.environ["EDGEPRUNE_CACHE_DIR"] = tempfile.mkdtemp(prefix="edgeprune-test-cache-")
 
 
 def _tiny(tmp_path_factory: pytest.TempPathFactory, arch: str) -> Path:

@@ -107,3 +107,19 @@ def test_progress_on_a_terminal_redraws_one_line(monkeypatch):
             p.advance()
             raise RuntimeError("boom")
     assert err.getvalue().endswith("1/4\n")  # the error is printed below the stage line, not on it
+
+
+def test_stage_clock_times_each_stage_until_the_next(monkeypatch):
+    """Export reports carry ``phases_s`` from this: each stage lasts until the next stage or Progress line."""
+    import edgeprune.quiet as q
+
+    now = iter([10.0, 12.5, 13.0, 20.0])
+    monkeypatch.setattr(q.time, "monotonic", lambda: next(now))
+    with q.StageClock() as clock:
+        q.stage("[x] one")
+        q.stage("[x] two")
+        clock.mark("[x] three")
+        got = clock.phases()
+    assert got == [{"stage": "[x] one", "s": 2.5}, {"stage": "[x] two", "s": 0.5}, {"stage": "[x] three", "s": 7.0}]
+    q.stage("[x] after")  # no clock active: nothing recorded
+    assert len(clock.marks) == 3

@@ -70,6 +70,9 @@ def _options(fmt: str, **flags):
 @click.option("--tflite-formulation", type=click.Choice(["timed", "fewest-macs"]), default="timed", show_default=True,
               help="TFLite packed: each pruned layer's formulation, the fastest 'timed' here in LiteRT (varies with "
                    "load) or the one with the 'fewest-macs' (the same structure on every machine).")
+@click.option("--tflite-retime", is_flag=True,
+              help="TFLite packed, timed: time every formulation afresh instead of reusing the latencies earlier "
+                   "exports cached on this machine ($EDGEPRUNE_CACHE_DIR, default ~/.cache/edgeprune).")
 @click.option("--tflite-segment-input", is_flag=True,
               help="TFLite: give a model without segment ids (DistilBERT) an unused token_type_ids input, so that "
                    "MediaPipe's BERT text-classifier metadata can describe it.")
@@ -85,7 +88,7 @@ def _options(fmt: str, **flags):
 @click.option("--overwrite", is_flag=True, help="Replace a bundle already in --out (once the new one is verified).")
 def command(run_dir: Path, fmt: str, dtype: str, mode: str, seq_len: str, batch: int | None, data_dir: Path | None,
             task: str | None, verify_examples: int, calib_examples: int, no_verify: bool,
-            tflite_formulation: str, tflite_segment_input: bool,
+            tflite_formulation: str, tflite_retime: bool, tflite_segment_input: bool,
             int8_embeddings: bool, int8_choice: str, int8_threads: int, out_dir: Path, overwrite: bool,
             text_column: str | None, text_pair_column: str | None, label_column: str | None,
             dev_fraction: float | None, opset: int | None) -> None:
@@ -105,7 +108,8 @@ def command(run_dir: Path, fmt: str, dtype: str, mode: str, seq_len: str, batch:
                           calib_examples=calib_examples, verify=not no_verify,
                           options=_options(fmt, opset=opset, int8_embeddings=int8_embeddings, int8_choice=int8_choice,
                                            int8_threads=int8_threads,
-                                           formulation=tflite_formulation, segment_input=tflite_segment_input))
+                                           formulation=tflite_formulation, retime=tflite_retime,
+                                           segment_input=tflite_segment_input))
     open_run(run_dir)  # not a run / model folder: that message first
     output_dir(out_dir, "export bundle", bundle_kind, overwrite=overwrite)
     if data_dir is None and (config.verify or config.dtype == "int8"):

@@ -1,0 +1,70 @@
+"""The persistent formulation-timing cache: keyed by shape and machine, tolerant of damage, skipped on retime."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from edgeprune.exporters import tflite_linear as tl
+from edgeprune.exporters.timing_cache import TimingCache, machine_key
+
+
+def test_latencies_survive_a_new_process_and_stay_in_their_machine_section(tmp_path):
+    path = tmp_path / "t.json"
+    a = TimingCache(1, 25, path)
+    assert a.get(("cols", 128, 384, 384)) is None and a.misses == 1
+    a.put_all({("cols", 128, 384, 384): 1.25, ("dense", 128, 384, 384): 2.5})
+    b = TimingCache(1, 25, path)
+    assert b.get(("cols", 128, 384, 384)) == 1.25 and b.get(("dense", 128, 384, 384)) == 2.5 and b.hits == 2
+    other = TimingCache(2, 25, path)  # another thread count is another machine section
+    assert other.get(("cols", 128, 384, 384)) is None
+    other.put_all({("cols", 128, 384, 384): 0.7})
+    data = json.loads(path.read_text())
+    assert set(data) == {machine_key(1, 25), machine_key(2, 25)}
+    assert TimingCache(1, 25, path).get(("cols", 128, 384, 384)) == 1.25  # the other writer kept this section
+
+
+def test_retime_ignores_what_is_cached_and_replaces_it(tmp_path):
+    path = tmp_path / "t.json"
+    TimingCache(1, 25, path).put_all({("cols", 1, 2, 3): 9.0})
+    fresh = TimingCache(1, 25, path, read=False)
+    assert fresh.get(("cols", 1, 2, 3)) is None
+    fresh.put_all({("cols", 1, 2, 3): 1.0})
+    assert TimingCache(1, 25, path).get(("cols", 1, 2, 3)) == 1.0
+
+
+def test_a_damaged_or_unwritable_cache_never_fails(tmp_path):
+    path = tmp_path / "t.json"
+    path.write_text("{not json")
+    c = TimingCache(1, 25, path)
+    assert c.get(("x",)) is None
+    c.put_all({("x",): 1.0})
+    assert TimingCache(1, 25, path).get(("x",)) == 1.0
+    blocked = tmp_path / "file"
+    blocked.write_text("")
+    TimingCache(1, 25, blocked / "sub" / "t.json").put_all({("x",): 1.0})  # parent is a file: ignored
+
+
+def test_timer_takes_cached_shapes_without_converting(tmp_path, monkeypatch):
+    """Every candidate cached: no conversion runs, and the fastest cached one is chosen."""
+    pytest.importorskip("litert_torch")
+    from edgeprune.exporters import tflite_convert
+    from edgeprune.exporters.tflite import LinearTimer
+
+    rng = np.random.default_rng(0)
+    w, b = rng.standard_normal((64, 32)).astype(np.float32), np.zeros(64, np.float32)
+    mask = np.zeros((64, 32), np.uint8)
+    mask[:, :8] = 1
+    cands = tl.candidates(w, b, mask, allow_rows=False, allow_segments=False)
+    assert [f.kind for f in cands] == ["dense", "cols"]
+    cache = TimingCache(1, 25, tmp_path / "t.json")
+    timer = LinearTimer(16, "fp32", 1, 25, persistent=cache)
+    cache.put_all({timer.key(cands[0]): 0.5, timer.key(cands[1]): 3.0})  # dense cached as the faster
+
+    def refuse(*a, **k):
+        raise AssertionError("converted although every shape was cached")
+
+    monkeypatch.setattr(tflite_convert, "convert", refuse)
+    assert timer("layer", cands).kind == "dense" and cache.hits == 2 and cache.misses == 0
+    assert timer.log["layer"] == {"dense": 0.5, "cols": 3.0}
