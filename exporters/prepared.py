@@ -16,7 +16,7 @@ import numpy as np
 
 from edgeprune.errors import DataError
 from edgeprune.rundir import PrunedRun
-from .base import batches, check_task_labels, model_labels
+from .base import check_task_labels, model_labels
 
 REFERENCE_BATCH = 32
 
@@ -71,13 +71,9 @@ class PreparedModel:
 
             examples = self.examples("dev", limit, data_dir)
             feeds = self.feeds(examples, seq_len, names)
-            parts = []
             with Progress(progress or "[export] PyTorch reference on dev examples", len(examples)) as bar:
-                for b in batches(feeds, batch):
-                    parts.append(torch_logits(self.model, b))
-                    bar.advance(len(parts[-1]))
-            self._references[key] = Reference(feeds, np.concatenate(parts),
-                                              np.asarray([e.label for e in examples]))
+                logits = reference_logits(self.model, feeds, batch, bar.advance)
+            self._references[key] = Reference(feeds, logits, np.asarray([e.label for e in examples]))
         return self._references[key]
 
 
@@ -129,6 +125,36 @@ def named_inputs(arrays, input_names: list[str]) -> dict[str, np.ndarray]:
         else:
             raise DataError(f"tokenizer gives no {name!r}; the checkpoint's tokenizer does not match the model")
     return out
+
+
+def reference_logits(model, feeds: dict[str, np.ndarray], batch: int, done=None) -> np.ndarray:
+    """The model's logits on every row of ``feeds``, in order, computed on length-sorted batches with the
+    padding columns that no row of a batch uses cut off.
+
+    With the attention mask those columns change no real token's output (only float rounding, ~1e-7), so
+    the reference is the same answer at a fraction of the cost: dev sentences are mostly far shorter than
+    the artifact's static length (CoLA at seq 128: 15.5 -> about 3 s of a 31 s ONNX export). The artifact
+    is still fed the full padded rows, so its own handling of padding is what verification checks.
+    """
+    mask = feeds.get("attention_mask")
+    n = next(iter(feeds.values())).shape[0]
+    if mask is None:
+        order, lengths = np.arange(n), None
+    else:
+        used = mask != 0
+        lengths = np.where(used.any(axis=1), used.shape[1] - np.argmax(used[:, ::-1], axis=1), 1)  # last used + 1
+        order = np.argsort(lengths, kind="stable")
+    out = None
+    for i in range(0, n, batch):
+        rows = order[i:i + batch]
+        width = int(lengths[rows].max()) if lengths is not None else None
+        got = torch_logits(model, {k: v[rows, :width] for k, v in feeds.items()})
+        if out is None:
+            out = np.empty((n,) + got.shape[1:], np.float32)
+        out[rows] = got
+        if done is not None:
+            done(len(rows))
+    return out if out is not None else np.zeros((0, 0), np.float32)
 
 
 def torch_logits(model, batch: dict[str, np.ndarray]) -> np.ndarray:

@@ -96,7 +96,14 @@ class LinearTimer:
         if self.persistent is not None:
             self.persistent.put_all({k: self.cache[k] for k in todo})
 
+    def shortlist(self, cands: list[tl.Formulation]) -> list[tl.Formulation]:
+        """The candidates this timer measures (:func:`tflite_linear.shortlist`)."""
+        return tl.shortlist(cands, self.dtype)
+
     def __call__(self, name: str, cands: list[tl.Formulation]) -> tl.Formulation:
+        cands = self.shortlist(cands)
+        if len(cands) == 1:
+            return cands[0]
         self.prepare(cands)
         times = [self.cache[self.key(f)] for f in cands]
         self.log[name] = {f"{f.kind}" + (f"_R{f.meta['R']}" if "R" in f.meta else ""): round(t, 4)

@@ -121,7 +121,8 @@ def build(job: Job, weights: Any, calib: dict[str, np.ndarray] | None) -> dict[s
     if timed:  # every candidate of the model in one conversion, then each linear picks from the cache
         stage("[export] time formulations: convert every candidate linear")
         seen: list = []
-        tg.plan_model(weights, mode, lambda name, cands: seen.extend(cands) or cands[0], segments=segments)
+        tg.plan_model(weights, mode, lambda name, cands: seen.extend(timer.shortlist(cands)) or cands[0],
+                      segments=segments)
         timer.prepare(seen)
         del seen
     chooser = timer if timed else tg.choose_fewest_macs

@@ -47,7 +47,7 @@ def test_a_damaged_or_unwritable_cache_never_fails(tmp_path):
 
 
 def test_timer_takes_cached_shapes_without_converting(tmp_path, monkeypatch):
-    """Every candidate cached: no conversion runs, and the fastest cached one is chosen."""
+    """Every candidate cached: no conversion runs, and the fastest cached one is chosen (even dense)."""
     pytest.importorskip("litert_torch")
     from edgeprune.exporters import tflite_convert
     from edgeprune.exporters.tflite import LinearTimer
@@ -59,7 +59,7 @@ def test_timer_takes_cached_shapes_without_converting(tmp_path, monkeypatch):
     cands = tl.candidates(w, b, mask, allow_rows=False, allow_segments=False)
     assert [f.kind for f in cands] == ["dense", "cols"]
     cache = TimingCache(1, 25, tmp_path / "t.json")
-    timer = LinearTimer(16, "fp32", 1, 25, persistent=cache)
+    timer = LinearTimer(16, "int8-dynamic", 1, 25, persistent=cache)  # int8 keeps dense in the race
     cache.put_all({timer.key(cands[0]): 0.5, timer.key(cands[1]): 3.0})  # dense cached as the faster
 
     def refuse(*a, **k):
@@ -68,3 +68,19 @@ def test_timer_takes_cached_shapes_without_converting(tmp_path, monkeypatch):
     monkeypatch.setattr(tflite_convert, "convert", refuse)
     assert timer("layer", cands).kind == "dense" and cache.hits == 2 and cache.misses == 0
     assert timer.log["layer"] == {"dense": 0.5, "cols": 3.0}
+
+
+
+
+def test_shortlist_keeps_the_tallest_cheap_segment_and_drops_dense_in_float_only():
+    dense = tl.Formulation("dense", 10, 10, {}, {})  # 100 MACs
+    cols = tl.Formulation("cols", 10, 10, {}, {"k": 6})  # 60
+    s16 = tl.Formulation("segments_t", 10, 10, {}, {"groups": 2, "k": 2, "R": 5})  # 20
+    s32 = tl.Formulation("segments_t", 10, 10, {}, {"groups": 1, "k": 2, "R": 10})  # 20: as cheap, taller
+    s64 = tl.Formulation("segments_t", 10, 10, {}, {"groups": 1, "k": 3, "R": 10})  # 30
+    cands = [dense, cols, s16, s32, s64]
+    assert tl.shortlist(cands, "fp32") == [cols, s32]
+    assert tl.shortlist(cands, "int8-dynamic") == [dense, cols, s32]  # int8 dense FC can win: it races
+    tight = tl.Formulation("cols", 10, 10, {}, {"k": 8})  # 80 MACs: not enough saving to skip dense
+    assert tl.shortlist([dense, tight], "fp32") == [dense, tight]
+    assert tl.shortlist([dense], "fp32") == [dense]
