@@ -43,21 +43,18 @@ class LinearTimer:
     """
 
     def __init__(self, tokens: int, dtype: str, threads: int = TIMING_THREADS, runs: int = 25,
-                 persistent: Any = None) -> None:
+                 persistent: Any = None, before_timing: Any = None) -> None:
         self.tokens, self.dtype, self.threads, self.runs = tokens, dtype, threads, runs
         self.cache: dict[tuple, float] = {}
         self.log: dict[str, dict[str, float]] = {}
         self.persistent = persistent
+        self.before_timing = before_timing  # called once the candidates are converted, right before timing
 
     def key(self, f: tl.Formulation) -> tuple:
         return f.shape_key(self.tokens) + (self.dtype,)
 
     def prepare(self, cands: list[tl.Formulation]) -> None:
-        """Measure every candidate whose shape is not cached yet, in one conversion."""
-        import torch
-
-        from .tflite_convert import convert
-
+        """Measure every candidate whose shape is not cached yet, all converted at once (:func:`convert_candidates`)."""
         todo: dict[tuple, tl.Formulation] = {}
         for f in cands:
             key = self.key(f)
@@ -71,19 +68,19 @@ class LinearTimer:
         if not todo:
             return
         rng = np.random.default_rng(0)
-        sigs = [(f"c{i}", f.module(), {"x": torch.zeros(self.tokens, f.n_in)}) for i, f in enumerate(todo.values())]
+        items = list(todo.items())
         # timing proxy: fp16 weights are dequantized at load and run in fp32
         dtype = "fp32" if self.dtype == "fp16" else self.dtype
-        calib = None
-        if dtype == "int8":
-            calib = {name: [{"x": rng.standard_normal((self.tokens, f.n_in)).astype(np.float32)} for _ in range(4)]
-                     for (name, _, _), f in zip(sigs, todo.values())}
-        buf = convert(sigs, dtype, calib)
+        calib = [[rng.standard_normal((self.tokens, f.n_in)).astype(np.float32) for _ in range(4)]
+                 if dtype == "int8" else None for _, f in items]
         from ai_edge_litert.interpreter import Interpreter
 
-        it = Interpreter(model_content=buf, num_threads=self.threads)
-        for (name, _, _), (key, f) in zip(sigs, todo.items()):
-            run = it.get_signature_runner(name)
+        it = Interpreter(model_content=convert_candidates([f for _, f in items], calib, self.tokens, dtype),
+                         num_threads=self.threads)
+        if self.before_timing is not None:
+            self.before_timing()
+        for i, (key, f) in enumerate(items):
+            run = it.get_signature_runner(f"c{i}")
             xi = rng.standard_normal((self.tokens, f.n_in)).astype(np.float32)  # every dtype keeps a float input
             for _ in range(3):
                 run(x=xi)
@@ -109,6 +106,21 @@ class LinearTimer:
         self.log[name] = {f"{f.kind}" + (f"_R{f.meta['R']}" if "R" in f.meta else ""): round(t, 4)
                           for f, t in zip(cands, times)}
         return cands[int(np.argmin(times))]
+
+
+def convert_candidates(forms: list[tl.Formulation], calib: list, tokens: int, dtype: str) -> bytes:
+    """One flatbuffer with signature ``c{i}`` = ``forms[i]`` on a [tokens, n_in] input, in one litert-torch
+    conversion (about 0.4 s per signature; converting half of a 5x MiniLM-L6's 58 candidates in a spawned
+    second process was slower, 28.0 vs 25.5 s, quiet machine: the worker's imports cost more than it saved)."""
+    import torch
+
+    from .tflite_convert import convert
+
+    sigs = [(f"c{i}", f.module(), {"x": torch.zeros(tokens, f.n_in)}) for i, f in enumerate(forms)]
+    cal = None
+    if dtype == "int8":
+        cal = {f"c{i}": [{"x": x} for x in calib[i]] for i in range(len(forms))}
+    return convert(sigs, dtype, cal)
 
 
 def _int32(feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -232,18 +244,30 @@ class TFLiteExporter(Exporter):
                      formulation=c.options.formulation, retime=c.options.retime, input_names=names,
                      bundle_dir=str(out_dir), labels=label_names, tokenizer_kind=tokenizer_kind(tokenizer))
         arch, pad_id = weights.arch, weights.pad_id
+        refs: list = []
+
+        def reference() -> None:  # while the child converts: it does not depend on the artifact
+            import torch
+
+            threads = torch.get_num_threads()
+            torch.set_num_threads(1)  # the other core is the converter's
+            try:
+                refs.append(prepared.reference(self._data(), c.verify_examples, seq, torch_names,
+                                               progress="[export] verify: PyTorch reference on dev examples"))
+            finally:
+                torch.set_num_threads(threads)
+
         with tempfile.TemporaryDirectory(prefix="edgeprune-tflite-") as work:
             tb.write_job(Path(work), job, weights, calib)
             del weights, calib  # the child reads them from disk; the converter never shares this process
             tb.release_memory()
-            res = tb.run_child(Path(work), job)
+            res = tb.run_child(Path(work), job, meanwhile=reference if c.verify else None)
         # the child wrote the final file (metadata embedded) and ran the GPU check on it
         gpu, meta, summary = res["gpu_compatibility"], res["metadata"], res["structure"]
 
         verification: dict[str, Any] = {"passed": True, "skipped": True, "reason": "verification skipped (--no-verify)"}
         if c.verify:
-            ref = prepared.reference(self._data(), c.verify_examples, seq, torch_names,
-                                     progress="[export] verify: PyTorch reference on dev examples")
+            ref = refs[0]
             stage(f"[export] verify: the artifact in the LiteRT interpreter on {len(ref.labels)} dev examples")
             with tempfile.TemporaryDirectory() as work:
                 got, err = run_in_child(artifact, _int32(named_inputs(ref.feeds, names)), Path(work))

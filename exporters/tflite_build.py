@@ -24,7 +24,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -71,20 +71,48 @@ def write_job(work: Path, job: Job, weights: Any, calib: dict[str, np.ndarray] |
         np.savez(work / "calib.npz", **calib)
 
 
-def run_child(work: Path, job: Job, timeout: float = 3600) -> dict[str, Any]:
-    """Run the child on ``work``; its result record, or its error raised here as the same exception type."""
+GATE = "parent-idle"  # the file the parent writes once its own work beside the child is done
+
+
+def run_child(work: Path, job: Job, timeout: float = 3600,
+              meanwhile: Callable[[], None] | None = None) -> dict[str, Any]:
+    """Run the child on ``work``; its result record, or its error raised here as the same exception type.
+
+    ``meanwhile`` runs here while the child converts (the PyTorch verification reference, which does not
+    depend on the artifact); the child times formulations only after it returns (:data:`GATE`), so the
+    timings never share the CPU with it.
+    """
     try:
         real = sys.stderr.fileno() >= 0
     except (AttributeError, OSError, ValueError):  # a test's in-memory capture
         real = False
     sys.stderr.flush()
-    try:  # the child's stage lines go to our Python stderr (the CLI points descriptor 2 at /dev/null)
-        proc = subprocess.run([sys.executable, "-m", "edgeprune.exporters.tflite_build", str(work)],
-                              stderr=sys.stderr if real else subprocess.PIPE, timeout=timeout)
+    gate = work / GATE
+    if meanwhile is None:
+        gate.touch()
+    # the child's stage lines go to our Python stderr (the CLI points descriptor 2 at /dev/null)
+    proc = subprocess.Popen([sys.executable, "-m", "edgeprune.exporters.tflite_build", str(work)],
+                            stderr=sys.stderr if real else subprocess.PIPE)
+    try:
+        if meanwhile is not None:
+            try:
+                meanwhile()
+            finally:
+                gate.touch()
+            from edgeprune.quiet import stage
+
+            stage("[export] waiting for the TFLite converter")
+        _, err_bytes = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
         raise ExportError(f"TFLite conversion ({job.dtype}) did not finish in {timeout:.0f} s") from None
-    if not real and proc.stderr:
-        sys.stderr.write(proc.stderr.decode(errors="backslashreplace"))
+    except BaseException:
+        proc.kill()
+        proc.communicate()
+        raise
+    if not real and err_bytes:
+        sys.stderr.write(err_bytes.decode(errors="backslashreplace"))
     err = work / "error.json"
     if err.exists():
         e = json.loads(err.read_text())
@@ -95,8 +123,17 @@ def run_child(work: Path, job: Job, timeout: float = 3600) -> dict[str, Any]:
     return json.loads((work / "result.json").read_text())
 
 
-def build(job: Job, weights: Any, calib: dict[str, np.ndarray] | None) -> dict[str, Any]:
-    """Plan, build, convert, embed the metadata, write the artifact and check it for the GPU delegate."""
+def wait_for(gate: Path | None, timeout: float = 3600) -> None:
+    """Block until ``gate`` exists (the parent is idle), polling; None: go at once."""
+    t0 = time.monotonic()
+    while gate is not None and not gate.exists() and time.monotonic() - t0 < timeout:
+        time.sleep(0.05)
+
+
+def build(job: Job, weights: Any, calib: dict[str, np.ndarray] | None, gate: Path | None = None) -> dict[str, Any]:
+    """Plan, build, convert, embed the metadata, write the artifact and check it for the GPU delegate.
+
+    Formulation timing waits for ``gate`` (:func:`run_child`), so it runs on a machine the parent left quiet."""
     from edgeprune.quiet import Progress, stage
 
     from . import tflite_graph as tg
@@ -116,7 +153,8 @@ def build(job: Job, weights: Any, calib: dict[str, np.ndarray] | None) -> dict[s
         from .timing_cache import TimingCache
 
         cache = TimingCache(TIMING_THREADS, RUNS, read=not job.retime)
-    timer = LinearTimer(job.batch * job.seq_len, job.dtype, TIMING_THREADS, RUNS, persistent=cache)
+    timer = LinearTimer(job.batch * job.seq_len, job.dtype, TIMING_THREADS, RUNS, persistent=cache,
+                        before_timing=lambda: wait_for(gate))
     segments = job.dtype != "fp16"  # fp16 cannot cast BATCH_MATMUL constants (tflite_convert)
     if timed:  # every candidate of the model in one conversion, then each linear picks from the cache
         stage("[export] time formulations: convert every candidate linear")
@@ -181,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
             if (work / "calib.npz").exists():
                 with np.load(work / "calib.npz") as z:
                     calib = {k: z[k] for k in z.files}
-            result = build(job, _weights(work), calib)  # no reference here: build() frees the weights
+            result = build(job, _weights(work), calib, work / GATE)  # no reference here: build() frees the weights
         except EdgepruneError as e:
             (work / "error.json").write_text(json.dumps({"type": type(e).__name__, "message": str(e)}))
             return 3

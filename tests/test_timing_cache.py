@@ -79,8 +79,10 @@ def test_shortlist_keeps_the_tallest_cheap_segment_and_drops_dense_in_float_only
     s32 = tl.Formulation("segments_t", 10, 10, {}, {"groups": 1, "k": 2, "R": 10})  # 20: as cheap, taller
     s64 = tl.Formulation("segments_t", 10, 10, {}, {"groups": 1, "k": 3, "R": 10})  # 30
     cands = [dense, cols, s16, s32, s64]
-    assert tl.shortlist(cands, "fp32") == [cols, s32]
+    assert tl.shortlist(cands, "fp32") == [s32]  # cols needs 3x the segments' MACs: not timed in float
     assert tl.shortlist(cands, "int8-dynamic") == [dense, cols, s32]  # int8 dense FC can win: it races
+    near = tl.Formulation("cols", 10, 10, {}, {"k": 3})  # 30 MACs: 1.5x the segments', it races them
+    assert tl.shortlist([dense, near, s32], "fp32") == [near, s32]
     tight = tl.Formulation("cols", 10, 10, {}, {"k": 8})  # 80 MACs: not enough saving to skip dense
     assert tl.shortlist([dense, tight], "fp32") == [dense, tight]
     assert tl.shortlist([dense], "fp32") == [dense]
