@@ -110,20 +110,24 @@ def one_export(run: Path, data: str, fmt: str, dtype: str, cache_dir: Path) -> d
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--run", type=Path, required=True, help="a compress run directory")
+    ap.add_argument("--run", type=Path, nargs="+", required=True, help="compress run directories")
     ap.add_argument("--data", required=True)
     ap.add_argument("--repeats", type=int, default=1)
     ap.add_argument("--note", default="", help="a measured observation to keep with the numbers")
     args = ap.parse_args(argv)
     rows = []
+    rel = lambda p: str(p.resolve().relative_to(ROOT)) if p.resolve().is_relative_to(ROOT) else str(p)  # noqa: E731
     with tempfile.TemporaryDirectory(prefix="edgeprune-speed-cache-") as caches:
-        for rep in range(args.repeats):
-            for fmt, dtype, cache in CASES:
-                cache_dir = Path(caches) / f"{rep}-{fmt}-{dtype}"  # cold: new and empty; warm: the cold one's
-                print(f"[speed] {fmt} {dtype} {cache or ''} (repeat {rep + 1}/{args.repeats})", flush=True)
-                rows.append({**one_export(args.run, args.data, fmt, dtype, cache_dir), "cache": cache, "repeat": rep})
-                print(f"[speed] -> {rows[-1]}", flush=True)
-    run = str(args.run.resolve().relative_to(ROOT)) if args.run.resolve().is_relative_to(ROOT) else str(args.run)
+        for ri, run_dir in enumerate(args.run):
+            for rep in range(args.repeats):
+                for fmt, dtype, cache in CASES:
+                    cache_dir = Path(caches) / f"{ri}-{rep}-{fmt}-{dtype}"  # cold: new, empty; warm: the cold one's
+                    print(f"[speed] {run_dir.name} {fmt} {dtype} {cache or ''} (repeat {rep + 1}/{args.repeats})",
+                          flush=True)
+                    rows.append({**one_export(run_dir, args.data, fmt, dtype, cache_dir), "run": rel(run_dir),
+                                 "cache": cache, "repeat": rep})
+                    print(f"[speed] -> {rows[-1]}", flush=True)
+    run = ", ".join(rel(p) for p in args.run)
     d = {"machine": machine(), "run": run, "targets": TARGETS, "rows": rows,
          "note": "each export in its own process, verification included; 2 cores; quiet machine",
          "observation": args.note}
@@ -139,8 +143,10 @@ def report_lines(d: dict) -> list[str]:
     for r in d["rows"]:
         t = d["targets"][r["format"]]
         dtype = r["dtype"] + (f" ({r['cache']} timing cache)" if r.get("cache") else "")
+        task = Path(r.get("run", d["run"])).name.split("-")[0]
         if "error" in r:
-            cells.append([r["format"], dtype, f"refused after {r['wall_s']:.0f} s: {r['error']}", "", "", "", "", ""])
+            cells.append([task, r["format"], dtype, f"refused after {r['wall_s']:.0f} s: {r['error']}", "", "", "", "",
+                          ""])
             continue
         ok = "yes" if r["wall_s"] <= t["wall_s"] else "**no**"
         rss = r["peak_rss_bytes"] / 1e9
@@ -153,15 +159,15 @@ def report_lines(d: dict) -> list[str]:
             if tree_gb is not None:
                 verdicts.append(f"tree {'yes' if tree_gb <= lim else '**no**'}")
             tr = f"<= {lim:g} ({', '.join(verdicts)})"
-        cells.append([r["format"], dtype, f"{r['wall_s']:.1f}", f"<= {t['wall_s']:g} ({ok})", f"{rss:.2f}",
+        cells.append([task, r["format"], dtype, f"{r['wall_s']:.1f}", f"<= {t['wall_s']:g} ({ok})", f"{rss:.2f}",
                       f"{tree_gb:.2f}" if tree_gb is not None else "-", tr, phase_cell(r)])
     lines = ["# Export speed and peak memory (`edgeprune export`, verification included)", "",
-             f"Run: `{d['run']}` (MiniLM-L6 compressed by `compress`). Machine: {d['machine']['cpu']}, "
+             f"Runs: `{d['run']}` (MiniLM-L6 compressed by `compress`). Machine: {d['machine']['cpu']}, "
              f"{d['machine']['cores']} cores, quiet; each export in its own process under /usr/bin/time. "
              "Peak RSS: the largest single process (children included, /usr/bin/time) and the whole process "
              "tree summed (PSS, sampled every 50 ms).", "",
              "Plot: `export_speed.png`.", "",
-             *md_table(["format", "dtype", "wall (s)", "target wall", "peak RSS, one process (GB)",
+             *md_table(["model", "format", "dtype", "wall (s)", "target wall", "peak RSS, one process (GB)",
                         "peak RSS, process tree (GB)", "target RSS", "where the time went (s)"], cells)]
     if d.get("observation"):
         lines += ["", d["observation"]]
@@ -191,12 +197,12 @@ def plot(d: dict) -> None:
     plt = pyplot()
 
     rows = d["rows"]
-    fig, ax = plt.subplots(figsize=(6.5, 3.2))
+    fig, ax = plt.subplots(figsize=(max(6.5, 1.1 * len(rows)), 3.6))
     for i, r in enumerate(rows):
         ax.bar(i, r["wall_s"], color="C0" if "error" not in r else "white", edgecolor="C0",
                hatch=None if "error" not in r else "//")
         ax.hlines(d["targets"][r["format"]]["wall_s"], i - 0.4, i + 0.4, colors="red", linestyles="--")
-    ax.set_xticks(range(len(rows)), [f"{r['format']}\n{r['dtype']}" + (f"\n{r['cache']}" if r.get("cache") else "")
+    ax.set_xticks(range(len(rows)), [Path(r.get("run", "")).name.split("-")[0] + f"\n{r['format']}\n{r['dtype']}" + (f"\n{r['cache']}" if r.get("cache") else "")
                                      + ("\n(refused)" if "error" in r else "")
                                      for r in rows], fontsize=8)
     ax.set_ylabel("export wall time (s)")

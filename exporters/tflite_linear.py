@@ -205,24 +205,32 @@ def candidates(w: np.ndarray, b: np.ndarray, mask: np.ndarray | None, *, allow_r
 
 
 SEGMENT_MAC_SLACK = 0.10  # segment heights within 10% of the fewest MACs count as equally cheap
-DENSE_DROP = 0.7  # float dtypes: dense is not timed once another candidate needs <= 70% of its MACs
+DENSE_DROP = 0.7  # dense is not timed once another candidate of its kind needs <= 70% of its MACs
 COLS_KEEP = 1.5  # float dtypes: cols is timed only while it needs <= 1.5x the MACs of the cheapest segments
+INT8_SEGMENT_KEEP = 0.3  # int8: float segments are timed only while they need <= 0.3x the int8 FC's MACs
 SEGMENT_KINDS = ("segments", "segments_t")
+FC_KINDS = ("dense", "cols", "rows_cols")  # the formulations that lower to FULLY_CONNECTED
 
 
 def shortlist(cands: list[Formulation], dtype: str) -> list[Formulation]:
     """The candidates worth timing (each one costs about 0.4 s of litert-torch conversion, most of a cold export).
 
-    Measured on a 5x 128x1 MiniLM-L6 (36 linears, 106 candidate shapes, fp32, XNNPACK, 1 thread): of segment
-    heights with (nearly) the same MACs the tallest won every time (fewer, larger batched matmuls), and in
-    float dense never won against a candidate needing <= 70% of its MACs (closest: 0.70 of the MACs, 13% faster).
-    So one segment height is timed, the cheapest (tallest among those within 10% of it: the tallest of two at
-    +5% MACs was 2% faster, the shorter at +16% won), and dense only where
-    nothing saves enough or the weights are int8 (an int8 FULLY_CONNECTED ran as fast as a float 5x segment
-    matmul). ``cols`` beat the segments on 4 of the 36, each time needing at most 1.3x their MACs, and lost
-    every time it needed 1.8x or more: in float it is timed while it needs <= 1.5x. ``rows_cols`` is always
-    timed. 38 candidate shapes are left of the 106, and fed the same latencies the shortlist picks the same
-    formulation on all 36 linears.
+    Measured on a 5x 128x1 MiniLM-L6 (36 linears, XNNPACK, 1 thread), every rule below agreeing with the
+    timing on all 36 linears:
+
+    * of segment heights with (nearly) the same MACs the tallest won (fewer, larger batched matmuls; the
+      tallest of two at +5% MACs was 2% faster, the shorter at +16% won): one height is timed, the cheapest,
+      or the tallest within 10% of it;
+    * dense never won against a candidate needing <= 70% of its MACs (float, closest: 0.70 of the MACs and
+      13% faster; int8: cols at <= 0.65 of the MACs won every race against dense);
+    * float: ``cols`` beat the segments 4 times, each needing at most 1.3x their MACs, and lost every time
+      it needed 1.8x or more: it is timed while it needs <= 1.5x;
+    * int8 (dynamic and static): the segments' batched matmuls run in float (their weights are int8 only
+      in the file) and lost every race to an int8 FULLY_CONNECTED needing 1.3-2.7x their MACs: they are
+      timed only while they need <= 0.3x the cheapest FULLY_CONNECTED formulation's MACs.
+
+    Of the 106 candidate shapes fp32 keeps 38 and int8-dynamic 36 (one per linear: nothing is left to time),
+    each picking what timing all of them picked, on all 36 linears.
     """
     segs = [f for f in cands if f.kind in SEGMENT_KINDS]
     keep = [f for f in cands if f.kind not in SEGMENT_KINDS]
@@ -231,13 +239,18 @@ def shortlist(cands: list[Formulation], dtype: str) -> list[Formulation]:
         near = [f for f in segs if f.macs_per_token <= least * (1 + SEGMENT_MAC_SLACK)]
         best_r = max(f.meta["R"] for f in near)
         keep += [f for f in near if f.meta["R"] == best_r]  # both layouts if both were listed
-    if dtype in ("fp32", "fp16") and len(keep) > 1:
-        dense = [f for f in keep if f.kind == "dense"]
-        others = [f for f in keep if f.kind != "dense"]
-        if dense and min(f.macs_per_token for f in others) <= DENSE_DROP * dense[0].macs_per_token:
-            keep = others
-        seg = [f for f in keep if f.kind in SEGMENT_KINDS]
-        if seg:  # float gathers of whole columns lose to segments needing 1/1.5 of their MACs
-            least = min(f.macs_per_token for f in seg)
-            keep = [f for f in keep if f.kind != "cols" or f.macs_per_token <= COLS_KEEP * least]
+    quantized = dtype in ("int8", "int8-dynamic")
+    fc = [f for f in keep if f.kind in FC_KINDS]
+    seg = [f for f in keep if f.kind in SEGMENT_KINDS]
+    if quantized and seg and fc:
+        fc_least = min(f.macs_per_token for f in fc)
+        keep = [f for f in keep if f.kind not in SEGMENT_KINDS or f.macs_per_token <= INT8_SEGMENT_KEEP * fc_least]
+    dense = [f for f in keep if f.kind == "dense"]
+    rivals = [f for f in keep if f.kind != "dense" and (f.kind in FC_KINDS or not quantized)]
+    if dense and rivals and min(f.macs_per_token for f in rivals) <= DENSE_DROP * dense[0].macs_per_token:
+        keep = [f for f in keep if f.kind != "dense"]
+    seg = [f for f in keep if f.kind in SEGMENT_KINDS]
+    if seg and not quantized:  # float gathers of whole columns lose to segments needing 1/1.5 of their MACs
+        least = min(f.macs_per_token for f in seg)
+        keep = [f for f in keep if f.kind != "cols" or f.macs_per_token <= COLS_KEEP * least]
     return [f for f in cands if any(f is k for k in keep)]

@@ -55,7 +55,7 @@ def test_timer_takes_cached_shapes_without_converting(tmp_path, monkeypatch):
     rng = np.random.default_rng(0)
     w, b = rng.standard_normal((64, 32)).astype(np.float32), np.zeros(64, np.float32)
     mask = np.zeros((64, 32), np.uint8)
-    mask[:, :8] = 1
+    mask[:, :27] = 1  # 84% of the MACs: dense stays in the race
     cands = tl.candidates(w, b, mask, allow_rows=False, allow_segments=False)
     assert [f.kind for f in cands] == ["dense", "cols"]
     cache = TimingCache(1, 25, tmp_path / "t.json")
@@ -80,7 +80,10 @@ def test_shortlist_keeps_the_tallest_cheap_segment_and_drops_dense_in_float_only
     s64 = tl.Formulation("segments_t", 10, 10, {}, {"groups": 1, "k": 3, "R": 10})  # 30
     cands = [dense, cols, s16, s32, s64]
     assert tl.shortlist(cands, "fp32") == [s32]  # cols needs 3x the segments' MACs: not timed in float
-    assert tl.shortlist(cands, "int8-dynamic") == [dense, cols, s32]  # int8 dense FC can win: it races
+    assert tl.shortlist(cands, "int8-dynamic") == [cols]  # int8 FC: the float segments need > 0.3x its MACs
+    assert tl.shortlist([dense, s32], "int8") == [dense, s32]  # int8 dense races segments at 0.2x its MACs
+    s_big = tl.Formulation("segments_t", 10, 10, {}, {"groups": 1, "k": 4, "R": 10})  # 40 MACs: 0.4x dense
+    assert tl.shortlist([dense, s_big], "int8") == [dense]
     near = tl.Formulation("cols", 10, 10, {}, {"k": 3})  # 30 MACs: 1.5x the segments', it races them
     assert tl.shortlist([dense, near, s32], "fp32") == [near, s32]
     tight = tl.Formulation("cols", 10, 10, {}, {"k": 8})  # 80 MACs: not enough saving to skip dense
