@@ -159,8 +159,13 @@ def build(job: Job, weights: Any, calib: dict[str, np.ndarray] | None, gate: Pat
     if timed:  # every candidate of the model in one conversion, then each linear picks from the cache
         stage("[export] time formulations: convert every candidate linear")
         seen: list = []
-        tg.plan_model(weights, mode, lambda name, cands: seen.extend(timer.shortlist(cands)) or cands[0],
-                      segments=segments)
+        def collect(name, cands):
+            short = timer.shortlist(cands)
+            if len(short) > 1:  # a shortlist of one is chosen without timing
+                seen.extend(short)
+            return cands[0]
+
+        tg.plan_model(weights, mode, collect, segments=segments)
         timer.prepare(seen)
         del seen
     chooser = timer if timed else tg.choose_fewest_macs
