@@ -90,12 +90,29 @@ def run_sampled(cmd: list[str], env: dict[str, str]) -> tuple[subprocess.Complet
     return subprocess.CompletedProcess(cmd, p.returncode, out, err), peak[0]
 
 
-def one_export(run: Path, data: str, fmt: str, dtype: str, cache_dir: Path) -> dict:
+def baseline_tree(rev: str, dest: Path) -> Path:
+    """An importable ``edgeprune`` package of commit ``rev`` (its exporters/ and targets/ placed where the
+    install maps them), to put first on PYTHONPATH: the same machine, interpreter and venv, older code."""
+    src = dest / "src"
+    src.mkdir(parents=True)
+    archive = subprocess.run(["git", "archive", rev], cwd=ROOT, capture_output=True, check=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(src)], input=archive, check=True)
+    pkg = dest / "pkg"
+    (pkg).mkdir()
+    os.rename(src / "edgeprune", pkg / "edgeprune")
+    for sub in ("exporters", "targets"):
+        os.rename(src / sub, pkg / "edgeprune" / sub)
+    return pkg
+
+
+def one_export(run: Path, data: str, fmt: str, dtype: str, cache_dir: Path, pythonpath: Path | None = None) -> dict:
     with tempfile.TemporaryDirectory(prefix="edgeprune-speed-") as tmp:
         out = Path(tmp) / "bundle"
         cmd = ["/usr/bin/time", "-v", sys.executable, "-m", "edgeprune", "export", str(run), "--format", fmt,
                "--dtype", dtype, "--data", data, "--out", str(out)]
         env = {**os.environ, "HF_HUB_OFFLINE": "1", "EDGEPRUNE_CACHE_DIR": str(cache_dir)}
+        if pythonpath is not None:
+            env["PYTHONPATH"] = str(pythonpath)
         t0 = time.perf_counter()
         p, tree = run_sampled(cmd, env)
         wall = time.perf_counter() - t0
@@ -103,7 +120,8 @@ def one_export(run: Path, data: str, fmt: str, dtype: str, cache_dir: Path) -> d
             errs = [ln for ln in p.stderr.splitlines() if ln.startswith("error:")] or ["?"]
             return {"format": fmt, "dtype": dtype, "wall_s": round(wall, 1), "error": errs[-1]}
         rss = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", p.stderr).group(1)) * 1024
-        report = json.loads((out / "export_report.json").read_text())
+        rp = out / "export_report.json"
+        report = json.loads(rp.read_text()) if rp.is_file() else {}
         return {"format": fmt, "dtype": dtype, "wall_s": round(wall, 1), "peak_rss_bytes": rss,
                 "peak_tree_rss_bytes": tree, "phases_s": report.get("phases_s"), "timing": report.get("timing")}
 
@@ -114,6 +132,8 @@ def main(argv=None) -> None:
     ap.add_argument("--data", required=True)
     ap.add_argument("--repeats", type=int, default=1)
     ap.add_argument("--note", default="", help="a measured observation to keep with the numbers")
+    ap.add_argument("--baseline", default=None, metavar="REV",
+                    help="also export the first run's cold cases with the code of commit REV, interleaved")
     args = ap.parse_args(argv)
     rows = []
     rel = lambda p: str(p.resolve().relative_to(ROOT)) if p.resolve().is_relative_to(ROOT) else str(p)  # noqa: E731
@@ -126,6 +146,17 @@ def main(argv=None) -> None:
                           flush=True)
                     rows.append({**one_export(run_dir, args.data, fmt, dtype, cache_dir), "run": rel(run_dir),
                                  "cache": cache, "repeat": rep})
+                    print(f"[speed] -> {rows[-1]}", flush=True)
+        if args.baseline:  # same machine, same model: old code and new, alternating, cold cases only
+            base = baseline_tree(args.baseline, Path(caches) / "baseline")
+            for fmt, dtype, cache in CASES:
+                if cache == "warm":
+                    continue
+                for label, pp in ((args.baseline, base), ("HEAD", None)):
+                    cache_dir = Path(caches) / f"ab-{label}-{fmt}-{dtype}"
+                    print(f"[speed] A/B {label} {fmt} {dtype}", flush=True)
+                    r = one_export(args.run[0], args.data, fmt, dtype, cache_dir, pp)
+                    rows.append({**r, "run": rel(args.run[0]), "cache": cache, "code": label, "ab": True})
                     print(f"[speed] -> {rows[-1]}", flush=True)
     run = ", ".join(rel(p) for p in args.run)
     d = {"machine": machine(), "run": run, "targets": TARGETS, "rows": rows,
@@ -140,7 +171,7 @@ def main(argv=None) -> None:
 def report_lines(d: dict) -> list[str]:
     """The markdown report: wall time and peak memory of every export against its target."""
     cells = []
-    for r in d["rows"]:
+    for r in [r for r in d["rows"] if not r.get("ab")]:
         t = d["targets"][r["format"]]
         dtype = r["dtype"] + (f" ({r['cache']} timing cache)" if r.get("cache") else "")
         task = Path(r.get("run", d["run"])).name.split("-")[0]
@@ -169,6 +200,13 @@ def report_lines(d: dict) -> list[str]:
              "Plot: `export_speed.png`.", "",
              *md_table(["model", "format", "dtype", "wall (s)", "target wall", "peak RSS, one process (GB)",
                         "peak RSS, process tree (GB)", "target RSS", "where the time went (s)"], cells)]
+    ab = [r for r in d["rows"] if r.get("ab")]
+    if ab:
+        lines += ["", f"## Before and after on this machine ({ab[0]['run']}, cold, interleaved)", "",
+                  *md_table(["code", "format", "dtype", "wall (s)", "where the time went (s)"],
+                            [[r["code"], r["format"], r["dtype"],
+                              f"{r['wall_s']:.1f}" + (f" (refused: {r['error']})" if "error" in r else ""),
+                              phase_cell(r)] for r in ab])]
     if d.get("observation"):
         lines += ["", d["observation"]]
     return lines
@@ -196,7 +234,7 @@ def plot(d: dict) -> None:
     """Wall time per export against its target; refused exports are drawn hatched at the time they took."""
     plt = pyplot()
 
-    rows = d["rows"]
+    rows = [r for r in d["rows"] if not r.get("ab")]
     fig, ax = plt.subplots(figsize=(max(6.5, 1.1 * len(rows)), 3.6))
     for i, r in enumerate(rows):
         ax.bar(i, r["wall_s"], color="C0" if "error" not in r else "white", edgecolor="C0",

@@ -124,9 +124,10 @@ def run_child(work: Path, job: Job, timeout: float = 3600,
 
 
 def wait_for(gate: Path | None, timeout: float = 3600) -> None:
-    """Block until ``gate`` exists (the parent is idle), polling; None: go at once."""
-    t0 = time.monotonic()
-    while gate is not None and not gate.exists() and time.monotonic() - t0 < timeout:
+    """Block until ``gate`` exists (the parent is idle), polling; None: go at once. A parent that died stops
+    the wait too (this process was re-parented)."""
+    t0, parent = time.monotonic(), os.getppid()
+    while gate is not None and not gate.exists() and time.monotonic() - t0 < timeout and os.getppid() == parent:
         time.sleep(0.05)
 
 
@@ -159,6 +160,7 @@ def build(job: Job, weights: Any, calib: dict[str, np.ndarray] | None, gate: Pat
     if timed:  # every candidate of the model in one conversion, then each linear picks from the cache
         stage("[export] time formulations: convert every candidate linear")
         seen: list = []
+
         def collect(name, cands):
             short = timer.shortlist(cands)
             if len(short) > 1:  # a shortlist of one is chosen without timing

@@ -89,3 +89,21 @@ def test_shortlist_keeps_the_tallest_cheap_segment_and_drops_dense_in_float_only
     tight = tl.Formulation("cols", 10, 10, {}, {"k": 8})  # 80 MACs: not enough saving to skip dense
     assert tl.shortlist([dense, tight], "fp32") == [dense, tight]
     assert tl.shortlist([dense], "fp32") == [dense]
+
+
+def test_the_child_times_only_once_the_parent_is_idle(tmp_path):
+    """tflite_build.wait_for: blocks until the parent's gate file appears (the parent computes the PyTorch
+    reference meanwhile), returns at once without a gate."""
+    import threading
+    import time
+
+    from edgeprune.exporters.tflite_build import wait_for
+
+    gate = tmp_path / "parent-idle"
+    threading.Timer(0.3, gate.touch).start()
+    t0 = time.monotonic()
+    wait_for(gate)
+    assert gate.exists() and time.monotonic() - t0 >= 0.25
+    t0 = time.monotonic()
+    wait_for(None)
+    assert time.monotonic() - t0 < 0.1
