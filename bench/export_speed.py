@@ -73,9 +73,10 @@ def tree_rss(pid: int) -> int:
     return sum(proc_memory(p) for p in tree_pids(pid))
 
 
-def run_sampled(cmd: list[str], env: dict[str, str]) -> tuple[subprocess.CompletedProcess, int]:
+def run_sampled(cmd: list[str], env: dict[str, str],
+                cwd: str | None = None) -> tuple[subprocess.CompletedProcess, int]:
     """Run ``cmd`` to completion; also its process tree's peak summed resident set in bytes."""
-    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=cwd)
     peak = [0]
 
     def sample() -> None:
@@ -108,13 +109,15 @@ def baseline_tree(rev: str, dest: Path) -> Path:
 def one_export(run: Path, data: str, fmt: str, dtype: str, cache_dir: Path, pythonpath: Path | None = None) -> dict:
     with tempfile.TemporaryDirectory(prefix="edgeprune-speed-") as tmp:
         out = Path(tmp) / "bundle"
-        cmd = ["/usr/bin/time", "-v", sys.executable, "-m", "edgeprune", "export", str(run), "--format", fmt,
-               "--dtype", dtype, "--data", data, "--out", str(out)]
+        cmd = ["/usr/bin/time", "-v", sys.executable, "-m", "edgeprune", "export", str(Path(run).resolve()),
+               "--format", fmt, "--dtype", dtype, "--data", str(Path(data).resolve()), "--out", str(out)]
         env = {**os.environ, "HF_HUB_OFFLINE": "1", "EDGEPRUNE_CACHE_DIR": str(cache_dir)}
-        if pythonpath is not None:
+        cwd = None
+        if pythonpath is not None:  # the working directory comes first on sys.path: leave the checkout
             env["PYTHONPATH"] = str(pythonpath)
+            cwd = str(pythonpath)
         t0 = time.perf_counter()
-        p, tree = run_sampled(cmd, env)
+        p, tree = run_sampled(cmd, env, cwd)
         wall = time.perf_counter() - t0
         if p.returncode != 0:
             errs = [ln for ln in p.stderr.splitlines() if ln.startswith("error:")] or ["?"]
