@@ -113,7 +113,7 @@ def one_export(run: Path, data: str, fmt: str, dtype: str, cache_dir: Path, pyth
                "--format", fmt, "--dtype", dtype, "--data", str(Path(data).resolve()), "--out", str(out)]
         env = {**os.environ, "HF_HUB_OFFLINE": "1", "EDGEPRUNE_CACHE_DIR": str(cache_dir)}
         cwd = None
-        if pythonpath is not None:  # the working directory comes first on sys.path: leave the checkout
+        if pythonpath is not None:  # the working directory is searched before PYTHONPATH: leave the checkout
             env["PYTHONPATH"] = str(pythonpath)
             cwd = str(pythonpath)
         t0 = time.perf_counter()
