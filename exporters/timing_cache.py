@@ -16,6 +16,7 @@ import platform
 from pathlib import Path
 from typing import Any
 
+from edgeprune.hostinfo import cpu_model
 from edgeprune.io import write_json
 
 FILE = "formulation-timing.json"
@@ -29,17 +30,6 @@ def cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "edgeprune"
 
 
-def cpu_name() -> str:
-    """The CPU model string (``/proc/cpuinfo`` on Linux, ``platform.processor()`` elsewhere)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.lower().startswith(("model name", "hardware", "cpu model")):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def machine_key(threads: int, runs: int) -> str:
     """What every cached latency of one file section shares: runtime build, CPU, core count, threads, runs."""
     from importlib.metadata import PackageNotFoundError, version
@@ -48,7 +38,8 @@ def machine_key(threads: int, runs: int) -> str:
         litert = version("ai-edge-litert")
     except PackageNotFoundError:
         litert = "unknown"
-    return json.dumps({"litert": litert, "cpu": cpu_name(), "cores": os.cpu_count(), "arch": platform.machine(),
+    return json.dumps({"litert": litert, "cpu": cpu_model() or platform.machine(), "cores": os.cpu_count(),
+                       "arch": platform.machine(),
                        "threads": threads, "runs": runs, "v": VERSION}, sort_keys=True)
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from edgeprune.errors import ConfigError
+from edgeprune.hostinfo import cpu_model
 
 if TYPE_CHECKING:
     from edgeprune.quiet import Progress
@@ -292,7 +293,7 @@ def _profile_one(artifact: str | os.PathLike[str], cfg: ProfileConfig, role: str
         "threads": spec.threads, "warmup": spec.warmup, "runs": spec.runs,
         "load_ms": first["load_ms"] if first else None, "results": results, "costs": costs_summary,
         "raw": raw, "machine": {"platform": platform.platform(), "processor": platform.processor() or None,
-                                "machine": platform.machine(), "cpu": _host_cpu(), "cpu_count": os.cpu_count()},
+                                "machine": platform.machine(), "cpu": cpu_model(), "cpu_count": os.cpu_count()},
         "tools": tool_versions(),
     }
 
@@ -324,17 +325,6 @@ def _predict(path: Path, spec: RunSpec, cfg: ProfileConfig, targets: dict[str, T
             entry["gpu_efficiency"] = t.gpu.efficiency
         results.append(entry)
     return roofline.totals(costs)
-
-
-def _host_cpu() -> str | None:
-    """This machine's CPU model (``model name`` of /proc/cpuinfo), for the report."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.lower().startswith(("model name", "cpu part", "hardware")):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or None
 
 
 def _key(r: dict[str, Any]) -> tuple[Any, ...]:
