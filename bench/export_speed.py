@@ -243,7 +243,8 @@ def plot(d: dict) -> None:
         ax.bar(i, r["wall_s"], color="C0" if "error" not in r else "white", edgecolor="C0",
                hatch=None if "error" not in r else "//")
         ax.hlines(d["targets"][r["format"]]["wall_s"], i - 0.4, i + 0.4, colors="red", linestyles="--")
-    ax.set_xticks(range(len(rows)), [Path(r.get("run", "")).name.split("-")[0] + f"\n{r['format']}\n{r['dtype']}" + (f"\n{r['cache']}" if r.get("cache") else "")
+    ax.set_xticks(range(len(rows)), [Path(r.get("run", "")).name.split("-")[0]
+                                     + f"\n{r['format']}\n{r['dtype']}" + (f"\n{r['cache']}" if r.get("cache") else "")
                                      + ("\n(refused)" if "error" in r else "")
                                      for r in rows], fontsize=8)
     ax.set_ylabel("export wall time (s)")

@@ -29,6 +29,7 @@ from .prepared import PreparedModel, named_inputs
 ARTIFACT = "model.tflite"
 TOKENIZER_DIR = "tokenizer"
 TIMING_THREADS = 1
+TIMING_RUNS = 25  # timed invocations per candidate (the median is kept)
 SIGNATURE_KEY = "serving_default"
 
 
@@ -42,7 +43,7 @@ class LinearTimer:
     machine is not timed again.
     """
 
-    def __init__(self, tokens: int, dtype: str, threads: int = TIMING_THREADS, runs: int = 25,
+    def __init__(self, tokens: int, dtype: str, threads: int = TIMING_THREADS, runs: int = TIMING_RUNS,
                  persistent: Any = None, before_timing: Any = None) -> None:
         self.tokens, self.dtype, self.threads, self.runs = tokens, dtype, threads, runs
         self.cache: dict[tuple, float] = {}
@@ -54,7 +55,7 @@ class LinearTimer:
         return f.shape_key(self.tokens) + (self.dtype,)
 
     def prepare(self, cands: list[tl.Formulation]) -> None:
-        """Measure every candidate whose shape is not cached yet, all converted at once (:func:`convert_candidates`)."""
+        """Measure every candidate whose shape is not cached yet, converted at once (:func:`convert_candidates`)."""
         todo: dict[tuple, tl.Formulation] = {}
         for f in cands:
             key = self.key(f)

@@ -31,7 +31,6 @@ import numpy as np
 from edgeprune.errors import ConfigError, EdgepruneError, ExportError
 
 FORMULATIONS = ("timed", "fewest-macs")  # how each pruned linear's formulation is chosen
-RUNS = 25  # timed invocations per candidate (the median is kept)
 _ERRORS = {"ConfigError": ConfigError, "ExportError": ExportError}
 
 
@@ -138,7 +137,7 @@ def build(job: Job, weights: Any, calib: dict[str, np.ndarray] | None, gate: Pat
     from edgeprune.quiet import Progress, stage
 
     from . import tflite_graph as tg
-    from .tflite import ARTIFACT, TIMING_THREADS, LinearTimer, with_metadata
+    from .tflite import ARTIFACT, TIMING_RUNS, TIMING_THREADS, LinearTimer, with_metadata
     from .tflite_convert import convert
     from .tflite_gpu import gpu_compatibility
 
@@ -153,8 +152,8 @@ def build(job: Job, weights: Any, calib: dict[str, np.ndarray] | None, gate: Pat
     if timed:
         from .timing_cache import TimingCache
 
-        cache = TimingCache(TIMING_THREADS, RUNS, read=not job.retime)
-    timer = LinearTimer(job.batch * job.seq_len, job.dtype, TIMING_THREADS, RUNS, persistent=cache,
+        cache = TimingCache(TIMING_THREADS, TIMING_RUNS, read=not job.retime)
+    timer = LinearTimer(job.batch * job.seq_len, job.dtype, TIMING_THREADS, TIMING_RUNS, persistent=cache,
                         before_timing=lambda: wait_for(gate))
     segments = job.dtype != "fp16"  # fp16 cannot cast BATCH_MATMUL constants (tflite_convert)
     if timed:  # every candidate of the model in one conversion, then each linear picks from the cache

@@ -16,8 +16,8 @@ dtypes, all through ai-edge-quantizer on the float flatbuffer:
   the constant is the left operand, for which LiteRT 2.3 has no int8-LHS / float-RHS kernel (the model
   is refused at invoke; docs/litert-torch.md).
 * ``int8``: static int8 on every FULLY_CONNECTED (int8 channelwise weights, int8 activations calibrated on
-  real examples, int32 accumulation), int8 EMBEDDING_LOOKUP tables and weight-only int8 segment weights; layer norm, softmax, GELU, the
-  attention matmuls and the op that writes the logits stay float, so apps read float scores. Measured on
+  real examples, int32 accumulation), int8 EMBEDDING_LOOKUP tables and weight-only int8 segment weights;
+  layer norm, softmax, GELU, the attention matmuls and the op that writes the logits stay float, so apps read float scores. Measured on
   MiniLM-L6 / SST-2 (docs/litert-torch.md): the stock ``static_wi8_ai8`` recipe (every op int8) was 58 MB,
   61 ms and 3.4 points off, because int8 BATCH_MATMUL, MEAN and RSQRT fall back from XNNPACK to slow and
   coarse reference kernels and the embedding tables stayed float; this recipe is 23.8 MB, 10.2 ms and 0.8 points off

@@ -39,8 +39,7 @@ def machine_key(threads: int, runs: int) -> str:
     except PackageNotFoundError:
         litert = "unknown"
     return json.dumps({"litert": litert, "cpu": cpu_model() or platform.machine(), "cores": os.cpu_count(),
-                       "arch": platform.machine(),
-                       "threads": threads, "runs": runs, "v": VERSION}, sort_keys=True)
+                       "arch": platform.machine(), "threads": threads, "runs": runs, "v": VERSION}, sort_keys=True)
 
 
 def entry_key(shape_key: tuple) -> str:
@@ -82,8 +81,7 @@ class TimingCache:
         data = self._read()
         data[self.section] = {**data.get(self.section, {}), **self._entries}
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            write_json(self.path, data)
+            write_json(self.path, data)  # creates the folder
         except OSError:  # a read-only home must not fail an export
             pass
 
