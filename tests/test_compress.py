@@ -566,3 +566,26 @@ def test_overwrite_rule(finetuned, glue, tmp_path):
     with pytest.raises(ConfigError, match="is not empty and holds no compress run"):
         compress(replace(cfg, out=str(mine)), overwrite=True)
     assert [p.name for p in mine.iterdir()] == ["notes.txt"]
+
+
+def test_augmented_distillation_labels_copies_by_the_teacher_and_keeps_the_step_count(finetuned, glue, tmp_path):
+    """--augment 2: 2 perturbed copies per training example, labelled by the dense teacher, saved for resume;
+    the distillation phases train on them with the same number of steps as without."""
+    from edgeprune.data.glue import GlueExample
+    from edgeprune.models import load_model
+    from edgeprune.training import predict
+
+    out = tmp_path / "aug"
+    code, msg, _ = _cli(["compress", "--model", str(finetuned), "--task", "mrpc", "--data", str(glue), "--target",
+                         "3x", "--block", "16x1", "--epochs-retrain", "1", "--stage-steps", "2", "--calib-examples",
+                         "16", "--augment", "2", "--out", str(out), *FAST])
+    assert code == 0, msg
+    aug = read_json(out / "compress_state" / "augment.json")
+    assert aug["copies"] == 2 and aug["n"] == 48 and len(aug["examples"]) == 96
+    teacher, tok = load_model(finetuned / "model", num_labels=2)
+    ex = [GlueExample(a, b, y) for a, b, y in aug["examples"][:16]]
+    assert [e.label for e in ex] == [int(v.argmax()) for v in predict(teacher, tok, ex, max_seq_len=48)]
+    info = read_json(out / "compression.json")
+    assert info["config"]["augment"] == 2
+    assert info["stages"][0]["steps"] == 2
+    assert read_json(out / "compress_state" / "retrain" / "done.json")["steps"] == 6  # 1 epoch of 48 at batch 8

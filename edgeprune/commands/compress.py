@@ -65,6 +65,11 @@ _METHODS = ["reweighted-group-lasso", "group-lasso", "magnitude-block", "magnitu
               "[edgeprune: on].")
 @click.option("--distill-hidden", type=float, default=None,
               help="With --distill: weight of a per-layer hidden-state MSE to the dense teacher [0 = logits only].")
+@click.option("--augment", type=int, default=None,
+              help="With --distill: add N teacher-labelled perturbed copies of every training example to the "
+                   "distillation phases (same number of steps) [0].")
+@click.option("--augment-rate", type=float, default=None,
+              help="Fraction of the words each augmentation perturbation changes [0.15].")
 @click.option("--penalty", type=float, default=None, help="Group-Lasso lambda per matrix [1e-4].")
 @click.option("--reweight-every", type=int, default=None,
               help="Also recompute the reweighting coefficients every N steps [paper: epochs 4, 8, 12, 16 only].")

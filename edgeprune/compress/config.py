@@ -98,6 +98,8 @@ class CompressConfig:
     stage_steps: int = 150  # distillation steps after each intermediate cut
     freeze_word_embeddings: bool = False  # no gradient for the token table in every phase (1.7x faster steps)
     allocation: str = "uniform"  # uniform: the same kept fraction per matrix; sensitivity: from measured damage
+    augment: int = 0  # teacher-labelled perturbed copies per training example, added where the teacher is distilled
+    augment_rate: float = 0.15  # fraction of the words each perturbation changes
     extra: dict[str, Any] = field(default_factory=dict, compare=False)  # free-form notes (benchmark settings)
 
     def __post_init__(self) -> None:
@@ -146,6 +148,12 @@ class CompressConfig:
             raise ConfigError(f"invalid distill_hidden={self.distill_hidden!r}: must be >= 0")
         if self.distill_hidden > 0 and not self.distill:
             raise ConfigError("--distill-hidden needs --distill (it distils from the dense teacher)")
+        if not isinstance(self.augment, int) or self.augment < 0:
+            raise ConfigError(f"invalid --augment {self.augment!r}: a non-negative number of copies per example")
+        if self.augment > 0 and not self.distill:
+            raise ConfigError("--augment adds teacher-labelled text for distillation; it needs --distill")
+        if not (isinstance(self.augment_rate, (int, float)) and 0 < self.augment_rate <= 1):
+            raise ConfigError(f"invalid --augment-rate {self.augment_rate!r}: a fraction of the words in (0, 1]")
         if not 0 <= self.distill_alpha <= 1:
             raise ConfigError(f"invalid distill_alpha={self.distill_alpha}: must be in [0, 1]")
         if self.regularized_from is not None and self.method not in REGULARIZED:

@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from typing import Any, Callable
 
 from edgeprune.distributed import barrier
@@ -226,7 +227,10 @@ def staged_cuts(st: RunState):
         if not final and cfg.stage_steps > 0:
             t1 = time.perf_counter()
             mask_cb = MaskCallback(params, masks)
-            trainer = make_trainer(model, tok, spec, train, None, cfg.training("stage"), sdir,
+            stage_cfg, stage_train = cfg.training("stage"), train
+            if cfg.distill and cfg.augment > 0:
+                stage_cfg, stage_train = replace(stage_cfg, train_limit=None), st.distill_examples(teacher)
+            trainer = make_trainer(model, tok, spec, stage_train, None, stage_cfg, sdir,
                                    trainer_cls=PruneTrainer, callbacks=[mask_cb, *st.phase_callbacks("stage")],
                                    teacher=teacher if cfg.distill else None, distill_alpha=cfg.distill_alpha,
                                    distill_temperature=cfg.distill_temperature, distill_hidden=cfg.distill_hidden)

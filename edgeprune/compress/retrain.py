@@ -3,6 +3,7 @@ or, for a gradual schedule, the masks tighten along it; the pruned checkpoint is
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 from edgeprune.distributed import barrier
 
@@ -48,7 +49,11 @@ def retrain(st: RunState) -> None:
                                       cfg.prune_ramp, cfg.prune_every, st.rms, resume_from=last)
     else:
         mask_cb = MaskCallback(mats.params, st.masks)
-    trainer = make_trainer(st.model, st.tok, spec, st.train, st.dev, cfg.training("retrain"), rt_dir,
+    train, tcfg = st.train, cfg.training("retrain")
+    if teacher is not None and cfg.augment > 0:
+        train = st.distill_examples(teacher)
+        tcfg = replace(cfg.training("retrain", max_steps=st.distill_steps(epochs)), train_limit=None)
+    trainer = make_trainer(st.model, st.tok, spec, train, st.dev, tcfg, rt_dir,
                            trainer_cls=PruneTrainer, callbacks=[mask_cb, *st.phase_callbacks("retrain")],
                            teacher=teacher, distill_alpha=cfg.distill_alpha,
                            distill_temperature=cfg.distill_temperature, distill_hidden=cfg.distill_hidden)

@@ -13,6 +13,9 @@ from edgeprune.rundir import RunWriter
 from .config import CompressConfig, Plan
 
 
+AUGMENT_JSON = "augment.json"
+
+
 def say(msg: str) -> None:
     """A progress line on stderr (rank 0 only)."""
     if is_main():
@@ -42,6 +45,37 @@ class RunState:
     prune_metrics: dict[str, Any] | None = None
     stage_log: list[dict[str, Any]] | None = None
     pruned_metrics: dict[str, Any] | None = None
+    _distill_train: list[Any] | None = None
+
+    def distill_examples(self, teacher: Any) -> list[Any]:
+        """What the distillation phases train on: the training examples plus ``--augment`` teacher-labelled
+        perturbed copies of each (built once, saved as ``augment.json`` so a resumed run trains on the same)."""
+        if self.cfg.augment <= 0:
+            return self.train
+        if self._distill_train is None:
+            from edgeprune.data.augment import augment, teacher_label
+            from edgeprune.data.glue import GlueExample
+
+            saved = self.run.read(AUGMENT_JSON)
+            if saved is not None and saved.get("copies") == self.cfg.augment and saved.get("n") == len(self.train):
+                extra = [GlueExample(a, b, y) for a, b, y in saved["examples"]]
+            else:
+                say(f"      labelling {self.cfg.augment} perturbed copies of {len(self.train)} examples by the teacher")
+                extra = teacher_label(teacher, self.tok, augment(self.train, self.cfg.augment, self.cfg.seed + 2,
+                                                                 self.cfg.augment_rate),
+                                      self.plan.task.is_regression, self.cfg.max_seq_len)
+                self.run.write(AUGMENT_JSON, {"copies": self.cfg.augment, "n": len(self.train),
+                                              "rate": self.cfg.augment_rate,
+                                              "examples": [[e.text_a, e.text_b, e.label] for e in extra]})
+            self._distill_train = list(self.train) + extra
+        return self._distill_train
+
+    def distill_steps(self, epochs: float) -> int:
+        """Optimizer steps of ``epochs`` over the real training set: augmentation changes what the steps
+        see, not how many there are (so a run with and without it costs the same)."""
+        import math
+
+        return max(1, math.ceil(epochs * len(self.train) / self.cfg.batch_size))
 
     @property
     def plan(self) -> Plan:
