@@ -100,6 +100,8 @@ RUN_SETS["gen3-sensitivity"] = [dict(RUN_SETS["gen3"][0], allocation="sensitivit
 # the same recipe distilling also on 4 teacher-labelled perturbed copies of every training example (same steps):
 # TinyBERT found augmentation mattered most on the small tasks, CoLA above all
 RUN_SETS["gen3-augment"] = [dict(RUN_SETS["gen3-sensitivity"][0], augment=4)]
+# the recipe pruning whole heads and FFN units (what onnxruntime and LiteRT int8 turn into speed: issue 14)
+RUN_SETS["gen3-units"] = [dict(RUN_SETS["gen3-sensitivity"][0], units=True)]
 # generation-3 budget: seeded subset of at most 8,000 training examples, paper 1 + 2 epochs, ours 150 steps per
 # intermediate stage + 2 epochs at the target (about an hour per run on one of these cores)
 G3 = dict(train_limit=8000, epochs_reg=1.0, epochs_retrain=2.0, stage_steps=150)
@@ -111,7 +113,7 @@ REG_SOURCE = RUN_SETS["paper"][0]
 
 
 def run_id(task: str, r: dict, block: str) -> str:
-    b = r.get("block_preset") or block
+    b = "units" if r.get("units") else (r.get("block_preset") or block)
     return (f"{task}-{r['method']}-{r['compression']:g}x-{b.replace('/', 'd')}" + ("-distill" if r.get("distill") else "")
             + ("-act" if r.get("score", "weight") != "weight" else "")
             + ("-gradual" if r.get("prune_schedule", "oneshot") != "oneshot" else "")
@@ -125,7 +127,7 @@ def recipe_label(r: dict) -> str:
     """A row's line in the generation-3 table and plot: the recipe, plus the allocation when not uniform and the
     augmentation copies when any (``edgeprune+sensitivity+aug4``). Derived from the row's fields."""
     return (r["recipe"] + (f"+{r['allocation']}" if r.get("allocation", "uniform") != "uniform" else "")
-            + (f"+aug{r['augment']}" if r.get("augment") else ""))
+            + (f"+aug{r['augment']}" if r.get("augment") else "") + ("+units" if r.get("units") else ""))
 
 
 def load_results() -> dict:
@@ -173,6 +175,9 @@ def recipe_run(task: str, r: dict, args) -> dict:
         over["allocation"] = r["allocation"]
     if r.get("augment"):
         over["augment"] = r["augment"]
+    if r.get("units"):
+        over["units"] = True
+        over.pop("block")
     cfg = CompressConfig.for_recipe(r["recipe"], model=str(teacher_dir(task)), task=task, data_dir=str(args.data),
                                     out=str(RUNS_DIR / rid), compression=r["compression"], **over)
     t0 = time.perf_counter()
@@ -180,7 +185,7 @@ def recipe_run(task: str, r: dict, args) -> dict:
     wall = time.perf_counter() - t0
     dense = rec["metrics"]["dense"]["main"]
     base = {"model": MODEL, "task": task, "method": r["method"], "recipe": r["recipe"], "allocation": cfg.allocation,
-            "augment": cfg.augment, "block": rec["block_str"],
+            "augment": cfg.augment, "units": cfg.units, "block": rec["block_str"],
             "metric": rec["metrics"]["metric"], "dense": dense, "constant": constant_baseline(task, args.data),
             "seed": 42, "tag": "gen3", "budget": {**G3, "lr": cfg.lr, "retrain_lr": cfg.retrain_lr_},
             "torch_threads": torch.get_num_threads(), "run_dir": str((RUNS_DIR / rid).relative_to(ROOT)),
@@ -709,7 +714,9 @@ GEN3_STYLE = {("edgeprune", "magnitude-block"): ("edgeprune recipe (staged, refi
               ("paper", "magnitude-unstructured"): ("magnitude-unstructured (same budget)", "v", "C3"),
               ("edgeprune+sensitivity", "magnitude-block"): ("edgeprune recipe, sensitivity allocation", "-s", "C4"),
               ("edgeprune+sensitivity+aug4", "magnitude-block"):
-                  ("edgeprune recipe, sensitivity, 4 augmented copies", "-P", "C5")}
+                  ("edgeprune recipe, sensitivity, 4 augmented copies", "-P", "C5"),
+              ("edgeprune+sensitivity+units", "magnitude-block"):
+                  ("edgeprune recipe, whole heads + FFN units", "-X", "C6")}
 
 
 def plot_gen3(rows: list[dict]) -> None:

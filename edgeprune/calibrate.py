@@ -282,7 +282,7 @@ LADDER = (0.5, 0.7, 1.0, 1.4, 2.0)
 def sensitivity_allocation(weights: dict[str, torch.Tensor], grams: dict[str, tuple[torch.Tensor, int]],
                            mask_at: Callable[[str, torch.Tensor, torch.Tensor, int, float], torch.Tensor],
                            keep: float, damp: float = 0.01, ladder: tuple[float, ...] = LADDER,
-                           cap: dict[str, float] | None = None
+                           cap: dict[str, float] | None = None, size_factor: dict[str, float] | None = None
                            ) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
     """Per-matrix kept fractions with the same total as ``keep`` everywhere, from measured damage.
 
@@ -291,6 +291,8 @@ def sensitivity_allocation(weights: dict[str, torch.Tensor], grams: dict[str, tu
     damage under the weight budget, then all fractions are scaled so the total is exactly the target.
     ``cap`` bounds each matrix's fraction (a staged cut's current kept fraction: a later stage may only
     cut more, never revive a group an earlier stage removed).
+    ``size_factor`` prices a matrix's kept weights when cutting it also cuts others (``--units``: a head's
+    output columns free its Q/K/V rows, 4 weights per weight of ``attn_out``).
     Returns (name -> kept fraction, name -> {fraction: damage}) for the report.
     """
     cap = {n: 1.0 for n in weights} if cap is None else {n: min(1.0, cap.get(n, 1.0)) for n in weights}
@@ -307,7 +309,7 @@ def sensitivity_allocation(weights: dict[str, torch.Tensor], grams: dict[str, tu
             opts.append((r, d))
         cand[n] = opts
         table[n] = {f"{r:.4f}": round(d, 5) for r, d in opts}
-    size = {n: w.numel() for n, w in weights.items()}
+    size = {n: w.numel() * (size_factor or {}).get(n, 1.0) for n, w in weights.items()}
     total = sum(size.values())
     budget = keep * total
 

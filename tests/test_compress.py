@@ -589,3 +589,55 @@ def test_augmented_distillation_labels_copies_by_the_teacher_and_keeps_the_step_
     assert info["config"]["augment"] == 2
     assert info["stages"][0]["steps"] == 2
     assert read_json(out / "compress_state" / "retrain" / "done.json")["steps"] == 6  # 1 epoch of 48 at batch 8
+
+
+def test_units_prune_whole_heads_and_ffn_units_and_shrink_on_export(finetuned, glue, tmp_path):
+    """--units: attn_out keeps whole heads, ffn_out whole units; Q/K/V and FFN-input rows follow exactly;
+    the export's structural shrink then removes them (a smaller dense model)."""
+    from edgeprune.rundir import load_masks
+
+    out = tmp_path / "units"
+    code, msg, _ = _cli(["compress", "--model", str(finetuned), "--task", "mrpc", "--data", str(glue), "--target",
+                         "2x", "--units", "--allocation", "uniform", "--epochs-retrain", "1", "--stage-steps", "2",
+                         "--calib-examples", "16",
+                         "--out", str(out), *FAST])
+    assert code == 0, msg
+    info = read_json(out / "compression.json")
+    assert info["units"] is True and info["block_str"] == "heads+units"
+    assert info["compression"]["prunable_encoder"]["compression"] == pytest.approx(2.0, rel=0.02)
+    masks = {n: m.bool() for n, m in load_masks(out / "model" / "masks.safetensors").items()}
+    heads = 4
+    for li in range(2):
+        p = f"bert.encoder.layer.{li}."
+        out_cols = masks[p + "attention.output.dense.weight"]
+        cols = out_cols.any(dim=0)
+        assert torch.equal(out_cols, cols[None, :].expand_as(out_cols))  # whole columns
+        per_head = cols.view(heads, -1)
+        assert torch.equal(per_head.all(dim=1), per_head.any(dim=1))  # whole heads
+        assert int(per_head.all(dim=1).sum()) == heads // 2
+        for r in ("query", "key", "value"):
+            m = masks[p + f"attention.self.{r}.weight"]
+            assert torch.equal(m, cols[:, None].expand_as(m))
+        ffn_cols = masks[p + "output.dense.weight"].any(dim=0)
+        assert int(ffn_cols.sum()) == ffn_cols.numel() // 2
+        m = masks[p + "intermediate.dense.weight"]
+        assert torch.equal(m, ffn_cols[:, None].expand_as(m))
+    hf = tmp_path / "hf"
+    code, msg, _ = _cli(["export", str(out), "--format", "hf", "--data", str(glue), "--verify-examples", "16",
+                         "--out", str(hf)])
+    assert code == 0, msg
+    cfg = read_json(next(hf.rglob("config.json")))
+    assert cfg["intermediate_size"] == 128 // 2 or all(len(v) == heads // 2 for v in cfg["pruned_heads"].values())
+
+
+@pytest.mark.parametrize("extra, needle", [
+    (["--units", "--block", "16x1"], "takes no --block"),
+    (["--units", "--recipe", "paper"], "--units needs --method magnitude-block"),
+    (["--units", "--layers", "ffn"], "takes no --layers"),
+])
+def test_units_bad_combinations_are_one_line(finetuned, glue, tmp_path, extra, needle):
+    out = tmp_path / "bad"
+    code, msg, _ = _cli(["compress", "--model", str(finetuned), "--task", "mrpc", "--data", str(glue), "--target",
+                         "2x", *extra, "--out", str(out), *FAST])
+    assert code == 2 and needle in msg and "\n" not in msg.strip(), msg
+    assert not out.exists() or not (out / "compression.json").exists()

@@ -65,6 +65,9 @@ _METHODS = ["reweighted-group-lasso", "group-lasso", "magnitude-block", "magnitu
               "[edgeprune: on].")
 @click.option("--distill-hidden", type=float, default=None,
               help="With --distill: weight of a per-layer hidden-state MSE to the dense teacher [0 = logits only].")
+@click.option("--units/--no-units", default=None,
+              help="Prune whole attention heads and FFN units (ranked and refitted on the output projections): "
+                   "smaller dense layers in every runtime, faster than dense int8 once quantized [off].")
 @click.option("--augment", type=int, default=None,
               help="With --distill: add N teacher-labelled perturbed copies of every training example to the "
                    "distillation phases (same number of steps) [0].")

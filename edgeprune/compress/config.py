@@ -98,6 +98,7 @@ class CompressConfig:
     stage_steps: int = 150  # distillation steps after each intermediate cut
     freeze_word_embeddings: bool = False  # no gradient for the token table in every phase (1.7x faster steps)
     allocation: str = "uniform"  # uniform: the same kept fraction per matrix; sensitivity: from measured damage
+    units: bool = False  # prune whole attention heads and FFN units (the shape every runtime turns into speed)
     augment: int = 0  # teacher-labelled perturbed copies per training example, added where the teacher is distilled
     augment_rate: float = 0.15  # fraction of the words each perturbation changes
     extra: dict[str, Any] = field(default_factory=dict, compare=False)  # free-form notes (benchmark settings)
@@ -148,6 +149,16 @@ class CompressConfig:
             raise ConfigError(f"invalid distill_hidden={self.distill_hidden!r}: must be >= 0")
         if self.distill_hidden > 0 and not self.distill:
             raise ConfigError("--distill-hidden needs --distill (it distils from the dense teacher)")
+        if self.units:
+            if self.block is not None or self.block_preset is not None:
+                raise ConfigError("--units prunes whole heads and FFN units; it takes no --block or --block-preset")
+            if self.method != "magnitude-block":
+                raise ConfigError(f"--units needs --method magnitude-block (got {self.method}): heads and units are "
+                                  "ranked and refitted by the staged cut")
+            if not (self.reconstruct or self.stages != "none" or self.score == "obs"):
+                raise ConfigError("--units cuts layer by layer; use it with --reconstruct or --stages")
+            if self.layers != "all":
+                raise ConfigError("--units prunes every encoder layer's heads and FFN units; it takes no --layers")
         if not isinstance(self.augment, int) or self.augment < 0:
             raise ConfigError(f"invalid --augment {self.augment!r}: a non-negative number of copies per example")
         if self.augment > 0 and not self.distill:

@@ -25,13 +25,44 @@ PRUNE_JSON = "prune.json"
 
 
 def matrices(model, cfg: CompressConfig) -> PrunableMatrices:
-    """The matrices ``cfg`` prunes in ``model``, tiled by its block."""
-    return prunable_matrices(model, cfg.layers, cfg.plan.block)
+    """The matrices ``cfg`` prunes in ``model``, tiled by its block (``--units``: by head, unit and row)."""
+    mats = prunable_matrices(model, cfg.layers, cfg.plan.block)
+    if not cfg.units:
+        return mats
+    from edgeprune.arch import get_arch
+    from edgeprune.prune.units import unit_tiling
+
+    arch = get_arch(model.config.model_type)
+    head_dim = arch.hidden_size(model.config) // arch.num_heads(model.config)
+    tilings = {n: unit_tiling(mats.roles[n], tuple(p.shape), head_dim) for n, p in mats.params.items()}
+    return replace(mats, tilings=tilings)
+
+
+def unit_layout(mats: PrunableMatrices):
+    from edgeprune.prune.units import layout
+
+    return layout(mats.roles, mats.layers)
 
 
 def cut_to_target(cfg: CompressConfig, params, tilings, input_rms=None) -> PruneResult:
     """The one-shot hard prune of ``params`` to the target of ``cfg``."""
     return hard_prune(params, tilings, cfg.plan.keep, cfg.scope, cfg.plan.balanced, input_rms)
+
+
+def shapes_of(params: dict[str, Any]) -> dict[str, tuple[int, int]]:
+    return {n: (int(p.shape[0]), int(p.shape[1])) for n, p in params.items()}
+
+
+def units_keep(keep, cut_params, tilings, lay, shapes, keep_c: float, prev) -> dict[str, float]:
+    """``--units``: the cut matrices' kept fractions with whole heads and an exact total (``exact_keep``)."""
+    from edgeprune.prune.units import exact_keep
+
+    keep = {n: (keep[n] if isinstance(keep, dict) else keep) for n in cut_params}
+    factor = lay.size_factor(shapes)
+    size = {n: shapes[n][0] * shapes[n][1] * factor[n] for n in cut_params}
+    heads = {n: tilings[n].nbc for n in cut_params if tilings[n].C > 1}
+    cap = {} if prev is None else {n: float(prev[n].float().mean()) for n in cut_params}
+    return exact_keep(keep, heads, size, keep_c * sum(size.values()), cap)
 
 
 def compression_of(masks: dict[str, Any]) -> float:
@@ -197,6 +228,8 @@ def staged_cuts(st: RunState):
         t0 = time.perf_counter()
         mats = matrices(model, cfg)
         params, tilings, layers = mats.params, mats.tilings, mats.layers
+        lay = unit_layout(mats) if cfg.units else None
+        cut_params = {n: params[n] for n in lay.cut} if lay else params
         say(f"[3/4] stage {si + 1}/{len(targets)}: cut to {c:g}x by {cfg.score} rank"
             f"{', least-squares refit' if cfg.reconstruct else ''} on {n_calib} calibration examples")
         keep: float | dict[str, float] = keep_c
@@ -205,14 +238,21 @@ def staged_cuts(st: RunState):
             from edgeprune.calibrate import input_grams, sensitivity_allocation
 
             prev = masks
-            cap = None if prev is None else {n: float(prev[n].float().mean()) for n in params}
+            cap = None if prev is None else {n: float(prev[n].float().mean()) for n in cut_params}
             keep, alloc_table = sensitivity_allocation(
-                {n: p.detach() for n, p in params.items()}, input_grams(teacher, batches, list(params)),
+                {n: p.detach() for n, p in cut_params.items()}, input_grams(teacher, batches, list(cut_params)),
                 lambda n, w, H, cnt, r: chooser(cfg, tilings, r, prev)(n, w, H, cnt), keep_c, damp=cfg.damp,
-                cap=cap)
-        masks, recs = cut_and_reconstruct(model, teacher, batches, list(params), lambda n: layers[n],
+                cap=cap, size_factor=lay.size_factor(shapes_of(params)) if lay else None)
+        if lay is not None:  # whole heads: round them, then let the FFN units make the total exact
+            keep = units_keep(keep, cut_params, tilings, lay, shapes_of(params), keep_c, masks)
+        masks, recs = cut_and_reconstruct(model, teacher, batches, list(cut_params), lambda n: layers[n],
                                           chooser(cfg, tilings, keep, masks), reconstruct=cfg.reconstruct,
                                           damp=cfg.damp)
+        if lay is not None:  # the heads' Q/K/V rows and the units' FFN-input rows follow the cut exactly
+            from edgeprune.prune.units import partner_masks
+
+            masks = {**masks, **partner_masks(masks, lay, shapes_of(params))}
+            masks = {n: masks[n] for n in params}
         entry: dict[str, Any] = {
             "target": c, "compression": compression_of(masks),
             "cut_s": round(time.perf_counter() - t0, 1),

@@ -14,7 +14,7 @@ from edgeprune.io import read_json
 from edgeprune.rundir import COMPRESSION_JSON, STATE_DIR, RunWriter, settings_diff
 
 from .config import CompressConfig
-from .cut import cut, cut_to_target, matrices
+from .cut import cut, cut_to_target, matrices, unit_layout
 from .dense import dense, finetuned_for_task
 from .regularize import regularize, reusable_regularized
 from .retrain import retrain
@@ -78,7 +78,8 @@ def compress(cfg: CompressConfig, resume: bool = False, overwrite: bool = False,
     dev = load_split(spec, "dev", cfg.data_dir, limit=cfg.eval_limit)
     probe, _ = load_model(model_dir, num_labels=spec.num_labels)
     mats = matrices(probe, cfg)
-    cut_to_target(cfg, mats.params, mats.tilings)  # raises on an unreachable target before hours of training
+    cut_names = unit_layout(mats).cut if cfg.units else list(mats.params)  # --units: partners follow the cut
+    cut_to_target(cfg, {n: mats.params[n] for n in cut_names}, mats.tilings)  # an unreachable target raises now
     del probe, mats
     reused = reusable_regularized(cfg) if cfg.regularized_from is not None else None
     if not is_ft and cfg.epochs_finetune <= 0:

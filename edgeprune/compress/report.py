@@ -58,7 +58,8 @@ def report(st: RunState) -> dict[str, Any]:
         "model": str(cfg.model),
         "method": cfg.method,
         "block": block_json(plan.block),
-        "block_str": str(plan.block),
+        "block_str": "heads+units" if cfg.units else str(plan.block),
+        "units": cfg.units,
         "block_preset": cfg.block_preset,
         "balanced": plan.balanced,
         "padding": "last partial block padded with zeros for norms (recorded per layer)",
@@ -81,7 +82,7 @@ def report(st: RunState) -> dict[str, Any]:
         "num_train_examples": len(st.train),
         "num_eval_examples": len(st.dev),
     }
-    title = f"{spec.name} {cfg.method} {plan.block} {figs['prunable_encoder']['compression']:.2f}x"
+    title = f"{spec.name} {cfg.method} {'heads+units' if cfg.units else plan.block} {figs['prunable_encoder']['compression']:.2f}x"
     st.run.write_plot(lambda path: plot_kept_ratios(recs, path, title))
     st.run.finish(record, keep_checkpoints=cfg.keep_checkpoints, keep_regularized=cfg.keep_regularized)
     dense, pruned = st.dense_metrics or {}, st.pruned_metrics or {}
