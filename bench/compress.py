@@ -401,7 +401,9 @@ def gen3_lines(rows: list[dict]) -> list[str]:
                    f"{r['dense']:.4f} | {r['pruned']:.4f} | {r['delta_points']:+.1f} | "
                    f"{'' if c is None else f'{c:.4f}'} | {mid} | {r['steps']} | {r['wall_s']:.0f} |")
     out.append("\n`edgeprune` rows ran with the uniform allocation (the recipe's default when they ran); "
-               "`edgeprune+sensitivity` rows with the per-matrix sensitivity allocation, the recipe's default now.")
+               "`edgeprune+sensitivity` rows with the per-matrix sensitivity allocation; `+aug4` rows also distil on "
+               "4 teacher-labelled perturbed copies of every training example (`--augment 4`, same steps); `+units` "
+               "rows prune whole attention heads and FFN units (`--units`) instead of 128x1 column segments.")
     for label in sorted({recipe_label(r) for r in rows if r["recipe"] == "edgeprune"}):
         ours = [r for r in rows if recipe_label(r) == label]
         for t in (2.0, 3.0, 5.0):
