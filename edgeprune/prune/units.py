@@ -2,9 +2,9 @@
 
 Removing a head shrinks Q/K/V, the attention products, the softmax and the output projection; removing an
 FFN unit shrinks both FFN matrices and the activation between them. So the dense int8 graph, whose linears
-are only about half its time, is shrunk almost everywhere (a 5x MiniLM-L6 with a fifth of its heads and units
-runs about 2.5x faster than dense int8 in onnxruntime, ``bench/results/units.md``), where column-segment
-pruning of the linears alone is bounded near 1.75x.
+are only about half its time, is shrunk almost everywhere (``bench/results/frontier.md``: the SST-2 models
+of ``bench.compress --runs gen3-units`` against dense int8, same run), where column-segment pruning of the
+linears alone is bounded near 1.75x.
 
 The cut only ranks and refits the two matrices that read a unit's output, whose input columns are the units:
 the attention output projection (``attn_out``, column groups of one head each) and the FFN output
