@@ -51,3 +51,15 @@ def test_exact_keep_never_revives_and_keeps_one_head():
     assert got["f"] == pytest.approx(0.55)  # 80 - 25 = 55 of 100, under the cap 0.6
     got = exact_keep({"o": 0.9, "f": 0.5}, {"o": 4}, size, 120.0, {"o": 0.5, "f": 0.6})
     assert got["o"] == 0.5 and got["f"] == 0.6  # caps bind: a later stage never keeps more than before
+
+
+def test_default_recipe_prunes_units_unless_a_structure_is_given():
+    from edgeprune.compress import CompressConfig
+
+    mk = lambda **kw: CompressConfig.for_recipe("edgeprune", model="x", task="mrpc", data_dir="d", out="o",  # noqa
+                                                 **kw)
+    assert mk().units is True
+    assert mk(block="128x1").units is False and mk(block_preset="tflite").units is False
+    assert mk(layers="ffn").units is False and mk(method="magnitude-unstructured").units is False
+    assert mk(units=False).units is False
+    assert CompressConfig.for_recipe("paper", model="x", task="mrpc", data_dir="d", out="o").units is False

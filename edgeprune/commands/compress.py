@@ -67,7 +67,8 @@ _METHODS = ["reweighted-group-lasso", "group-lasso", "magnitude-block", "magnitu
               help="With --distill: weight of a per-layer hidden-state MSE to the dense teacher [0 = logits only].")
 @click.option("--units/--no-units", default=None,
               help="Prune whole attention heads and FFN units (ranked and refitted on the output projections): "
-                   "smaller dense layers in every runtime, faster than dense int8 once quantized [off].")
+                   "smaller dense layers in every runtime, faster than dense int8 once quantized [edgeprune: on, "
+                   "unless --block, --block-preset, --layers or --method is given; paper: off].")
 @click.option("--augment", type=int, default=None,
               help="With --distill: add N teacher-labelled perturbed copies of every training example to the "
                    "distillation phases (same number of steps) [0].")
@@ -98,6 +99,7 @@ def command(out_dir: Path, resume: bool, overwrite: bool, target: str | None, sp
             data_dir: Path | None, **flags: object) -> None:
     """Prune MODEL on TASK to --target; writes OUT/model/ (+ masks.safetensors) and compression.json (last)."""
     from ..compress import RECIPES, STATE, CompressConfig, compress
+    from ..compress.config import yield_units
     from ..errors import ConfigError
     from ..io import read_json
     from ..prune.masks import parse_target
@@ -120,7 +122,7 @@ def command(out_dir: Path, resume: bool, overwrite: bool, target: str | None, sp
     if recipe not in RECIPES:
         raise ConfigError(f"unknown --recipe {recipe!r}; choose one of: {', '.join(RECIPES)}")
     start = base if base else {**RECIPES[recipe], "recipe": recipe}
-    d = {**start, **given, "out": str(out_dir)}
+    d = {**start, **(given if base else yield_units(given)), "out": str(out_dir)}
     d.setdefault("compression", 5.0)
     d.setdefault("data_dir", None)
     if not d.get("model"):
