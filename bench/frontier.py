@@ -37,6 +37,7 @@ from edgeprune.targets.remote_runner import peak_rss_bytes
 DENSE_DTYPES = ("fp32", "fp16", "int8-dynamic", "int8")
 PRUNED_DTYPES = ("fp32", "int8-dynamic", "int8")
 TIMINGS = "frontier_timings.jsonl"
+MARKERS = {"dense": "o", "heads+units": "^"}  # other pruned structures: squares
 
 
 class BadInput(Exception):
@@ -111,6 +112,20 @@ def compression_of(run_dir: Path) -> float:
     dense = sum(int(m.numel()) for m in masks.values())
     kept = sum(int(m.sum()) for m in masks.values())
     return dense / max(kept, 1)
+
+
+def structure_of(source: str | Path) -> str:
+    """What a pruned artifact removed: ``heads+units`` (``compress --units``), the block shape, or ``dense``;
+    read from the run's compression.json (a staged checkpoint ``RUN/compress_state/stages/<C>x/model``: RUN's)."""
+    from edgeprune.io import read_json
+
+    src = Path(source)
+    for d in (src, src.parent, *src.parents[:4]):
+        f = d / "compression.json"
+        if f.is_file():
+            rec = read_json(f)
+            return "heads+units" if rec.get("units") else str(rec.get("block_str", "?"))
+    return "dense"
 
 
 def source_name(run: Path) -> str:
@@ -253,7 +268,8 @@ def build_points(arts: list[Artifact], exports: dict, evals: dict, timings: dict
                 continue
             lat = summarize_latency(r["median_ms"] for r in rs)
             p = {"runtime": a.runtime, "threads": t, "compression": round(a.compression, 3), "dtype": a.dtype,
-                 "mode": a.mode, "metric": evals[a.key]["metric"], "metric_name": evals[a.key]["metric_name"],
+                 "mode": a.mode, "structure": "dense" if a.mode == "dense" else structure_of(a.source),
+                 "metric": evals[a.key]["metric"], "metric_name": evals[a.key]["metric_name"],
                  "eval_examples": evals[a.key]["examples"], **lat,
                  "latency_p10_ms": float(np.median([r["p10_ms"] for r in rs])),
                  "latency_p90_ms": float(np.median([r["p90_ms"] for r in rs])),
@@ -272,10 +288,11 @@ def write_md(result: dict[str, Any], path: Path) -> None:
 
     L = ["# Accuracy-latency-size frontier", "", f"Task {result['task']}, seq {result['seq_len']}, batch 1. "
          f"{result['timing']}", f"Machine: {result['machine']['platform']}, {result['machine']['cpus']} CPUs.", "",
-         "| runtime | threads | artifact | compression | mode | dtype | metric | latency ms (min-max) | file MB | "
-         "peak RSS MB | verified | Pareto |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+         "| runtime | threads | artifact | compression | mode | structure | dtype | metric | latency ms (min-max) | "
+         "file MB | peak RSS MB | verified | Pareto |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for p in sorted(result["points"], key=lambda p: (p["runtime"], p["threads"], p["latency_ms"])):
         L.append(f"| {p['runtime']} | {p['threads']} | {p['artifact']} | {p['compression']:.2f} | {p['mode']} | "
+                 f"{p.get('structure', '')} | "
                  f"{p['dtype']} | {p['metric']:.4f} | {p['latency_ms']:.2f} ({p['latency_min_ms']:.2f}-"
                  f"{p['latency_max_ms']:.2f}) | {p['file_bytes'] / 1e6:.2f} | {p['peak_rss_bytes'] / 1e6:.0f} | "
                  f"{p['verified']} | {'yes' if p['pareto'] else ''} |")
@@ -300,9 +317,9 @@ def write_png(points: list[dict[str, Any]], path: Path) -> None:
         ps = [p for p in points if p["runtime"] == rt and p["threads"] == t]
         for p in ps:
             ax.scatter(p["latency_ms"], p["metric"], s=40 + 800 * p["file_bytes"] / smax, alpha=0.6,
-                       c=colors.get(p["dtype"], "gray"), marker="o" if p["mode"] == "dense" else "s",
+                       c=colors.get(p["dtype"], "gray"), marker=MARKERS.get(p.get("structure", ""), "s"),
                        edgecolors="k" if p["pareto"] else "none")
-            ax.annotate(f"{p['compression']:.0f}x {p['dtype']}", (p["latency_ms"], p["metric"]), fontsize=7,
+            ax.annotate(f"{p['compression']:.3g}x {p['dtype']}", (p["latency_ms"], p["metric"]), fontsize=7,
                         xytext=(4, 3), textcoords="offset points")
         front = sorted((p for p in ps if p["pareto"]), key=lambda p: p["latency_ms"])
         ax.step([p["latency_ms"] for p in front], [p["metric"] for p in front], where="post", color="k", lw=1,
@@ -311,7 +328,8 @@ def write_png(points: list[dict[str, Any]], path: Path) -> None:
         ax.set_xlabel("latency ms (batch 1, median)")
         ax.set_ylabel(ps[0]["metric_name"] if ps else "metric")
         ax.legend(loc="lower right", fontsize=7)
-    fig.suptitle("accuracy vs latency; marker area = file size; circles dense, squares pruned")
+    fig.suptitle("accuracy vs latency; marker area = file size; circles dense, triangles whole heads + FFN units, "
+                 "squares other pruned blocks; black edge = Pareto front", fontsize=9)
     fig.tight_layout()
     with atomic_file(path) as tmp:
         fig.savefig(tmp, format="png", dpi=110)
