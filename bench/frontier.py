@@ -31,7 +31,8 @@ from typing import Any
 import numpy as np
 
 from bench.common import RESULTS, ROOT, WORK, module_argv, pyplot
-from bench.frontier_points import Artifact, artifact_key, check_point, mark_fronts, summarize_latency
+from bench.frontier_points import (Artifact, artifact_key, check_point, issue14_targets, mark_fronts,
+                                   summarize_latency)
 from edgeprune.targets.remote_runner import peak_rss_bytes
 
 DENSE_DTYPES = ("fp32", "fp16", "int8-dynamic", "int8")
@@ -296,6 +297,18 @@ def write_md(result: dict[str, Any], path: Path) -> None:
                  f"{p['dtype']} | {p['metric']:.4f} | {p['latency_ms']:.2f} ({p['latency_min_ms']:.2f}-"
                  f"{p['latency_max_ms']:.2f}) | {p['file_bytes'] / 1e6:.2f} | {p['peak_rss_bytes'] / 1e6:.0f} | "
                  f"{p['verified']} | {'yes' if p['pareto'] else ''} |")
+    L += ["", "## Issue-14 targets in this run", "",
+          "Baseline: the fastest dense int8 artifact of the same runtime and threads. `near`: the fastest pruned "
+          "int8 artifact within 1 point of dense fp32 (target: >= 1.3x faster than the baseline and smaller); "
+          "`5x`: the fastest pruned int8 artifact at 5x (target: >= 2.0x at 1 thread).", "",
+          "| runtime | threads | dense int8 ms | near: artifact | metric | ms | speedup | smaller | holds | "
+          "5x: ms | speedup | holds |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in result.get("targets", []):
+        n, f, b = r["near"], r["at_5x"], r["dense_int8"]
+        L.append(f"| {r['runtime']} | {r['threads']} | {b['latency_ms']:.2f} ({b['dtype']}) | "
+                 + (f"{n['artifact']} | {n['metric']:.4f} | {n['latency_ms']:.2f} | {n['speedup']:.2f}x | "
+                    f"{n['smaller']} | {n['holds']} | " if n else "none | | | | | | ")
+                 + (f"{f['latency_ms']:.2f} | {f['speedup']:.2f}x | {f['holds']} |" if f else " | | |"))
     with atomic_file(path) as tmp:
         tmp.write_text("\n".join(L) + "\n")
 
@@ -426,7 +439,7 @@ def main(argv: list[str] | None = None) -> int:
                    "RSS = the timing process's max resident set."),
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
         "versions": {"onnxruntime": onnxruntime.__version__, "python": platform.python_version()},
-        "points": points, "failed": failed, "wall_s": round(time.time() - t0, 1),
+        "points": points, "targets": issue14_targets(points), "failed": failed, "wall_s": round(time.time() - t0, 1),
     }
     from edgeprune.io import write_json
 

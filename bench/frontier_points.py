@@ -80,7 +80,41 @@ def check_point(p: dict[str, Any]) -> None:
     for k in ("file_bytes", "peak_rss_bytes"):
         if not (isinstance(p[k], int) and p[k] > 0):
             raise ValueError(f"{k} must be a positive int, got {p[k]!r}")
+def issue14_targets(points: list[dict[str, Any]], within: float = 0.01, speedup: float = 1.3,
+                    speedup_5x: float = 2.0) -> list[dict[str, Any]]:
+    """The issue-14 targets, checked on one run's points, per (runtime, threads) panel.
+
+    Baseline = the fastest dense int8 artifact (dynamic or static) of the panel, what a user would ship
+    instead. ``near``: the fastest pruned int8 artifact within ``within`` (absolute metric) of dense fp32, its
+    speedup over the baseline and whether it is also smaller; ``at_5x``: the fastest pruned int8 artifact at
+    5x and its speedup. A panel without the needed points reports None for them.
+    """
+    out = []
+    panels = sorted({(p["runtime"], p["threads"]) for p in points})
+    for rt, t in panels:
+        ps = [p for p in points if p["runtime"] == rt and p["threads"] == t]
+        fp32 = [p for p in ps if p["mode"] == "dense" and p["dtype"] == "fp32"]
+        base = min((p for p in ps if p["mode"] == "dense" and p["dtype"].startswith("int8")),
+                   key=lambda p: p["latency_ms"], default=None)
+        pruned = [p for p in ps if p["mode"] != "dense" and p["dtype"].startswith("int8")]
+        row: dict[str, Any] = {"runtime": rt, "threads": t, "dense_fp32_metric": fp32[0]["metric"] if fp32 else None,
+                               "dense_int8": base and {k: base[k] for k in ("dtype", "latency_ms", "file_bytes")}}
+        near = [p for p in pruned if fp32 and p["metric"] >= fp32[0]["metric"] - within]
+        best = min(near, key=lambda p: p["latency_ms"], default=None)
+        row["near"] = None if best is None or base is None else {
+            "artifact": best.get("artifact"), "metric": best["metric"], "latency_ms": best["latency_ms"],
+            "speedup": base["latency_ms"] / best["latency_ms"], "smaller": best["file_bytes"] < base["file_bytes"],
+            "holds": base["latency_ms"] / best["latency_ms"] >= speedup and best["file_bytes"] < base["file_bytes"]}
+        five = min((p for p in pruned if abs(p["compression"] - 5.0) < 0.1), key=lambda p: p["latency_ms"],
+                   default=None)
+        row["at_5x"] = None if five is None or base is None else {
+            "artifact": five.get("artifact"), "metric": five["metric"], "latency_ms": five["latency_ms"],
+            "speedup": base["latency_ms"] / five["latency_ms"],
+            "holds": base["latency_ms"] / five["latency_ms"] >= speedup_5x}
+        out.append(row)
+    return out
 
 
-__all__ = ["Artifact", "POINT_KEYS", "RUNTIMES", "artifact_key", "check_point", "dominates", "mark_fronts",
+__all__ = ["Artifact", "POINT_KEYS", "RUNTIMES", "artifact_key", "check_point", "dominates", "issue14_targets",
+           "mark_fronts",
            "pareto_front", "summarize_latency"]

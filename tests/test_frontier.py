@@ -77,7 +77,9 @@ def test_frontier_end_to_end_on_tiny_models(tiny_bert, tmp_path, glue, capsys):
     assert all(p["compression"] > 1.5 for p in pruned)
     front = set(pareto_front(pts))
     assert [p["pareto"] for p in pts] == [i in front for i in range(len(pts))]
-    assert (out / "frontier.md").read_text().count("| onnxruntime |") == 7
+    md = (out / "frontier.md").read_text()
+    assert md.split("## Issue-14 targets")[0].count("| onnxruntime |") == 7  # one row per point
+    assert json.loads((out / "frontier.json").read_text())["targets"][0]["runtime"] == "onnxruntime"
     assert (out / "frontier.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # resumable: a second call re-exports, re-evaluates and re-times nothing
     lines = (work / frontier.TIMINGS).read_text().splitlines()
@@ -129,3 +131,23 @@ def test_child_peak_rss_is_its_own_not_the_parents():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert 0 < int(out.stdout.strip()) < 200_000_000
     del ballast
+
+
+def test_issue14_targets_by_hand():
+    from bench.frontier_points import issue14_targets
+
+    def pt(mode, dtype, c, metric, ms, size, rt="onnxruntime", t=1, name=""):
+        return {"runtime": rt, "threads": t, "mode": mode, "dtype": dtype, "compression": c, "metric": metric,
+                "latency_ms": ms, "file_bytes": size, "artifact": name}
+
+    pts = [pt("dense", "fp32", 1.0, 0.90, 50, 90), pt("dense", "int8-dynamic", 1.0, 0.89, 15, 23),
+           pt("dense", "int8", 1.0, 0.88, 12, 23), pt("structured", "int8-dynamic", 1.5, 0.895, 9, 19, name="a"),
+           pt("structured", "int8-dynamic", 2.0, 0.87, 7, 17, name="b"),
+           pt("structured", "int8", 5.0, 0.85, 5, 14, name="c"), pt("structured", "fp32", 1.5, 0.9, 30, 70)]
+    (r,) = issue14_targets(pts)
+    assert r["dense_int8"]["latency_ms"] == 12  # the faster dense int8 is the baseline
+    assert r["near"]["artifact"] == "a" and r["near"]["speedup"] == pytest.approx(12 / 9)
+    assert r["near"]["smaller"] and r["near"]["holds"]
+    assert r["at_5x"]["artifact"] == "c" and r["at_5x"]["speedup"] == pytest.approx(2.4) and r["at_5x"]["holds"]
+    slow = [dict(p, latency_ms=11) if p["artifact"] == "a" else p for p in pts]
+    assert not issue14_targets(slow)[0]["near"]["holds"]  # 12 / 11 < 1.3
