@@ -104,6 +104,7 @@ RUN_SETS["gen3-augment"] = [dict(RUN_SETS["gen3-sensitivity"][0], augment=4)]
 RUN_SETS["gen3-units"] = [dict(RUN_SETS["gen3-sensitivity"][0], units=True)]
 # a milder target for the frontier's "within 1 point of dense fp32" point (one cut, 2 epochs at 1.5x)
 RUN_SETS["gen3-units-1.5x"] = [dict(RUN_SETS["gen3-units"][0], compression=1.5)]
+RUN_SETS["gen3-units-1.75x"] = [dict(RUN_SETS["gen3-units"][0], compression=1.75)]
 # generation-3 budget: seeded subset of at most 8,000 training examples, paper 1 + 2 epochs, ours 150 steps per
 # intermediate stage + 2 epochs at the target (about an hour per run on one of these cores)
 G3 = dict(train_limit=8000, epochs_reg=1.0, epochs_retrain=2.0, stage_steps=150)
