@@ -332,7 +332,8 @@ def write_png(points: list[dict[str, Any]], path: Path) -> None:
             ax.scatter(p["latency_ms"], p["metric"], s=40 + 800 * p["file_bytes"] / smax, alpha=0.6,
                        c=colors.get(p["dtype"], "gray"), marker=MARKERS.get(p.get("structure", ""), "s"),
                        edgecolors="k" if p["pareto"] else "none")
-            ax.annotate(f"{p['compression']:.3g}x {p['dtype']}", (p["latency_ms"], p["metric"]), fontsize=7,
+            ax.annotate(f"{p['compression']:.3g}x {p['dtype']}{'' if p['verified'] else '*'}",
+                        (p["latency_ms"], p["metric"]), fontsize=7,
                         xytext=(4, 3), textcoords="offset points")
         front = sorted((p for p in ps if p["pareto"]), key=lambda p: p["latency_ms"])
         ax.step([p["latency_ms"] for p in front], [p["metric"] for p in front], where="post", color="k", lw=1,
@@ -342,7 +343,7 @@ def write_png(points: list[dict[str, Any]], path: Path) -> None:
         ax.set_ylabel(ps[0]["metric_name"] if ps else "metric")
         ax.legend(loc="lower right", fontsize=7)
     fig.suptitle("accuracy vs latency; marker area = file size; circles dense, triangles whole heads + FFN units, "
-                 "squares other pruned blocks; black edge = Pareto front", fontsize=9)
+                 "squares other pruned blocks; black edge = Pareto front; * = missed the 0.5-point verification", fontsize=9)
     fig.tight_layout()
     with atomic_file(path) as tmp:
         fig.savefig(tmp, format="png", dpi=110)
