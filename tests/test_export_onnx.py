@@ -93,9 +93,11 @@ def test_reduced_precision_exports(dtype, tiny_bert, tmp_path, glue, monkeypatch
         assert {ops.BSMM_INT8, ops.BSMM_INT8_DIRECT} <= set(edgeprune_nodes(res.artifact))
         m = onnx.load(str(res.artifact))
         inits = {t.name: t for t in m.graph.initializer}
-        word = [n for n in m.graph.node if n.op_type == "Gather" and any("word_embeddings" in i for i in n.input)]
-        assert word and all(inits[n.input[0]].data_type in (onnx.TensorProto.INT8, onnx.TensorProto.UINT8)
-                            for n in word)  # the embedding table is stored as int8 too
+        word = [inits[n.input[0]] for n in m.graph.node if n.op_type == "Gather" and "word_embeddings" in n.input[0]]
+        # the embedding table is stored as int8 too, with one float scale per row beside it
+        assert sorted(t.data_type for t in word) == sorted([onnx.TensorProto.INT8, onnx.TensorProto.FLOAT])
+        table, scale = sorted(word, key=lambda t: t.data_type != onnx.TensorProto.INT8)
+        assert list(scale.dims) == [table.dims[0], 1]
     fp32 = export(run, cfg(glue), tmp_path / "fp32")
     assert res.artifact.stat().st_size < fp32.artifact.stat().st_size
 

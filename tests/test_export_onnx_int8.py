@@ -125,3 +125,37 @@ def test_cli_bad_int8_flags_exit_2(tiny_bert, tmp_path, glue, capsys):
     assert code == 2 and "int8-layer-choice" in err and "Traceback" not in err
     assert len(err.strip().splitlines()) == 1
     assert not (tmp_path / "b1").exists() and not (tmp_path / "b2").exists()
+
+
+def test_embedding_tables_quantize_per_row_exactly_enough():
+    """quantize_gathers_per_row: Gather(W) -> Cast(Gather(W_q)) * Gather(scale); each row within half a step."""
+    import numpy as np
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    from edgeprune.exporters.onnx_quant import quantize_gathers_per_row
+
+    rng = np.random.default_rng(0)
+    w = (rng.standard_normal((300, 64)) * rng.uniform(0.01, 10, (300, 1))).astype(np.float32)  # rows of any scale
+    w[7] = 0.0
+    g = helper.make_graph([helper.make_node("Gather", ["W", "ids"], ["y"], axis=0)], "g",
+                          [helper.make_tensor_value_info("ids", TensorProto.INT64, [2, 5])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 5, 64])],
+                          [numpy_helper.from_array(w, "W")])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    assert quantize_gathers_per_row(m) == 1
+    onnx.checker.check_model(m)
+    assert {t.name: t.data_type for t in m.graph.initializer} == {"W_int8_rows": TensorProto.INT8,
+                                                                  "W_row_scale": TensorProto.FLOAT}
+    ids = np.array([[0, 7, 299, 5, 5], [1, 2, 3, 4, 100]], np.int64)
+    y = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"ids": ids})[0]
+    step = np.abs(w).max(axis=1) / 127
+    assert np.all(np.abs(y - w[ids]) <= step[ids][..., None] / 2 + 1e-6)
+    assert np.all(y[0, 1] == 0)
+    small = helper.make_model(helper.make_graph(
+        [helper.make_node("Gather", ["W", "ids"], ["y"])], "s",
+        [helper.make_tensor_value_info("ids", TensorProto.INT64, [1])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])],
+        [numpy_helper.from_array(np.ones((10, 4), np.float32), "W")]), opset_imports=[helper.make_opsetid("", 17)])
+    assert quantize_gathers_per_row(small) == 0  # tiny tables stay float
