@@ -298,7 +298,7 @@ def write_md(result: dict[str, Any], path: Path) -> None:
                  f"{p['latency_max_ms']:.2f}) | {p['file_bytes'] / 1e6:.2f} | {p['peak_rss_bytes'] / 1e6:.0f} | "
                  f"{p['verified']} | {'yes' if p['pareto'] else ''} |")
     L += ["", "## Issue-14 targets in this run", "",
-          "Baseline: the fastest dense int8 artifact of the same runtime and threads. `near`: the fastest pruned "
+          "Verified artifacts only. Baseline: the fastest dense int8 artifact of the same runtime and threads. `near`: the fastest pruned "
           "int8 artifact within 1 point of dense fp32 (target: >= 1.3x faster than the baseline and smaller); "
           "`5x`: the fastest pruned int8 artifact at 5x (target: >= 2.0x at 1 thread).", "",
           "| runtime | threads | dense int8 ms | near: artifact | metric | ms | speedup | smaller | holds | "

@@ -84,6 +84,7 @@ def issue14_targets(points: list[dict[str, Any]], within: float = 0.01, speedup:
                     speedup_5x: float = 2.0) -> list[dict[str, Any]]:
     """The issue-14 targets, checked on one run's points, per (runtime, threads) panel.
 
+    Only artifacts that passed verification (the 0.5-point rule) count, on both sides.
     Baseline = the fastest dense int8 artifact (dynamic or static) of the panel, what a user would ship
     instead. ``near``: the fastest pruned int8 artifact within ``within`` (absolute metric) of dense fp32, its
     speedup over the baseline and whether it is also smaller; ``at_5x``: the fastest pruned int8 artifact at
@@ -92,7 +93,7 @@ def issue14_targets(points: list[dict[str, Any]], within: float = 0.01, speedup:
     out = []
     panels = sorted({(p["runtime"], p["threads"]) for p in points})
     for rt, t in panels:
-        ps = [p for p in points if p["runtime"] == rt and p["threads"] == t]
+        ps = [p for p in points if p["runtime"] == rt and p["threads"] == t and p.get("verified", True)]
         fp32 = [p for p in ps if p["mode"] == "dense" and p["dtype"] == "fp32"]
         base = min((p for p in ps if p["mode"] == "dense" and p["dtype"].startswith("int8")),
                    key=lambda p: p["latency_ms"], default=None)

@@ -149,5 +149,7 @@ def test_issue14_targets_by_hand():
     assert r["near"]["artifact"] == "a" and r["near"]["speedup"] == pytest.approx(12 / 9)
     assert r["near"]["smaller"] and r["near"]["holds"]
     assert r["at_5x"]["artifact"] == "c" and r["at_5x"]["speedup"] == pytest.approx(2.4) and r["at_5x"]["holds"]
+    unverified = [dict(p, verified=False) if p["artifact"] == "c" else p for p in pts]
+    assert issue14_targets(unverified)[0]["at_5x"] is None  # an artifact that failed verification never counts
     slow = [dict(p, latency_ms=11) if p["artifact"] == "a" else p for p in pts]
     assert not issue14_targets(slow)[0]["near"]["holds"]  # 12 / 11 < 1.3
