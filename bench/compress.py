@@ -105,6 +105,8 @@ RUN_SETS["gen3-units"] = [dict(RUN_SETS["gen3-sensitivity"][0], units=True)]
 # a milder target for the frontier's "within 1 point of dense fp32" point (one cut, 2 epochs at 1.5x)
 RUN_SETS["gen3-units-1.5x"] = [dict(RUN_SETS["gen3-units"][0], compression=1.5)]
 RUN_SETS["gen3-units-1.75x"] = [dict(RUN_SETS["gen3-units"][0], compression=1.75)]
+# whole heads + units and 4 teacher-labelled augmented copies (the small tasks)
+RUN_SETS["gen3-units-aug"] = [dict(RUN_SETS["gen3-units"][0], augment=4)]
 # generation-3 budget: seeded subset of at most 8,000 training examples, paper 1 + 2 epochs, ours 150 steps per
 # intermediate stage + 2 epochs at the target (about an hour per run on one of these cores)
 G3 = dict(train_limit=8000, epochs_reg=1.0, epochs_retrain=2.0, stage_steps=150)
@@ -721,7 +723,9 @@ GEN3_STYLE = {("edgeprune", "magnitude-block"): ("edgeprune recipe (staged, refi
               ("edgeprune+sensitivity+aug4", "magnitude-block"):
                   ("edgeprune recipe, sensitivity, 4 augmented copies", "-P", "C5"),
               ("edgeprune+sensitivity+units", "magnitude-block"):
-                  ("edgeprune recipe, whole heads + FFN units", "-X", "C6")}
+                  ("edgeprune recipe, whole heads + FFN units", "-X", "C6"),
+              ("edgeprune+sensitivity+aug4+units", "magnitude-block"):
+                  ("edgeprune recipe, heads + units, 4 augmented copies", "-*", "C7")}
 
 
 def plot_gen3(rows: list[dict]) -> None:
