@@ -124,8 +124,7 @@ def structure_of(source: str | Path) -> str:
     for d in (src, src.parent, *src.parents[:4]):
         f = d / "compression.json"
         if f.is_file():
-            rec = read_json(f)
-            return "heads+units" if rec.get("units") else str(rec.get("block_str", "?"))
+            return str(read_json(f).get("block_str", "?"))  # compress writes "heads+units" for --units runs
     return "dense"
 
 

@@ -230,6 +230,7 @@ def staged_cuts(st: RunState):
         params, tilings, layers = mats.params, mats.tilings, mats.layers
         lay = unit_layout(mats) if cfg.units else None
         cut_params = {n: params[n] for n in lay.cut} if lay else params
+        shapes = shapes_of(params)
         say(f"[3/4] stage {si + 1}/{len(targets)}: cut to {c:g}x by {cfg.score} rank"
             f"{', least-squares refit' if cfg.reconstruct else ''} on {n_calib} calibration examples")
         keep: float | dict[str, float] = keep_c
@@ -242,16 +243,16 @@ def staged_cuts(st: RunState):
             keep, alloc_table = sensitivity_allocation(
                 {n: p.detach() for n, p in cut_params.items()}, input_grams(teacher, batches, list(cut_params)),
                 lambda n, w, H, cnt, r: chooser(cfg, tilings, r, prev)(n, w, H, cnt), keep_c, damp=cfg.damp,
-                cap=cap, size_factor=lay.size_factor(shapes_of(params)) if lay else None)
+                cap=cap, size_factor=lay.size_factor(shapes) if lay else None)
         if lay is not None:  # whole heads: round them, then let the FFN units make the total exact
-            keep = units_keep(keep, cut_params, tilings, lay, shapes_of(params), keep_c, masks)
+            keep = units_keep(keep, cut_params, tilings, lay, shapes, keep_c, masks)
         masks, recs = cut_and_reconstruct(model, teacher, batches, list(cut_params), lambda n: layers[n],
                                           chooser(cfg, tilings, keep, masks), reconstruct=cfg.reconstruct,
                                           damp=cfg.damp)
         if lay is not None:  # the heads' Q/K/V rows and the units' FFN-input rows follow the cut exactly
             from edgeprune.prune.units import partner_masks
 
-            masks = {**masks, **partner_masks(masks, lay, shapes_of(params))}
+            masks = {**masks, **partner_masks(masks, lay, shapes)}
             masks = {n: masks[n] for n in params}
         entry: dict[str, Any] = {
             "target": c, "compression": compression_of(masks),
@@ -267,9 +268,7 @@ def staged_cuts(st: RunState):
         if not final and cfg.stage_steps > 0:
             t1 = time.perf_counter()
             mask_cb = MaskCallback(params, masks)
-            stage_cfg, stage_train = cfg.training("stage"), train
-            if cfg.distill and cfg.augment > 0:
-                stage_cfg, stage_train = replace(stage_cfg, train_limit=None), st.distill_examples(teacher)
+            stage_train, stage_cfg = st.training_data(teacher if cfg.distill else None, cfg.training("stage"))
             trainer = make_trainer(model, tok, spec, stage_train, None, stage_cfg, sdir,
                                    trainer_cls=PruneTrainer, callbacks=[mask_cb, *st.phase_callbacks("stage")],
                                    teacher=teacher if cfg.distill else None, distill_alpha=cfg.distill_alpha,

@@ -51,6 +51,7 @@ def report(st: RunState) -> dict[str, Any]:
     recs = layer_records(masks, tilings, mats.roles, mats.layers, gms)
     figs = compression_figures(model, masks, get_arch(model.config.model_type).layer_regex)
     reg_done = st.run.done(st.run.phase_dir("regularize"))
+    block_str = "heads+units" if cfg.units else str(plan.block)
     record = {
         "kind": "edgeprune.compress",
         "config_version": CONFIG_VERSION,
@@ -58,7 +59,7 @@ def report(st: RunState) -> dict[str, Any]:
         "model": str(cfg.model),
         "method": cfg.method,
         "block": block_json(plan.block),
-        "block_str": "heads+units" if cfg.units else str(plan.block),
+        "block_str": block_str,
         "units": cfg.units,
         "block_preset": cfg.block_preset,
         "balanced": plan.balanced,
@@ -82,7 +83,7 @@ def report(st: RunState) -> dict[str, Any]:
         "num_train_examples": len(st.train),
         "num_eval_examples": len(st.dev),
     }
-    title = f"{spec.name} {cfg.method} {'heads+units' if cfg.units else plan.block} {figs['prunable_encoder']['compression']:.2f}x"
+    title = f"{spec.name} {cfg.method} {block_str} {figs['prunable_encoder']['compression']:.2f}x"
     st.run.write_plot(lambda path: plot_kept_ratios(recs, path, title))
     st.run.finish(record, keep_checkpoints=cfg.keep_checkpoints, keep_regularized=cfg.keep_regularized)
     dense, pruned = st.dense_metrics or {}, st.pruned_metrics or {}

@@ -3,7 +3,6 @@ or, for a gradual schedule, the masks tighten along it; the pruned checkpoint is
 from __future__ import annotations
 
 import time
-from dataclasses import replace
 
 from edgeprune.distributed import barrier
 
@@ -49,10 +48,7 @@ def retrain(st: RunState) -> None:
                                       cfg.prune_ramp, cfg.prune_every, st.rms, resume_from=last)
     else:
         mask_cb = MaskCallback(mats.params, st.masks)
-    train, tcfg = st.train, cfg.training("retrain")
-    if teacher is not None and cfg.augment > 0:
-        train = st.distill_examples(teacher)
-        tcfg = replace(cfg.training("retrain", max_steps=st.distill_steps(epochs)), train_limit=None)
+    train, tcfg = st.training_data(teacher, cfg.training("retrain"), epochs)
     trainer = make_trainer(st.model, st.tok, spec, train, st.dev, tcfg, rt_dir,
                            trainer_cls=PruneTrainer, callbacks=[mask_cb, *st.phase_callbacks("retrain")],
                            teacher=teacher, distill_alpha=cfg.distill_alpha,

@@ -70,12 +70,18 @@ class RunState:
             self._distill_train = list(self.train) + extra
         return self._distill_train
 
-    def distill_steps(self, epochs: float) -> int:
-        """Optimizer steps of ``epochs`` over the real training set: augmentation changes what the steps
-        see, not how many there are (so a run with and without it costs the same)."""
+    def training_data(self, teacher: Any, tcfg: Any, epochs: float | None = None) -> tuple[list[Any], Any]:
+        """(examples, TrainConfig) of one training phase: with a teacher and ``--augment``, the augmented set,
+        whole (no ``train_limit`` cut), and for ``epochs`` the steps of that many epochs over the real training
+        set: augmentation changes what the steps see, not how many there are."""
         import math
+        from dataclasses import replace
 
-        return max(1, math.ceil(epochs * len(self.train) / self.cfg.batch_size))
+        if teacher is None or self.cfg.augment <= 0:
+            return self.train, tcfg
+        steps = tcfg.max_steps if epochs is None else max(1, math.ceil(epochs * len(self.train) /
+                                                                       self.cfg.batch_size))
+        return self.distill_examples(teacher), replace(tcfg, train_limit=None, max_steps=steps)
 
     @property
     def plan(self) -> Plan:
